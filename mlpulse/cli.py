@@ -1,0 +1,100 @@
+"""The `mlpulse` command: one entry point, a subcommand per part of the system."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from mlpulse import __version__
+
+_DESCRIPTION = """\
+mlpulse: observability for machine-learning prediction APIs.
+
+  mlpulse backend    OTLP ingest, storage, alerts, query API and the dashboard (:8003)
+  mlpulse mlapi      the observed ML API, instrumented with OpenTelemetry (:8002)
+  mlpulse demo       everything at once, with load and fault scenarios
+  mlpulse loadgen    realistic traffic and delayed ground truth against a running mlapi
+  mlpulse scenario   switch a fault scenario on a running mlapi (latency-spike, ...)
+  mlpulse bench      run the benchmarks and write BENCHMARKS.md
+
+Settings come from MLPULSE_* environment variables (see docs/operations.md) and the
+standard OTEL_* variables. Run `mlpulse <command> --help` for each command's options.
+"""
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
+    )
+
+
+def _run_backend(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from backend.app import create_app
+
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _run_mlapi(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mlapi.app import create_app
+
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlpulse",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mlpulse {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    backend = sub.add_parser(
+        "backend",
+        help="run the backend and the dashboard page",
+        description="Run the backend: OTLP/HTTP metrics ingest on POST /v1/metrics, "
+        "SQLite storage in MLPULSE_DATA_DIR, the alert engine, the query API and the "
+        "dashboard page at /.",
+    )
+    backend.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    backend.add_argument("--port", type=int, default=8003, help="port (default %(default)s)")
+    backend.set_defaults(func=_run_backend)
+
+    mlapi = sub.add_parser(
+        "mlapi",
+        help="run the observed ML API",
+        description="Run the ML API under observation: result and duration predictors, "
+        "a prediction cache, ground-truth feedback and admin actions. Telemetry is "
+        "exported per the standard OTEL_* variables; without OTEL_EXPORTER_OTLP_ENDPOINT "
+        "metrics go to the backend at MLPULSE_BACKEND_URL (default http://127.0.0.1:8003).",
+    )
+    mlapi.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    mlapi.add_argument("--port", type=int, default=8002, help="port (default %(default)s)")
+    mlapi.set_defaults(func=_run_mlapi)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run the chosen subcommand."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    _configure_logging(args.verbose)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

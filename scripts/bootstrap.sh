@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Make a fresh machine ready: a virtualenv in .venv with mlpulse and its dev tools.
+# Idempotent: it reinstalls only when pyproject.toml changed since the last run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "==> creating virtualenv .venv"
+    "$PYTHON" -m venv .venv
+fi
+
+stamp=.venv/.mlpulse-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "==> installing mlpulse and dev dependencies (first run takes a minute)"
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -e '.[dev]'
+    echo "$want" > "$stamp"
+else
+    echo "==> .venv is up to date"
+fi
