@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`. Both set up what is missing.
-.PHONY: demo test lint bench dev binaries browser
+.PHONY: demo test lint bench dev system binaries
 
 dev:
 	@bash scripts/bootstrap.sh
@@ -7,8 +7,14 @@ dev:
 demo: dev
 	@bash scripts/demo.sh
 
-test: dev
+test: dev system binaries
 	@bash scripts/test.sh
+
+system:
+	@bash scripts/install-system-deps.sh
+
+binaries:
+	@if [ -f scripts/build-binaries.sh ]; then bash scripts/build-binaries.sh; fi
 
 lint: dev
 	.venv/bin/ruff check .
