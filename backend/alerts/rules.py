@@ -1,0 +1,272 @@
+"""Alert rules and the rules file: models, YAML loading and validation messages.
+
+A rules file (YAML) holds ``channels`` and ``rules``::
+
+    channels:
+      - {name: console, type: console}
+    rules:
+      - name: high_error_rate
+        signal: error_rate_percent
+        comparison: ">"
+        threshold: 5
+        clear_threshold: 4
+        window: 5m
+        for: 1m
+        min_samples: 20
+        severity: critical
+        group_by: service
+        channels: [console]
+
+String values may reference environment variables as ``${env:NAME}`` (for secrets kept
+out of the file).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from backend.alerts.durations import Duration
+from backend.notify.channels import Channel
+
+SIGNALS: tuple[str, ...] = (
+    "request_rate",
+    "error_rate_percent",
+    "avg_latency_ms",
+    "p50_latency_ms",
+    "p95_latency_ms",
+    "p99_latency_ms",
+    "prediction_rate",
+    "avg_confidence",
+    "model_mae",
+    "model_rmse",
+    "model_r2",
+    "mae_degradation_percent",
+    "feedback_coverage_percent",
+    "cache_hit_rate_percent",
+    "cpu_percent",
+    "memory_percent",
+    "disk_percent",
+)
+"""The signals of docs/contracts.md a rule can watch."""
+
+Signal = Literal[
+    "request_rate",
+    "error_rate_percent",
+    "avg_latency_ms",
+    "p50_latency_ms",
+    "p95_latency_ms",
+    "p99_latency_ms",
+    "prediction_rate",
+    "avg_confidence",
+    "model_mae",
+    "model_rmse",
+    "model_r2",
+    "mae_degradation_percent",
+    "feedback_coverage_percent",
+    "cache_hit_rate_percent",
+    "cpu_percent",
+    "memory_percent",
+    "disk_percent",
+]
+Comparison = Literal[">", ">=", "<", "<="]
+Severity = Literal["info", "warning", "critical"]
+GroupBy = Literal["service", "route", "model", "none"]
+
+_NAME = r"^[A-Za-z0-9_.:-]{1,100}$"
+DEFAULT_RULES_FILE = "default_rules.yaml"
+
+
+def compare(value: float, comparison: str, threshold: float) -> bool:
+    """Return whether ``value <comparison> threshold`` holds."""
+    if comparison == ">":
+        return value > threshold
+    if comparison == ">=":
+        return value >= threshold
+    if comparison == "<":
+        return value < threshold
+    return value <= threshold
+
+
+class Rule(BaseModel):
+    """One alert rule: a signal compared with a threshold, per group, over a window.
+
+    The alert fires when ``signal <comparison> threshold`` has held for ``for`` with at
+    least ``min_samples`` samples in the window, and stays firing while
+    ``signal <comparison> clear_threshold`` (hysteresis) — plus ``keep_firing_for``.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(pattern=_NAME)
+    signal: Signal
+    comparison: Comparison
+    threshold: float = Field(allow_inf_nan=False)
+    clear_threshold: float | None = Field(
+        None, allow_inf_nan=False, description="default: the threshold (no hysteresis)"
+    )
+    window: Duration = Field(300.0, description="the signal is computed over this window")
+    for_: Duration = Field(60.0, alias="for", description="how long before pending fires")
+    keep_firing_for: Duration = 0.0
+    min_samples: int = Field(1, ge=0, le=10**9)
+    severity: Severity = "warning"
+    group_by: GroupBy = "service"
+    filters: dict[str, str] = Field(
+        default_factory=dict, description="label filters, e.g. {service: mlapi}"
+    )
+    channels: list[str] = Field(default_factory=lambda: ["console"], max_length=20)
+    enabled: bool = True
+    repeat_interval: Duration | None = Field(
+        None, description="re-notify while firing; default: the repeat_interval setting"
+    )
+    description: str = Field("", max_length=2000)
+
+    @model_validator(mode="after")
+    def _check(self) -> Rule:
+        if self.window <= 0:
+            raise ValueError("window must be > 0")
+        if self.clear_threshold is not None:
+            upward = self.comparison in (">", ">=")
+            if upward and self.clear_threshold > self.threshold:
+                raise ValueError(
+                    f"clear_threshold ({self.clear_threshold}) must be <= threshold "
+                    f"({self.threshold}) when comparison is '{self.comparison}'"
+                )
+            if not upward and self.clear_threshold < self.threshold:
+                raise ValueError(
+                    f"clear_threshold ({self.clear_threshold}) must be >= threshold "
+                    f"({self.threshold}) when comparison is '{self.comparison}'"
+                )
+        bad = [key for key in self.filters if key not in ("service", "route", "model")]
+        if bad:
+            raise ValueError(f"filters: unknown label {bad[0]!r} (service, route or model)")
+        return self
+
+    @property
+    def effective_clear_threshold(self) -> float:
+        """The threshold the value must cross back over for the alert to resolve."""
+        return self.threshold if self.clear_threshold is None else self.clear_threshold
+
+    def breaches(self, value: float) -> bool:
+        """Return whether ``value`` crosses the firing threshold."""
+        return compare(value, self.comparison, self.threshold)
+
+    def still_bad(self, value: float) -> bool:
+        """Return whether a firing alert with ``value`` stays firing (hysteresis band)."""
+        return compare(value, self.comparison, self.effective_clear_threshold)
+
+
+class AlertConfig(BaseModel):
+    """The whole alerting configuration: channels and rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channels: list[Channel] = Field(default_factory=list, max_length=100)
+    rules: list[Rule] = Field(default_factory=list, max_length=1000)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> AlertConfig:
+        names = [c.name for c in self.channels]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"channels[{i}].name: duplicate channel name {name!r}")
+        rule_names = [r.name for r in self.rules]
+        for i, rule in enumerate(self.rules):
+            if rule.name in rule_names[:i]:
+                raise ValueError(f"rules[{i}].name: duplicate rule name {rule.name!r}")
+            for channel in rule.channels:
+                if channel not in names:
+                    raise ValueError(
+                        f"rules[{i}].channels: unknown channel {channel!r} "
+                        f"(defined: {', '.join(names) or 'none'})"
+                    )
+        return self
+
+    def rule(self, name: str) -> Rule | None:
+        """Return the rule called ``name``, if any."""
+        return next((r for r in self.rules if r.name == name), None)
+
+    def channel(self, name: str) -> Channel | None:
+        """Return the channel called ``name``, if any."""
+        return next((c for c in self.channels if c.name == name), None)
+
+    def dump(self, *, reveal: bool = False) -> dict[str, Any]:
+        """Return a JSON-ready dict; secrets are ``[REDACTED]`` unless ``reveal``."""
+        return self.model_dump(mode="json", by_alias=True, context={"reveal": reveal})
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the offending field."""
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """Render a pydantic error as ``rules[2].threshold: Input should be a valid number``."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        path = ""
+        for part in err["loc"]:
+            if isinstance(part, int):
+                path += f"[{part}]"
+            elif part in ("console", "file", "webhook", "email") or "[" in str(part):
+                continue  # discriminator and validator tags add nothing for a reader
+            else:
+                path += f".{part}" if path else str(part)
+        message = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"{path}: {message}" if path else message)
+    return "; ".join(lines)
+
+
+_ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(node: Any) -> Any:
+    if isinstance(node, str):
+        return _ENV_REF.sub(lambda m: os.environ.get(m.group(1), ""), node)
+    if isinstance(node, list):
+        return [_expand_env(item) for item in node]
+    if isinstance(node, dict):
+        return {key: _expand_env(value) for key, value in node.items()}
+    return node
+
+
+def parse_config(data: Any) -> AlertConfig:
+    """Validate a decoded rules document; raise `ConfigError` naming the bad field."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("the rules document must be a mapping with 'channels' and 'rules'")
+    try:
+        return AlertConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def load_yaml(text: str) -> AlertConfig:
+    """Parse a YAML rules document, expanding ``${env:NAME}`` references."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}") from None
+    return parse_config(_expand_env(data))
+
+
+def default_rules_text() -> str:
+    """Return the text of the rules file shipped with mlpulse."""
+    return resources.files("backend").joinpath(DEFAULT_RULES_FILE).read_text(encoding="utf-8")
+
+
+def read_rules_file(path: Path | None) -> tuple[str, AlertConfig]:
+    """Return the text and parsed config of ``path``, or of the shipped default."""
+    text = default_rules_text() if path is None else path.read_text(encoding="utf-8")
+    return text, load_yaml(text)
+
+
+def dump_yaml(config: AlertConfig) -> str:
+    """Render ``config`` as YAML (secrets redacted), ready to commit as a rules file."""
+    return yaml.safe_dump(config.dump(), sort_keys=False, allow_unicode=True)

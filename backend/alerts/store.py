@@ -1,0 +1,418 @@
+"""SQLite persistence of the alert engine: config, instances, history, silences, receipts.
+
+The tables live in their own file (``alerts.db`` beside the metrics database), in WAL
+mode, so alert writes never contend with ingest. Every method is one short transaction
+and is safe to call from the evaluator and the delivery workers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from backend.alerts.state import AlertInstance, State, Transition
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alert_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alert_instances (
+    id TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_instances_rule ON alert_instances(rule);
+CREATE TABLE IF NOT EXISTS alert_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    from_state TEXT NOT NULL,
+    to_state TEXT NOT NULL,
+    value REAL,
+    samples INTEGER NOT NULL,
+    threshold REAL,
+    clear_threshold REAL,
+    severity TEXT,
+    reason TEXT NOT NULL,
+    silenced_by TEXT,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_history_at ON alert_history(at);
+CREATE INDEX IF NOT EXISTS alert_history_rule ON alert_history(rule, at);
+CREATE TABLE IF NOT EXISTS alert_notifications (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    history_id INTEGER,
+    alert_id TEXT,
+    rule TEXT,
+    channel TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    delivered_at REAL
+);
+CREATE INDEX IF NOT EXISTS alert_notifications_history ON alert_notifications(history_id);
+CREATE INDEX IF NOT EXISTS alert_notifications_status ON alert_notifications(status);
+CREATE TABLE IF NOT EXISTS alert_silences (
+    id TEXT PRIMARY KEY,
+    matchers TEXT NOT NULL,
+    starts_at REAL NOT NULL,
+    ends_at REAL NOT NULL,
+    created_by TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expired_at REAL
+);
+"""
+
+_INSTANCE_FIELDS = (
+    "state",
+    "value",
+    "samples",
+    "pending_since",
+    "fired_at",
+    "last_bad_at",
+    "resolved_at",
+    "state_since",
+    "last_eval_at",
+    "last_notified_at",
+    "notified",
+    "acknowledged_at",
+    "acknowledged_by",
+    "ack_comment",
+)
+
+
+class AlertStore:
+    """The alert engine's tables in one SQLite file.
+
+    >>> store = AlertStore(Path("/tmp/alerts.db"))  # doctest: +SKIP
+    >>> store.history(rule="high_error_rate", limit=10)  # doctest: +SKIP
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=2000")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- meta (the saved configuration, the rules file's hash) -------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        """Return a stored setting."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM alert_meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
+    def set_meta(self, items: dict[str, str]) -> None:
+        """Store settings atomically."""
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO alert_meta(key, value) VALUES(?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                list(items.items()),
+            )
+
+    # -- instances ------------------------------------------------------------------
+
+    def load_instances(self) -> list[AlertInstance]:
+        """Return every stored alert instance."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, rule, data FROM alert_instances").fetchall()
+        out = []
+        for row in rows:
+            data = json.loads(row["data"])
+            inst = AlertInstance(rule=row["rule"], labels=data.pop("labels"), id=row["id"])
+            for name in _INSTANCE_FIELDS:
+                if name in data:
+                    setattr(inst, name, data[name])
+            inst.state = State(inst.state)
+            out.append(inst)
+        return out
+
+    def save_evaluation(
+        self,
+        instances: list[AlertInstance],
+        transitions: list[tuple[Transition, dict[str, Any]]],
+        notifications: list[tuple[int | None, dict[str, Any]]],
+        deleted: Sequence[str] = (),
+    ) -> list[tuple[int, int]]:
+        """Persist one evaluation atomically; return ``(history_id, notification_id)`` pairs.
+
+        ``transitions`` pairs each transition with its history extras (threshold,
+        severity, silenced_by); ``notifications`` references transitions by index (or
+        ``None`` for a repeat) and holds the receipt fields.
+        """
+        created: list[tuple[int, int]] = []
+        with self._tx() as db:
+            for inst in instances:
+                data: dict[str, Any] = {name: getattr(inst, name) for name in _INSTANCE_FIELDS}
+                data["state"] = str(inst.state)
+                data["labels"] = inst.labels
+                db.execute(
+                    "INSERT INTO alert_instances(id, rule, data) VALUES(?, ?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET rule=excluded.rule, data=excluded.data",
+                    (inst.id, inst.rule, json.dumps(data)),
+                )
+            for alert_id in deleted:
+                db.execute("DELETE FROM alert_instances WHERE id=?", (alert_id,))
+            history_ids: list[int] = []
+            for tr, extra in transitions:
+                cur = db.execute(
+                    "INSERT INTO alert_history(alert_id, rule, labels, from_state, to_state, "
+                    "value, samples, threshold, clear_threshold, severity, reason, silenced_by, "
+                    "at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        tr.alert_id,
+                        tr.rule,
+                        json.dumps(tr.labels, sort_keys=True),
+                        str(tr.from_state),
+                        str(tr.to_state),
+                        tr.value,
+                        tr.samples,
+                        extra.get("threshold"),
+                        extra.get("clear_threshold"),
+                        extra.get("severity"),
+                        tr.reason,
+                        extra.get("silenced_by"),
+                        tr.at,
+                    ),
+                )
+                history_ids.append(int(cur.lastrowid or 0))
+            for index, note in notifications:
+                history_id = history_ids[index] if index is not None else None
+                note_id = self._insert_notification(db, history_id, note)
+                created.append((history_id or 0, note_id))
+        return created
+
+    def acknowledge(self, inst: AlertInstance) -> None:
+        """Persist the acknowledgement fields of ``inst``."""
+        self.save_evaluation([inst], [], [])
+
+    # -- history ----------------------------------------------------------------------
+
+    def history(
+        self,
+        *,
+        rule: str | None = None,
+        state: str | None = None,
+        alert_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        before_id: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Return history entries (newest first) with their delivery receipts, and the total."""
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("rule", rule), ("to_state", state), ("alert_id", alert_id)):
+            if value is not None:
+                where.append(f"{column}=?")
+                args.append(value)
+        if since is not None:
+            where.append("at>=?")
+            args.append(since)
+        if until is not None:
+            where.append("at<=?")
+            args.append(until)
+        count_clause = " WHERE " + " AND ".join(where) if where else ""
+        count_args = list(args)
+        if before_id is not None:
+            where.append("id<?")
+            args.append(before_id)
+        clause = " WHERE " + " AND ".join(where) if where else ""
+        with self._lock:
+            total = self._db.execute(
+                f"SELECT COUNT(*) FROM alert_history{count_clause}",  # noqa: S608 - fixed columns
+                count_args,
+            ).fetchone()[0]
+            rows = self._db.execute(
+                f"SELECT * FROM alert_history{clause} ORDER BY id DESC LIMIT ? OFFSET ?",  # noqa: S608
+                [*args, limit, offset],
+            ).fetchall()
+            ids = [row["id"] for row in rows]
+            receipts: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+            if ids:
+                marks = ",".join("?" * len(ids))
+                for note in self._db.execute(
+                    f"SELECT * FROM alert_notifications WHERE history_id IN ({marks}) "  # noqa: S608
+                    "ORDER BY id",
+                    ids,
+                ).fetchall():
+                    receipts[note["history_id"]].append(_receipt(note))
+        entries = []
+        for row in rows:
+            entry = dict(row)
+            entry["labels"] = json.loads(entry["labels"])
+            entry["from"] = entry.pop("from_state")
+            entry["to"] = entry.pop("to_state")
+            entry["notifications"] = receipts[row["id"]]
+            entries.append(entry)
+        return entries, int(total)
+
+    # -- notifications (delivery receipts) -----------------------------------------
+
+    @staticmethod
+    def _insert_notification(
+        db: sqlite3.Connection, history_id: int | None, note: dict[str, Any]
+    ) -> int:
+        cur = db.execute(
+            "INSERT INTO alert_notifications(history_id, alert_id, rule, channel, kind, payload, "
+            "status, attempts, last_error, created_at, updated_at) "
+            "VALUES(?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+            (
+                history_id,
+                note.get("alert_id"),
+                note.get("rule"),
+                note["channel"],
+                note["kind"],
+                json.dumps(note["payload"]),
+                note.get("status", "queued"),
+                note.get("last_error"),
+                note["created_at"],
+                note["created_at"],
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    def add_notification(self, history_id: int | None, note: dict[str, Any]) -> int:
+        """Record a notification to deliver; return its id."""
+        with self._tx() as db:
+            return self._insert_notification(db, history_id, note)
+
+    def notification(self, note_id: int) -> dict[str, Any] | None:
+        """Return one notification with its payload."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM alert_notifications WHERE id=?", (note_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        out = _receipt(row)
+        out["payload"] = json.loads(row["payload"])
+        return out
+
+    def update_receipt(
+        self,
+        note_id: int,
+        *,
+        status: str,
+        attempts: int,
+        last_error: str | None,
+        at: float,
+        delivered_at: float | None = None,
+    ) -> None:
+        """Record the outcome of a delivery attempt."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE alert_notifications SET status=?, attempts=?, last_error=?, "
+                "updated_at=?, delivered_at=COALESCE(?, delivered_at) WHERE id=?",
+                (status, attempts, last_error, at, delivered_at, note_id),
+            )
+
+    def undelivered(self) -> list[int]:
+        """Return the ids of notifications queued or in flight (to resume after a restart)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM alert_notifications WHERE status IN ('queued', 'sending') "
+                "ORDER BY id"
+            ).fetchall()
+        return [int(row["id"]) for row in rows]
+
+    def notifications(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Return the latest receipts, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM alert_notifications ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [_receipt(row) for row in rows]
+
+    # -- silences ---------------------------------------------------------------------
+
+    def add_silence(self, silence: dict[str, Any]) -> dict[str, Any]:
+        """Store a silence; return it with its id."""
+        silence = dict(silence, id=silence.get("id") or uuid.uuid4().hex)
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO alert_silences(id, matchers, starts_at, ends_at, created_by, "
+                "comment, created_at) VALUES(?, ?, ?, ?, ?, ?, ?)",
+                (
+                    silence["id"],
+                    json.dumps(silence["matchers"]),
+                    silence["starts_at"],
+                    silence["ends_at"],
+                    silence["created_by"],
+                    silence["comment"],
+                    silence["created_at"],
+                ),
+            )
+        return silence
+
+    def silences(self) -> list[dict[str, Any]]:
+        """Return every silence not deleted, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM alert_silences WHERE expired_at IS NULL ORDER BY created_at DESC"
+            ).fetchall()
+        out = []
+        for row in rows:
+            item = dict(row)
+            item["matchers"] = json.loads(item["matchers"])
+            item.pop("expired_at")
+            out.append(item)
+        return out
+
+    def expire_silence(self, silence_id: str, at: float) -> bool:
+        """Delete (expire) a silence; return whether it existed."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE alert_silences SET expired_at=? WHERE id=? AND expired_at IS NULL",
+                (at, silence_id),
+            )
+            return cur.rowcount > 0
+
+
+def _receipt(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "channel": row["channel"],
+        "kind": row["kind"],
+        "status": row["status"],
+        "attempts": row["attempts"],
+        "last_error": row["last_error"],
+        "created_at": row["created_at"],
+        "delivered_at": row["delivered_at"],
+    }
