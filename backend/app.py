@@ -1,0 +1,70 @@
+"""The backend application: wiring only.
+
+`create_app(settings)` builds the state (settings, API token, store, live broker),
+includes every router of `ROUTERS` and starts every job of `BACKGROUND_JOBS` in the
+lifespan. To add a part: append its router to `_routers()` and, if it runs in the
+background, its `async def job(app) -> None` to `_background_jobs()` (a job runs until
+cancelled at shutdown; put cleanup in a `finally`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from backend.config import BackendSettings, resolve_api_token
+from backend.live import Broker
+from backend.storage.sqlite import SQLiteStore
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[FastAPI], Coroutine[Any, Any, None]]
+
+
+def _routers() -> list[APIRouter]:
+    from backend import live
+    from backend.api.routes import health
+
+    return [health.router, live.router]
+
+
+def _background_jobs() -> list[Job]:
+    from backend.maintenance import retention_job
+
+    return [retention_job]
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    tasks: list[asyncio.Task[None]] = [asyncio.create_task(job(app)) for job in _background_jobs()]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        app.state.store.close()
+
+
+def create_app(settings: BackendSettings | None = None) -> FastAPI:
+    """Build the backend app; `settings` defaults to the `MLPULSE_*` environment."""
+    settings = settings or BackendSettings()
+    app = FastAPI(title="mlpulse backend", lifespan=_lifespan)
+    app.state.settings = settings
+    app.state.api_token = resolve_api_token(settings)
+    app.state.store = SQLiteStore(
+        settings.database_path,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        synchronous=settings.sqlite_synchronous,
+    )
+    app.state.broker = Broker()
+    for router in _routers():
+        app.include_router(router)
+    return app

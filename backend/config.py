@@ -1,0 +1,91 @@
+"""Backend settings, read from `MLPULSE_*` environment variables (pydantic-settings).
+
+`BackendSettings()` reads the environment; tests pass values directly:
+
+    settings = BackendSettings(data_dir=tmp_path, api_token="t0ken")
+
+`resolve_api_token(settings)` returns the bearer token for state-changing routes: the
+configured one, or one generated once and kept in `<data_dir>/api-token` (mode 0600).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+TOKEN_FILE = "api-token"  # noqa: S105 - a file name, not a secret
+DATABASE_FILE = "mlpulse.db"
+
+
+class BackendSettings(BaseSettings):
+    """Everything the backend can be told, one `MLPULSE_<NAME>` variable per field."""
+
+    model_config = SettingsConfigDict(env_prefix="MLPULSE_", extra="ignore")
+
+    data_dir: Path = Path("./.data")
+    api_token: SecretStr | None = None
+    mlapi_url: str = "http://127.0.0.1:8002"
+    jaeger_ui_url: str = "http://127.0.0.1:16686"
+    host: str = "127.0.0.1"
+    port: int = 8003
+
+    # Untrusted input limits (OTLP ingest). Excess points are refused via partial_success.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)  # after decompression
+    max_attributes_per_point: int = Field(default=32, gt=0)  # resource and point, each
+    max_attribute_key_length: int = Field(default=128, gt=0)
+    max_attribute_value_length: int = Field(default=1024, gt=0)
+    max_series: int = Field(default=50_000, gt=0)
+    max_exemplars_per_bucket: int = Field(default=4, ge=0)
+    max_inflight_exports: int = Field(default=8, gt=0)  # beyond it: 503 + Retry-After
+
+    # Storage.
+    sqlite_busy_timeout_ms: int = Field(default=2_000, ge=0)
+    # NORMAL in WAL mode: a committed transaction survives a crash of the process (kill -9);
+    # FULL also survives power loss, at an fsync per commit.
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    retention_10s: timedelta = timedelta(hours=24)
+    retention_1m: timedelta = timedelta(days=7)
+    retention_1h: timedelta = timedelta(days=90)
+    maintenance_interval_s: float = Field(default=60.0, gt=0)
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file holding series, aggregates and ingest state."""
+        return self.data_dir / DATABASE_FILE
+
+    def retention_seconds(self) -> dict[int, int]:
+        """Retention per resolution, as {resolution seconds: seconds to keep}."""
+        return {
+            10: int(self.retention_10s.total_seconds()),
+            60: int(self.retention_1m.total_seconds()),
+            3600: int(self.retention_1h.total_seconds()),
+        }
+
+
+def resolve_api_token(settings: BackendSettings) -> str:
+    """Return the API token: configured, else read from or generated into the data dir."""
+    if settings.api_token is not None and settings.api_token.get_secret_value():
+        return settings.api_token.get_secret_value()
+    path = settings.data_dir / TOKEN_FILE
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        token = path.read_text(encoding="utf-8").strip()
+        if token:
+            log.info("API token read from %s", path)
+            return token
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(token + "\n")
+    os.chmod(path, 0o600)
+    log.info("MLPULSE_API_TOKEN unset: generated a token and stored it in %s", path)
+    return token

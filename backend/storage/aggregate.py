@@ -1,0 +1,337 @@
+"""The stored unit: one series' data over one time bucket, and how two of them merge.
+
+An `Aggregate` holds what a 10 s, 1 min or 1 h bucket keeps of a series:
+
+- sums (counters, up-down counters): `sum` is the delta over the bucket, `last` the
+  cumulative level when the producer reports cumulative values;
+- gauges: `count`, `sum`, `min`, `max` and `last` (by point time);
+- histograms: `count`, `sum`, `min`/`max` when known, and either `explicit` buckets or
+  base-2 `exponential` buckets;
+- a few exemplars (trace and span ids) for any kind.
+
+`merge(a, b)` is associative and commutative (up to which exemplars are kept), so buckets
+roll up and series add up in any order. Exponential histograms at different scales merge
+by downscaling to the coarser scale; explicit histograms with different bounds merge onto
+the union of the bounds, each source bucket counted in the target bucket of its upper
+bound (exact when the bounds agree, which they do for one instrument).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+MAX_EXP_BUCKETS = 2048  # a merged exponential histogram wider than this is downscaled
+
+
+@dataclass(frozen=True, slots=True)
+class Exemplar:
+    """A sampled measurement with the trace that produced it."""
+
+    value: float
+    time_ns: int
+    trace_id: str = ""  # lowercase hex, empty when the point had none
+    span_id: str = ""
+
+
+@dataclass(slots=True)
+class ExplicitBuckets:
+    """Explicit-bucket histogram counts: `counts[i]` counts (bounds[i-1], bounds[i]]."""
+
+    bounds: tuple[float, ...]
+    counts: list[int]
+
+    def copy(self) -> ExplicitBuckets:
+        return ExplicitBuckets(self.bounds, list(self.counts))
+
+
+@dataclass(slots=True)
+class ExpBuckets:
+    """Base-2 exponential histogram: bucket i of scale s covers (b**i, b**(i+1)], b=2**2**-s."""
+
+    scale: int
+    zero_count: int = 0
+    zero_threshold: float = 0.0
+    pos_offset: int = 0
+    pos_counts: list[int] = field(default_factory=list)
+    neg_offset: int = 0
+    neg_counts: list[int] = field(default_factory=list)
+
+    def copy(self) -> ExpBuckets:
+        return ExpBuckets(
+            self.scale,
+            self.zero_count,
+            self.zero_threshold,
+            self.pos_offset,
+            list(self.pos_counts),
+            self.neg_offset,
+            list(self.neg_counts),
+        )
+
+    @property
+    def total(self) -> int:
+        return self.zero_count + sum(self.pos_counts) + sum(self.neg_counts)
+
+
+@dataclass(slots=True)
+class Aggregate:
+    """One series over one bucket (or over any merge of buckets and series)."""
+
+    count: float = 0.0
+    sum: float = 0.0
+    min: float | None = None
+    max: float | None = None
+    last: float | None = None
+    last_ns: int = 0
+    explicit: ExplicitBuckets | None = None
+    exponential: ExpBuckets | None = None
+    exemplars: list[Exemplar] = field(default_factory=list)
+
+    def copy(self) -> Aggregate:
+        return replace(
+            self,
+            explicit=self.explicit.copy() if self.explicit else None,
+            exponential=self.exponential.copy() if self.exponential else None,
+            exemplars=list(self.exemplars),
+        )
+
+
+# --- exponential buckets -----------------------------------------------------------
+
+
+def _downscale_range(offset: int, counts: list[int], by: int) -> tuple[int, list[int]]:
+    if by <= 0 or not counts:
+        return offset, list(counts)
+    new_offset = offset >> by
+    out: list[int] = [0] * (((offset + len(counts) - 1) >> by) - new_offset + 1)
+    for i, c in enumerate(counts):
+        if c:
+            out[((offset + i) >> by) - new_offset] += c
+    return new_offset, out
+
+
+def downscale(h: ExpBuckets, scale: int) -> ExpBuckets:
+    """Return `h` at a coarser (smaller or equal) scale; bucket i maps to i >> (s - scale)."""
+    by = h.scale - scale
+    if by < 0:
+        raise ValueError("cannot upscale an exponential histogram")
+    po, pc = _downscale_range(h.pos_offset, h.pos_counts, by)
+    no, nc = _downscale_range(h.neg_offset, h.neg_counts, by)
+    return ExpBuckets(scale, h.zero_count, h.zero_threshold, po, pc, no, nc)
+
+
+def _add_range(
+    ao: int, ac: list[int], bo: int, bc: list[int], sign: int = 1
+) -> tuple[int, list[int]]:
+    if not bc:
+        return ao, list(ac)
+    if not ac:
+        return bo, [sign * c for c in bc]
+    lo = min(ao, bo)
+    hi = max(ao + len(ac), bo + len(bc))
+    out = [0] * (hi - lo)
+    for i, c in enumerate(ac):
+        out[ao - lo + i] += c
+    for i, c in enumerate(bc):
+        out[bo - lo + i] += sign * c
+    return lo, out
+
+
+def _trim(offset: int, counts: list[int]) -> tuple[int, list[int]]:
+    start = 0
+    while start < len(counts) and counts[start] == 0:
+        start += 1
+    end = len(counts)
+    while end > start and counts[end - 1] == 0:
+        end -= 1
+    if start == end:
+        return 0, []
+    return offset + start, counts[start:end]
+
+
+def _fit(h: ExpBuckets) -> ExpBuckets:
+    while max(len(h.pos_counts), len(h.neg_counts)) > MAX_EXP_BUCKETS:
+        h = downscale(h, h.scale - 1)
+    return h
+
+
+def merge_exp(a: ExpBuckets, b: ExpBuckets) -> ExpBuckets:
+    """Add two exponential histograms, downscaling to the coarser scale."""
+    scale = min(a.scale, b.scale)
+    a2, b2 = downscale(a, scale), downscale(b, scale)
+    po, pc = _add_range(a2.pos_offset, a2.pos_counts, b2.pos_offset, b2.pos_counts)
+    no, nc = _add_range(a2.neg_offset, a2.neg_counts, b2.neg_offset, b2.neg_counts)
+    merged = ExpBuckets(
+        scale,
+        a2.zero_count + b2.zero_count,
+        max(a2.zero_threshold, b2.zero_threshold),
+        po,
+        pc,
+        no,
+        nc,
+    )
+    return _fit(merged)
+
+
+def subtract_exp(cur: ExpBuckets, prev: ExpBuckets) -> ExpBuckets | None:
+    """Return cur - prev for cumulative snapshots, or None if that is not a valid histogram."""
+    if cur.scale > prev.scale:
+        return None  # a cumulative histogram only ever downscales: this is a reset
+    p = downscale(prev, cur.scale)
+    po, pc = _add_range(cur.pos_offset, cur.pos_counts, p.pos_offset, p.pos_counts, -1)
+    no, nc = _add_range(cur.neg_offset, cur.neg_counts, p.neg_offset, p.neg_counts, -1)
+    zero = cur.zero_count - p.zero_count
+    if zero < 0 or any(c < 0 for c in pc) or any(c < 0 for c in nc):
+        return None
+    po, pc = _trim(po, pc)
+    no, nc = _trim(no, nc)
+    return ExpBuckets(cur.scale, zero, cur.zero_threshold, po, pc, no, nc)
+
+
+# --- explicit buckets --------------------------------------------------------------
+
+
+def _rebin(h: ExplicitBuckets, bounds: tuple[float, ...]) -> list[int]:
+    out = [0] * (len(bounds) + 1)
+    index = {b: i for i, b in enumerate(bounds)}
+    for i, c in enumerate(h.counts):
+        out[index[h.bounds[i]] if i < len(h.bounds) else len(bounds)] += c
+    return out
+
+
+def merge_explicit(a: ExplicitBuckets, b: ExplicitBuckets) -> ExplicitBuckets:
+    """Add two explicit histograms (onto the union of bounds when they differ)."""
+    if a.bounds == b.bounds:
+        return ExplicitBuckets(a.bounds, [x + y for x, y in zip(a.counts, b.counts, strict=True)])
+    bounds = tuple(sorted(set(a.bounds) | set(b.bounds)))
+    return ExplicitBuckets(
+        bounds, [x + y for x, y in zip(_rebin(a, bounds), _rebin(b, bounds), strict=True)]
+    )
+
+
+def subtract_explicit(cur: ExplicitBuckets, prev: ExplicitBuckets) -> ExplicitBuckets | None:
+    """Return cur - prev for cumulative snapshots, or None on a reset or a bounds change."""
+    if cur.bounds != prev.bounds:
+        return None
+    counts = [x - y for x, y in zip(cur.counts, prev.counts, strict=True)]
+    if any(c < 0 for c in counts):
+        return None
+    return ExplicitBuckets(cur.bounds, counts)
+
+
+# --- aggregates --------------------------------------------------------------------
+
+
+def _opt(fn: Any, a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return float(fn(a, b))
+
+
+def keep_exemplars(exemplars: list[Exemplar], limit: int) -> list[Exemplar]:
+    """Keep at most `limit` exemplars: the latest per power of two of value, largest first.
+
+    Spreading over magnitudes keeps a link for the body of a latency distribution as well
+    as for its tail, which is what a reader clicks.
+    """
+    if limit <= 0:
+        return []
+    if len(exemplars) <= limit:
+        return exemplars
+    by_magnitude: dict[int, Exemplar] = {}
+    for ex in exemplars:
+        key = math.frexp(ex.value)[1] if ex.value and math.isfinite(ex.value) else -10_000
+        cur = by_magnitude.get(key)
+        if cur is None or ex.time_ns >= cur.time_ns:
+            by_magnitude[key] = ex
+    kept = sorted(by_magnitude.values(), key=lambda e: e.value, reverse=True)
+    return kept[:limit]
+
+
+def merge(a: Aggregate, b: Aggregate, max_exemplars: int = 4) -> Aggregate:
+    """Return the aggregate of `a` and `b` over the union of their buckets or series."""
+    if a.exponential is not None and b.exponential is not None:
+        exponential: ExpBuckets | None = merge_exp(a.exponential, b.exponential)
+    else:
+        exponential = a.exponential or b.exponential
+    if a.explicit is not None and b.explicit is not None:
+        explicit: ExplicitBuckets | None = merge_explicit(a.explicit, b.explicit)
+    else:
+        explicit = a.explicit or b.explicit
+    take_b = b.last is not None and (a.last is None or b.last_ns >= a.last_ns)
+    last = b.last if take_b else a.last
+    return Aggregate(
+        count=a.count + b.count,
+        sum=a.sum + b.sum,
+        min=_opt(min, a.min, b.min),
+        max=_opt(max, a.max, b.max),
+        last=last,
+        last_ns=max(a.last_ns, b.last_ns),
+        explicit=explicit,
+        exponential=exponential,
+        exemplars=keep_exemplars(a.exemplars + b.exemplars, max_exemplars),
+    )
+
+
+def merge_all(aggs: list[Aggregate], max_exemplars: int = 4) -> Aggregate:
+    """Merge any number of aggregates (an empty list gives an empty aggregate)."""
+    out = Aggregate()
+    for agg in aggs:
+        out = merge(out, agg, max_exemplars)
+    return out
+
+
+# --- serialization (compact JSON text, one column each) -----------------------------
+
+
+def dump_hist(agg: Aggregate) -> str | None:
+    """Serialize the histogram part of an aggregate."""
+    if agg.exponential is not None:
+        h = agg.exponential
+        return json.dumps(
+            {
+                "s": h.scale,
+                "z": h.zero_count,
+                "zt": h.zero_threshold,
+                "po": h.pos_offset,
+                "pc": h.pos_counts,
+                "no": h.neg_offset,
+                "nc": h.neg_counts,
+            },
+            separators=(",", ":"),
+        )
+    if agg.explicit is not None:
+        return json.dumps(
+            {"b": list(agg.explicit.bounds), "c": agg.explicit.counts}, separators=(",", ":")
+        )
+    return None
+
+
+def load_hist(text: str | None) -> tuple[ExplicitBuckets | None, ExpBuckets | None]:
+    """Parse what `dump_hist` wrote."""
+    if not text:
+        return None, None
+    d = json.loads(text)
+    if "s" in d:
+        return None, ExpBuckets(d["s"], d["z"], d["zt"], d["po"], d["pc"], d["no"], d["nc"])
+    return ExplicitBuckets(tuple(d["b"]), d["c"]), None
+
+
+def dump_exemplars(exemplars: list[Exemplar]) -> str | None:
+    """Serialize exemplars."""
+    if not exemplars:
+        return None
+    return json.dumps(
+        [[e.value, e.time_ns, e.trace_id, e.span_id] for e in exemplars], separators=(",", ":")
+    )
+
+
+def load_exemplars(text: str | None) -> list[Exemplar]:
+    """Parse what `dump_exemplars` wrote."""
+    if not text:
+        return []
+    return [Exemplar(float(v), int(t), str(tr), str(sp)) for v, t, tr, sp in json.loads(text)]

@@ -1,0 +1,16 @@
+"""Retention: drop buckets older than each resolution keeps."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from backend.storage.base import MetricStore
+
+
+def apply_retention(
+    store: MetricStore, keep_seconds: Mapping[int, int], now: float | None = None
+) -> dict[int, int]:
+    """Delete, per resolution, buckets that start before now - its retention; return counts."""
+    now = time.time() if now is None else now
+    return {res: store.delete_before(res, now - keep) for res, keep in keep_seconds.items()}

@@ -1,0 +1,441 @@
+"""SQLite implementation of the metrics store (stdlib sqlite3, one file, WAL mode).
+
+Schema (see docs/api.md for the reasoning):
+
+- `series`: one row per series identity (resource + scope + metric + point attributes),
+  with `service`/`instance` columns pulled out of the resource for filtering.
+- `buckets`: one row per (resolution, series, bucket start) holding an `Aggregate`.
+  Ingest merges every accepted point into its 10 s, 1 min and 1 h bucket in the same
+  transaction, so the rollups are always exact, late points included.
+- `ingest_state`: the last accepted point per series (time, start time, cumulative
+  snapshot) so cumulative → delta conversion and replay detection survive a restart.
+- `meta`: key/value (schema version, last ingest time).
+
+Durability: WAL with `synchronous=NORMAL` (default) makes every committed transaction
+survive a crash of the process, kill -9 included; `MLPULSE_SQLITE_SYNCHRONOUS=FULL` also
+survives power loss at the cost of an fsync per commit. Writes go through one connection
+behind a lock and start with `BEGIN IMMEDIATE`; readers use one connection per thread.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, cast
+
+from backend.storage.aggregate import (
+    Aggregate,
+    dump_exemplars,
+    dump_hist,
+    load_exemplars,
+    load_hist,
+    merge,
+)
+from backend.storage.base import (
+    Kind,
+    MetricInfo,
+    PointState,
+    SeriesInfo,
+    SeriesKey,
+    StorageBusyError,
+)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    fingerprint BLOB NOT NULL UNIQUE,
+    metric TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    monotonic INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS series_by_metric ON series (metric, service);
+CREATE TABLE IF NOT EXISTS ingest_state (
+    series_id INTEGER PRIMARY KEY REFERENCES series (id),
+    start_ns INTEGER NOT NULL,
+    time_ns INTEGER NOT NULL,
+    cum_count REAL,
+    cum_sum REAL,
+    cum_min REAL,
+    cum_max REAL,
+    cum_hist TEXT
+);
+CREATE TABLE IF NOT EXISTS buckets (
+    resolution INTEGER NOT NULL,
+    series_id INTEGER NOT NULL REFERENCES series (id),
+    ts INTEGER NOT NULL,
+    count REAL NOT NULL,
+    sum REAL NOT NULL,
+    min REAL,
+    max REAL,
+    last REAL,
+    last_ns INTEGER NOT NULL,
+    hist TEXT,
+    exemplars TEXT,
+    PRIMARY KEY (resolution, series_id, ts)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS buckets_by_time ON buckets (resolution, ts);
+"""
+
+_BUCKET_COLUMNS = "count, sum, min, max, last, last_ns, hist, exemplars"
+_SELECT_STATES = (
+    "SELECT series_id, start_ns, time_ns, cum_count, cum_sum, cum_min, cum_max, cum_hist"
+    " FROM ingest_state WHERE series_id IN "
+)
+_UPSERT_BUCKET = (
+    "INSERT OR REPLACE INTO buckets (resolution, series_id, ts, "  # noqa: S608
+    + _BUCKET_COLUMNS
+    + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _row_to_aggregate(row: Sequence[Any]) -> Aggregate:
+    explicit, exponential = load_hist(row[6])
+    return Aggregate(
+        count=row[0],
+        sum=row[1],
+        min=row[2],
+        max=row[3],
+        last=row[4],
+        last_ns=row[5],
+        explicit=explicit,
+        exponential=exponential,
+        exemplars=load_exemplars(row[7]),
+    )
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    msg = str(exc).lower()
+    return "locked" in msg or "busy" in msg
+
+
+class _SQLiteWrite:
+    """The write transaction handed out by `SQLiteStore.write()`."""
+
+    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection) -> None:
+        self._store = store
+        self._conn = conn
+        self.new_series: dict[bytes, int] = {}
+        self.ingest: tuple[int, float] | None = None
+
+    def resolve_series(self, keys: Sequence[SeriesKey], max_series: int) -> list[int | None]:
+        out: list[int | None] = []
+        known = self._store._series_ids
+        count: int | None = None
+        for key in keys:
+            fp = key.fingerprint
+            sid = known.get(fp) or self.new_series.get(fp)
+            if sid is None:
+                row = self._conn.execute(
+                    "SELECT id FROM series WHERE fingerprint = ?", (fp,)
+                ).fetchone()
+                if row is not None:
+                    sid = int(row[0])
+                    self.new_series[fp] = sid
+            if sid is None:
+                if count is None:
+                    count = int(self._conn.execute("SELECT count(*) FROM series").fetchone()[0])
+                if count >= max_series:
+                    out.append(None)
+                    continue
+                cur = self._conn.execute(
+                    "INSERT INTO series (fingerprint, metric, kind, unit, monotonic, service,"
+                    " instance, attributes, resource, scope, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        fp,
+                        key.metric,
+                        key.kind,
+                        key.unit,
+                        int(key.monotonic),
+                        key.service,
+                        key.instance,
+                        json.dumps(dict(key.attributes)),
+                        json.dumps(dict(key.resource)),
+                        key.scope,
+                        time.time(),
+                    ),
+                )
+                sid = int(cast(int, cur.lastrowid))
+                self.new_series[fp] = sid
+                count += 1
+            out.append(sid)
+        return out
+
+    def load_states(self, series_ids: Iterable[int]) -> dict[int, PointState]:
+        ids = list(set(series_ids))
+        out: dict[int, PointState] = {}
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            sql = _SELECT_STATES + f"({marks})"
+            rows = self._conn.execute(sql, chunk).fetchall()
+            for sid, start_ns, time_ns, c, s, mn, mx, hist in rows:
+                cumulative = None
+                if c is not None or s is not None:
+                    explicit, exponential = load_hist(hist)
+                    cumulative = Aggregate(
+                        count=c or 0.0,
+                        sum=s or 0.0,
+                        min=mn,
+                        max=mx,
+                        explicit=explicit,
+                        exponential=exponential,
+                    )
+                out[int(sid)] = PointState(int(start_ns), int(time_ns), cumulative)
+        return out
+
+    def save_states(self, states: Mapping[int, PointState]) -> None:
+        rows = []
+        for sid, st in states.items():
+            c = st.cumulative
+            rows.append(
+                (
+                    sid,
+                    st.start_ns,
+                    st.time_ns,
+                    c.count if c else None,
+                    c.sum if c else None,
+                    c.min if c else None,
+                    c.max if c else None,
+                    dump_hist(c) if c else None,
+                )
+            )
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO ingest_state (series_id, start_ns, time_ns, cum_count,"
+            " cum_sum, cum_min, cum_max, cum_hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def merge_aggregates(
+        self, rows: Mapping[tuple[int, int, int], Aggregate], max_exemplars: int
+    ) -> None:
+        out = []
+        for (res, sid, ts), agg in rows.items():
+            row = self._conn.execute(
+                f"SELECT {_BUCKET_COLUMNS} FROM buckets"  # noqa: S608
+                " WHERE resolution = ? AND series_id = ? AND ts = ?",
+                (res, sid, ts),
+            ).fetchone()
+            merged = merge(_row_to_aggregate(row), agg, max_exemplars) if row else agg
+            out.append(
+                (
+                    res,
+                    sid,
+                    ts,
+                    merged.count,
+                    merged.sum,
+                    merged.min,
+                    merged.max,
+                    merged.last,
+                    merged.last_ns,
+                    dump_hist(merged),
+                    dump_exemplars(merged.exemplars),
+                )
+            )
+        self._conn.executemany(_UPSERT_BUCKET, out)
+
+    def record_ingest(self, points: int, at: float) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_ingest', ?)", (repr(at),)
+        )
+        self.ingest = (points, at)
+
+
+def _chunks(items: Sequence[int], size: int = 500) -> Iterator[Sequence[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class SQLiteStore:
+    """The default store: one SQLite file in WAL mode.
+
+    >>> store = SQLiteStore(Path("/tmp/mlpulse.db"))
+    >>> with store.write() as tx:
+    ...     ids = tx.resolve_series([key], max_series=1000)
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_ms: int = 2_000,
+        synchronous: str = "NORMAL",
+    ) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError("synchronous must be NORMAL or FULL")
+        self.path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._synchronous = synchronous
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._all_conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._series_ids: dict[bytes, int] = {}
+        self._info: dict[int, SeriesInfo] = {}
+        self._closed = False
+        self._writer = self._connect()
+        with self._write_lock:
+            self._writer.executescript(_SCHEMA)
+            self._writer.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+            row = self._writer.execute(
+                "SELECT value FROM meta WHERE key = 'last_ingest'"
+            ).fetchone()
+        self._last_ingest: float | None = float(row[0]) if row else None
+
+    def _connect(self) -> sqlite3.Connection:
+        # Each connection is used by one thread at a time (the writer behind its lock,
+        # readers per thread); check_same_thread=False only lets close() reach them all.
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self._busy_timeout_ms / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        with self._conns_lock:
+            self._all_conns.append(conn)
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise sqlite3.ProgrammingError("store is closed")
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[_SQLiteWrite]:
+        """Open a write transaction; raise StorageBusyError if the database stays locked."""
+        if not self._write_lock.acquire(timeout=self._busy_timeout_ms / 1000):
+            raise StorageBusyError("another write holds the store")
+        try:
+            try:
+                self._writer.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc):
+                    raise StorageBusyError(str(exc)) from exc
+                raise
+            tx = _SQLiteWrite(self, self._writer)
+            try:
+                yield tx
+                self._writer.execute("COMMIT")
+            except BaseException as exc:
+                self._writer.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+                    raise StorageBusyError(str(exc)) from exc
+                raise
+            self._series_ids.update(tx.new_series)
+            if tx.ingest is not None:
+                self._last_ingest = tx.ingest[1]
+        finally:
+            self._write_lock.release()
+
+    def _series_info(self, row: Sequence[Any]) -> SeriesInfo:
+        sid = int(row[0])
+        info = self._info.get(sid)
+        if info is None:
+            info = SeriesInfo(
+                id=sid,
+                metric=row[1],
+                kind=cast(Kind, row[2]),
+                unit=row[3],
+                monotonic=bool(row[4]),
+                service=row[5],
+                instance=row[6],
+                attributes=json.loads(row[7]),
+                resource=json.loads(row[8]),
+                scope=row[9],
+            )
+            self._info[sid] = info
+        return info
+
+    def series(self, metric: str, filters: Mapping[str, str] | None = None) -> list[SeriesInfo]:
+        """Return the series of a metric whose labels match every filter."""
+        rows = self._reader().execute(
+            "SELECT id, metric, kind, unit, monotonic, service, instance, attributes,"
+            " resource, scope FROM series WHERE metric = ? ORDER BY id",
+            (metric,),
+        )
+        out = [self._series_info(r) for r in rows]
+        if filters:
+            out = [s for s in out if all(s.label(k) == v for k, v in filters.items())]
+        return out
+
+    def read(
+        self, series_ids: Sequence[int], resolution: int, start: float, end: float
+    ) -> Iterator[tuple[int, int, Aggregate]]:
+        """Yield (series id, bucket start, aggregate) for buckets starting in [start, end)."""
+        conn = self._reader()
+        for chunk in _chunks(list(series_ids)):
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT series_id, ts, {_BUCKET_COLUMNS} FROM buckets"  # noqa: S608
+                f" WHERE resolution = ? AND series_id IN ({marks}) AND ts >= ? AND ts < ?"
+                " ORDER BY ts",
+                (resolution, *chunk, start, end),
+            ).fetchall()
+            for row in rows:
+                yield int(row[0]), int(row[1]), _row_to_aggregate(row[2:])
+
+    def metrics(self) -> list[MetricInfo]:
+        """Return every metric name with its kind, unit and series count."""
+        rows = self._reader().execute(
+            "SELECT metric, kind, unit, count(*) FROM series GROUP BY metric, kind, unit"
+            " ORDER BY metric"
+        )
+        return [MetricInfo(r[0], cast(Kind, r[1]), r[2], int(r[3])) for r in rows]
+
+    def last_ingest(self) -> float | None:
+        """Return when the last export committed (epoch seconds), or None."""
+        return self._last_ingest
+
+    def delete_before(self, resolution: int, before: float) -> int:
+        """Delete buckets of a resolution that start before `before`; return how many."""
+        with self._write_lock:
+            cur = self._writer.execute(
+                "DELETE FROM buckets WHERE resolution = ? AND ts < ?", (resolution, before)
+            )
+            return int(cur.rowcount)
+
+    def ping(self) -> bool:
+        """Return True when the store answers a trivial query."""
+        try:
+            self._reader().execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+        except sqlite3.Error:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Close every connection (readers of other threads included)."""
+        self._closed = True
+        with self._write_lock, self._conns_lock:
+            for conn in self._all_conns:
+                with suppress(sqlite3.Error):
+                    conn.close()
+            self._all_conns.clear()
