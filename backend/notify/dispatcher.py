@@ -1,0 +1,207 @@
+"""The delivery worker: a queue and a few threads, off the ingest and evaluation paths.
+
+The alert engine records each notification (a receipt row, status ``queued``) and hands
+its id to `Dispatcher.submit`; a worker thread loads it, delivers it through the named
+channel and writes the outcome (``delivered`` / ``failed``, attempts, last error,
+``delivered_at``) back to the receipt. Queued receipts left by a stopped process are
+resubmitted at start, so a restart loses no notification.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from backend.notify.channels import (
+    ConsoleChannel,
+    EmailChannel,
+    FileChannel,
+    WebhookChannel,
+)
+from backend.notify.console import send_console
+from backend.notify.email import EmailSender
+from backend.notify.file import send_file
+from backend.notify.result import DeliveryResult
+from backend.notify.webhook import WebhookSender
+
+log = logging.getLogger(__name__)
+
+AnyChannel = ConsoleChannel | FileChannel | WebhookChannel | EmailChannel
+
+
+class Receipts(Protocol):
+    """Where notifications and their receipts are kept (the alert store)."""
+
+    def notification(self, note_id: int) -> dict[str, Any] | None: ...
+
+    def update_receipt(
+        self,
+        note_id: int,
+        *,
+        status: str,
+        attempts: int,
+        last_error: str | None,
+        at: float,
+        delivered_at: float | None = None,
+    ) -> None: ...
+
+    def undelivered(self) -> list[int]: ...
+
+
+class Dispatcher:
+    """Deliver notifications on worker threads and record receipts.
+
+    >>> dispatcher = Dispatcher(store, lambda name: config.channel(name), data_dir,
+    ...                         webhook=WebhookSender(Policy()))  # doctest: +SKIP
+    >>> dispatcher.start(); dispatcher.submit(note_id)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        receipts: Receipts,
+        channel_lookup: Callable[[str], AnyChannel | None],
+        data_dir: Path,
+        *,
+        webhook: WebhookSender,
+        email: EmailSender | None = None,
+        workers: int = 4,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._receipts = receipts
+        self._lookup = channel_lookup
+        self._data_dir = data_dir
+        self.webhook = webhook
+        self.email = email or EmailSender()
+        self._workers = max(1, workers)
+        self._clock = clock
+        self._queue: queue.Queue[int | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._idle = threading.Condition()
+        self._busy = 0
+
+    def start(self) -> None:
+        """Start the workers and resubmit receipts left queued by a previous run."""
+        if self._threads:
+            return
+        self._stop.clear()
+        for i in range(self._workers):
+            thread = threading.Thread(target=self._run, name=f"mlpulse-notify-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        for note_id in self._receipts.undelivered():
+            self.submit(note_id)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the workers; a delivery waiting on a backoff gives up at once."""
+        self._stop.set()
+        for _ in self._threads:
+            self._queue.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads = []
+
+    def submit(self, note_id: int) -> None:
+        """Queue a recorded notification for delivery; returns at once."""
+        with self._idle:
+            self._busy += 1
+        self._queue.put(note_id)
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until every submitted notification is done (for tests and shutdown)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+    def _sleep(self, seconds: float) -> bool:
+        return self._stop.wait(seconds)
+
+    def _run(self) -> None:
+        while True:
+            note_id = self._queue.get()
+            if note_id is None:
+                return
+            try:
+                self.deliver(note_id)
+            except Exception:
+                log.exception("notification %s: delivery crashed", note_id)
+            finally:
+                with self._idle:
+                    self._busy -= 1
+                    self._idle.notify_all()
+
+    def deliver(self, note_id: int, *, max_attempts: int | None = None) -> DeliveryResult:
+        """Deliver one recorded notification now, on the calling thread."""
+        note = self._receipts.notification(note_id)
+        if note is None:
+            return DeliveryResult(False, 0, "no such notification")
+        channel = self._lookup(note["channel"])
+        if channel is None:
+            result = DeliveryResult(False, 0, f"channel {note['channel']!r} no longer exists")
+        else:
+            payload = dict(note["payload"], delivery_id=str(note_id))
+            self._receipts.update_receipt(
+                note_id, status="sending", attempts=0, last_error=None, at=self._clock()
+            )
+
+            def failed(attempt: int, error: str | None) -> None:
+                self._receipts.update_receipt(
+                    note_id,
+                    status="sending",
+                    attempts=attempt,
+                    last_error=error,
+                    at=self._clock(),
+                )
+
+            result = self._send(channel, payload, note_id, failed, max_attempts)
+        now = self._clock()
+        self._receipts.update_receipt(
+            note_id,
+            status="delivered" if result.delivered else "failed",
+            attempts=result.attempts,
+            last_error=result.error,
+            at=now,
+            delivered_at=now if result.delivered else None,
+        )
+        if not result.delivered:
+            log.warning(
+                "notification %s via channel %r failed after %d attempt(s): %s",
+                note_id,
+                note["channel"],
+                result.attempts,
+                result.error,
+            )
+        return result
+
+    def _send(
+        self,
+        channel: AnyChannel,
+        payload: dict[str, Any],
+        note_id: int,
+        failed: Callable[[int, str | None], None],
+        max_attempts: int | None,
+    ) -> DeliveryResult:
+        if isinstance(channel, ConsoleChannel):
+            return send_console(channel, payload)
+        if isinstance(channel, FileChannel):
+            return send_file(channel, payload, self._data_dir)
+        if isinstance(channel, WebhookChannel):
+            payload["sent_at"] = time.time()
+            body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+            return self.webhook.send(
+                channel,
+                body,
+                str(note_id),
+                sleep=self._sleep,
+                on_failure=failed,
+                max_attempts=max_attempts,
+            )
+        return self.email.send(
+            channel, payload, sleep=self._sleep, on_failure=failed, max_attempts=max_attempts
+        )
