@@ -28,9 +28,9 @@ Job = Callable[[FastAPI], Coroutine[Any, Any, None]]
 
 def _routers() -> list[APIRouter]:
     from backend import live
-    from backend.api.routes import health
+    from backend.api.routes import dashboard, health
 
-    return [health.router, live.router]
+    return [health.router, live.router, dashboard.router]
 
 
 def _background_jobs() -> list[Job]:
