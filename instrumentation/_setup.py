@@ -1,0 +1,371 @@
+"""Providers, exporters and the wiring of one FastAPI app: `instrument_app` and friends."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+
+from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import (
+    SERVICE_INSTANCE_ID,
+    SERVICE_NAME,
+    SERVICE_VERSION,
+    OTELResourceDetector,
+    Resource,
+)
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+)
+from opentelemetry.trace import NoOpTracer, Tracer
+from starlette.middleware import Middleware
+
+from instrumentation._cache import CacheTelemetry
+from instrumentation._http import HttpMetricsMiddleware
+from instrumentation._meters import init_meters, init_system_meters, metric_views
+from instrumentation._model import ModelTelemetry
+from instrumentation._system import SystemSampler
+
+_log = logging.getLogger(__name__)
+
+SCOPE_NAME = "mlpulse.instrumentation"
+SCOPE_VERSION = "0.1.0"
+DEPLOYMENT_ENVIRONMENT_NAME = "deployment.environment.name"
+DEFAULT_EXPORT_INTERVAL_S = 5.0
+DEFAULT_EXCLUDED_PATHS: tuple[str, ...] = ("/health",)
+
+_APP_ATTRIBUTE = "_mlpulse_telemetry"
+_active: set[Telemetry] = set()
+_active_lock = threading.Lock()
+
+
+class Telemetry:
+    """The instrumentation of one app: its providers and its model and cache recorders.
+
+    Returned by `instrument_app`; reach it later with `get_telemetry(app)`. Record model
+    and cache activity through `models` and `cache`; open your own spans with `tracer`
+    (a no-op tracer when traces are off).
+    """
+
+    def __init__(
+        self,
+        *,
+        resource: Resource,
+        meter_provider: MeterProvider,
+        tracer_provider: TracerProvider | None,
+        models: ModelTelemetry,
+        cache: CacheTelemetry,
+        middleware: Middleware,
+    ) -> None:
+        self.resource = resource
+        self.meter_provider = meter_provider
+        self.tracer_provider = tracer_provider
+        self.models = models
+        self.cache = cache
+        self._middleware = middleware
+        self._tracer: Tracer = (
+            tracer_provider.get_tracer(SCOPE_NAME, SCOPE_VERSION)
+            if tracer_provider is not None
+            else NoOpTracer()
+        )
+        self._shut_down = False
+        self._lock = threading.Lock()
+
+    @property
+    def tracer(self) -> Tracer:
+        """A tracer whose spans join the request's trace (no-op when traces are off)."""
+        return self._tracer
+
+    @property
+    def traces_enabled(self) -> bool:
+        """Whether spans are recorded and exported."""
+        return self.tracer_provider is not None
+
+    def force_flush(self, timeout_s: float = 10.0) -> bool:
+        """Export everything recorded so far; return False if an export timed out."""
+        millis = int(timeout_s * 1000)
+        ok = self.meter_provider.force_flush(millis)
+        if self.tracer_provider is not None:
+            ok = self.tracer_provider.force_flush(millis) and ok
+        return ok
+
+    def shutdown(self) -> None:
+        """Flush and stop the providers; later recordings are dropped. Safe to repeat."""
+        with self._lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
+        with _active_lock:
+            _active.discard(self)
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+def instrument_app(
+    app: FastAPI,
+    *,
+    service_name: str | None = None,
+    service_version: str | None = None,
+    service_instance_id: str | None = None,
+    deployment_environment: str | None = None,
+    resource_attributes: Mapping[str, str] | None = None,
+    metric_readers: Sequence[MetricReader] | None = None,
+    span_processors: Sequence[SpanProcessor] | None = None,
+    metrics_endpoint: str | None = None,
+    traces_endpoint: str | None = None,
+    export_interval_s: float | None = None,
+    excluded_paths: Iterable[str] = DEFAULT_EXCLUDED_PATHS,
+    system_metrics: bool = True,
+    filesystem_mountpoints: Sequence[str] = ("/",),
+) -> Telemetry:
+    """Instrument a FastAPI app: metrics always, traces when an exporter is configured.
+
+    Calling it again on an instrumented app returns the existing `Telemetry`.
+    """
+    existing = get_telemetry(app)
+    if existing is not None:
+        return existing
+    excluded = tuple(excluded_paths)
+    resource = build_resource(
+        service_name=service_name,
+        service_version=service_version,
+        service_instance_id=service_instance_id,
+        deployment_environment=deployment_environment,
+        attributes=resource_attributes,
+    )
+    readers = (
+        list(metric_readers)
+        if metric_readers is not None
+        else _env_metric_readers(metrics_endpoint, export_interval_s)
+    )
+    meter_provider = MeterProvider(metric_readers=readers, resource=resource, views=metric_views())
+    meter = meter_provider.get_meter(SCOPE_NAME, SCOPE_VERSION)
+    cache = CacheTelemetry()
+    meters = init_meters(
+        meter,
+        cache_entries_callback=cache.observe_entries,
+        cache_size_callback=cache.observe_size,
+    )
+    cache.bind(meters.cache_lookups)
+    if system_metrics:
+        init_system_meters(meter, SystemSampler(filesystem_mountpoints).callbacks())
+
+    processors = (
+        list(span_processors)
+        if span_processors is not None
+        else _env_span_processors(traces_endpoint)
+    )
+    tracer_provider: TracerProvider | None = None
+    if processors:
+        tracer_provider = TracerProvider(resource=resource)
+        for processor in processors:
+            tracer_provider.add_span_processor(processor)
+
+    # Innermost of the two: the server span is current when the duration is recorded,
+    # which is what gives the HTTP histogram its exemplars.
+    middleware = Middleware(
+        HttpMetricsMiddleware, histogram=meters.http_duration, excluded_paths=excluded
+    )
+    app.user_middleware.insert(0, middleware)
+    if tracer_provider is not None:
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=tracer_provider,
+            # Our middleware records the HTTP metric more cheaply than the stock one.
+            meter_provider=NoOpMeterProvider(),
+            excluded_urls=_excluded_urls(excluded),
+            exclude_spans=["receive", "send"],
+        )
+    # Rebuild the middleware stack on the next request, also for an app already serving.
+    app.middleware_stack = None
+
+    telemetry = Telemetry(
+        resource=resource,
+        meter_provider=meter_provider,
+        tracer_provider=tracer_provider,
+        models=ModelTelemetry(meters),
+        cache=cache,
+        middleware=middleware,
+    )
+    setattr(app, _APP_ATTRIBUTE, telemetry)
+    with _active_lock:
+        _active.add(telemetry)
+    _log.debug(
+        "instrumented %s: %d metric reader(s), traces %s",
+        resource.attributes.get(SERVICE_NAME),
+        len(readers),
+        "on" if tracer_provider is not None else "off",
+    )
+    return telemetry
+
+
+def uninstrument_app(app: FastAPI) -> None:
+    """Remove the instrumentation of `app`, flushing and stopping its providers."""
+    telemetry = get_telemetry(app)
+    if telemetry is None:
+        return
+    if telemetry._middleware in app.user_middleware:
+        app.user_middleware.remove(telemetry._middleware)
+    if telemetry.tracer_provider is not None:
+        FastAPIInstrumentor.uninstrument_app(app)
+    app.middleware_stack = None
+    delattr(app, _APP_ATTRIBUTE)
+    telemetry.shutdown()
+
+
+def get_telemetry(app: FastAPI) -> Telemetry | None:
+    """Return the `Telemetry` of an instrumented app, or None."""
+    telemetry = getattr(app, _APP_ATTRIBUTE, None)
+    return telemetry if isinstance(telemetry, Telemetry) else None
+
+
+def shutdown() -> None:
+    """Flush and stop every instrumentation of this process (call at exit)."""
+    with _active_lock:
+        active = list(_active)
+    for telemetry in active:
+        telemetry.shutdown()
+
+
+def build_resource(
+    *,
+    service_name: str | None = None,
+    service_version: str | None = None,
+    service_instance_id: str | None = None,
+    deployment_environment: str | None = None,
+    attributes: Mapping[str, str] | None = None,
+) -> Resource:
+    """Return the resource: arguments as defaults, OTEL_SERVICE_NAME and
+    OTEL_RESOURCE_ATTRIBUTES win so operators can override them."""
+    attrs: dict[str, str] = {
+        SERVICE_NAME: service_name or "unknown_service",
+        SERVICE_INSTANCE_ID: service_instance_id or str(uuid.uuid4()),
+    }
+    if service_version:
+        attrs[SERVICE_VERSION] = service_version
+    if deployment_environment:
+        attrs[DEPLOYMENT_ENVIRONMENT_NAME] = deployment_environment
+    attrs.update(attributes or {})
+    return Resource.create(attrs).merge(OTELResourceDetector().detect())
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _exporter_kinds(variable: str) -> set[str]:
+    value = _env(variable) or "otlp"
+    return {kind.strip().lower() for kind in value.split(",") if kind.strip()}
+
+
+def _protocol(signal: str) -> str:
+    protocol = (
+        _env(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
+        or _env("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).lower()
+    if protocol not in ("grpc", "http/protobuf"):
+        _log.warning("OTLP protocol %r is not supported, using http/protobuf", protocol)
+        protocol = "http/protobuf"
+    return protocol
+
+
+def _endpoint_from_env(signal: str) -> bool:
+    specific = _env(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+    return bool(specific or _env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
+def _export_interval_millis(export_interval_s: float | None) -> float | None:
+    if export_interval_s is not None:
+        return export_interval_s * 1000
+    if _env("OTEL_METRIC_EXPORT_INTERVAL"):
+        return None  # the SDK reads it
+    return DEFAULT_EXPORT_INTERVAL_S * 1000
+
+
+def _env_metric_readers(
+    default_endpoint: str | None, export_interval_s: float | None
+) -> list[MetricReader]:
+    kinds = _exporter_kinds("OTEL_METRICS_EXPORTER")
+    if "none" in kinds:
+        return []
+    interval = _export_interval_millis(export_interval_s)
+    exporters: list[MetricExporter] = []
+    if "otlp" in kinds:
+        exporters.append(_otlp_metric_exporter(default_endpoint))
+    if "console" in kinds:
+        exporters.append(ConsoleMetricExporter())
+    return [
+        PeriodicExportingMetricReader(exporter, export_interval_millis=interval)
+        for exporter in exporters
+    ]
+
+
+def _otlp_metric_exporter(default_endpoint: str | None) -> MetricExporter:
+    # With an OTEL_* endpoint (or none at all) the exporter reads the environment itself;
+    # the default endpoint only fills the gap (mlapi's embedded default: the backend).
+    endpoint = None if _endpoint_from_env("METRICS") else default_endpoint
+    if _protocol("METRICS") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as GrpcMetricExporter,
+        )
+
+        return GrpcMetricExporter()
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+        OTLPMetricExporter as HttpMetricExporter,
+    )
+
+    return HttpMetricExporter(endpoint=endpoint)
+
+
+def _env_span_processors(default_endpoint: str | None) -> list[SpanProcessor]:
+    kinds = _exporter_kinds("OTEL_TRACES_EXPORTER")
+    if "none" in kinds:
+        return []
+    exporters: list[SpanExporter] = []
+    # Traces are opt-in: without a configured endpoint they are not recorded at all.
+    if "otlp" in kinds and (_endpoint_from_env("TRACES") or default_endpoint):
+        exporters.append(_otlp_span_exporter(default_endpoint))
+    if "console" in kinds:
+        exporters.append(ConsoleSpanExporter())
+    return [BatchSpanProcessor(exporter) for exporter in exporters]
+
+
+def _otlp_span_exporter(default_endpoint: str | None) -> SpanExporter:
+    endpoint = None if _endpoint_from_env("TRACES") else default_endpoint
+    if _protocol("TRACES") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcSpanExporter,
+        )
+
+        return GrpcSpanExporter(endpoint=endpoint)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HttpSpanExporter,
+    )
+
+    return HttpSpanExporter(endpoint=endpoint)
+
+
+def _excluded_urls(paths: Sequence[str]) -> str | None:
+    """Turn exact paths into the comma-separated regexes the contrib middleware expects."""
+    if not paths:
+        return None
+    # The contrib middleware matches against scheme://host[:port]/path (no query).
+    return ",".join(rf"^[a-z]+://[^/]+{re.escape(path)}$" for path in paths)
