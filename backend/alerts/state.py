@@ -43,6 +43,7 @@ class AlertInstance:
     pending_since: float | None = None
     fired_at: float | None = None
     last_bad_at: float | None = None
+    keep_firing_since: float | None = None
     resolved_at: float | None = None
     state_since: float | None = None
     last_eval_at: float | None = None
@@ -129,10 +130,14 @@ def step(
     # FIRING: stays while inside the hysteresis band, then keep_firing_for.
     if bad:
         inst.last_bad_at = now
+        inst.keep_firing_since = None
         return None
-    last_bad = inst.last_bad_at if inst.last_bad_at is not None else now
-    if now - last_bad < rule.keep_firing_for:
+    # As in Prometheus, keep_firing_for counts from the first evaluation that was clear.
+    if inst.keep_firing_since is None:
+        inst.keep_firing_since = now
+    if now - inst.keep_firing_since < rule.keep_firing_for:
         return None
+    inst.keep_firing_since = None
     inst.resolved_at = now
     inst.pending_since = None
     reason = "not enough samples" if not enough else _describe_clear(rule, value)
@@ -148,6 +153,7 @@ def force_resolve(inst: AlertInstance, now: float, reason: str) -> Transition | 
     inst.state = to
     inst.state_since = now
     inst.pending_since = None
+    inst.keep_firing_since = None
     if to is State.RESOLVED:
         inst.resolved_at = now
     return Transition(
@@ -159,6 +165,7 @@ def _fire(
     inst: AlertInstance, move: Callable[[State, str], Transition], now: float, reason: str
 ) -> Transition:
     inst.fired_at = now
+    inst.keep_firing_since = None
     inst.resolved_at = None
     inst.notified = False
     inst.last_notified_at = None

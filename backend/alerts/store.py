@@ -83,6 +83,7 @@ _INSTANCE_FIELDS = (
     "pending_since",
     "fired_at",
     "last_bad_at",
+    "keep_firing_since",
     "resolved_at",
     "state_since",
     "last_eval_at",

@@ -1,0 +1,404 @@
+"""The alert engine: evaluates every rule on an interval and drives notifications.
+
+Each evaluation asks the signal source for the rule's signal over its window, per group,
+advances each group's `AlertInstance` through the state machine (`backend.alerts.state`),
+persists instances, transitions (history) and notifications in one transaction, publishes
+``alert`` live events, and hands the notifications to the delivery worker — which never
+runs on the evaluation path.
+
+The clock is injected, so tests drive time the way ``promtool test rules`` does::
+
+    engine = AlertEngine(store, source, dispatcher, clock=lambda: now[0])
+    now[0] = 60.0; engine.evaluate_once()
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backend.alerts.rules import AlertConfig, Rule, read_rules_file
+from backend.alerts.silences import alert_labels, silenced_by
+from backend.alerts.state import AlertInstance, State, Transition, force_resolve, step
+from backend.alerts.store import AlertStore
+from backend.notify.dispatcher import Dispatcher
+
+log = logging.getLogger(__name__)
+
+CONFIG_KEY = "config"
+FILE_HASH_KEY = "rules_file_sha256"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One group's value of a signal over a window."""
+
+    labels: dict[str, str]
+    value: float | None
+    samples: int
+
+
+SignalSource = Callable[[Rule, float], list[Sample]]
+"""Compute ``rule.signal`` over ``[now - rule.window, now)`` per group of ``rule.group_by``."""
+
+Publish = Callable[[str, dict[str, Any]], None]
+
+
+class AlertEngine:
+    """Rules, their alert instances, silences, and the evaluation loop's single step."""
+
+    def __init__(
+        self,
+        store: AlertStore,
+        source: SignalSource,
+        dispatcher: Dispatcher | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        publish: Publish | None = None,
+        repeat_interval: float = 4 * 3600.0,
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.publish = publish
+        self.repeat_interval = repeat_interval
+        self._lock = threading.RLock()
+        self._config = AlertConfig()
+        self._instances: dict[str, AlertInstance] = {
+            inst.id: inst for inst in store.load_instances()
+        }
+        self._silences = store.silences()
+        self.rule_errors: dict[str, str] = {}
+        self.last_evaluation: float | None = None
+
+    # -- configuration ------------------------------------------------------------
+
+    @property
+    def config(self) -> AlertConfig:
+        """The current configuration (replace it with `set_config`)."""
+        return self._config
+
+    def load(self, rules_file: Path | None) -> None:
+        """Load the configuration at start: the saved one, or the rules file when new.
+
+        The rules file seeds the configuration and wins again whenever its content
+        changes (a deliberate config-as-code change); edits made through the API persist
+        across restarts as long as the file is unchanged.
+        """
+        text, from_file = read_rules_file(rules_file)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        saved = self.store.get_meta(CONFIG_KEY)
+        if saved is not None and self.store.get_meta(FILE_HASH_KEY) == digest:
+            self._config = AlertConfig.model_validate_json(saved)
+            log.info("alert rules: %d rules from the saved configuration", len(self._config.rules))
+            return
+        source = rules_file or "the shipped default_rules.yaml"
+        log.info("alert rules: %d rules loaded from %s", len(from_file.rules), source)
+        self._config = from_file
+        self.store.set_meta(
+            {CONFIG_KEY: _config_json(from_file), FILE_HASH_KEY: digest},
+        )
+
+    def set_config(self, config: AlertConfig) -> None:
+        """Replace the configuration and persist it (secrets included, in the data dir)."""
+        with self._lock:
+            self.store.set_meta({CONFIG_KEY: _config_json(config)})
+            self._config = config
+
+    def channel(self, name: str) -> Any:
+        """Return the channel called ``name`` of the current configuration."""
+        return self._config.channel(name)
+
+    # -- silences and acknowledgements -------------------------------------------
+
+    def add_silence(self, silence: dict[str, Any]) -> dict[str, Any]:
+        """Store a silence; it applies from the next evaluation."""
+        with self._lock:
+            created = self.store.add_silence(silence)
+            self._silences = self.store.silences()
+        return created
+
+    def silences(self) -> list[dict[str, Any]]:
+        """Return the silences not deleted, each with ``active`` computed now."""
+        now = self.clock()
+        return [dict(s, active=s["starts_at"] <= now < s["ends_at"]) for s in self.store.silences()]
+
+    def delete_silence(self, silence_id: str) -> bool:
+        """Expire a silence; return whether it existed."""
+        with self._lock:
+            found = self.store.expire_silence(silence_id, self.clock())
+            self._silences = self.store.silences()
+        return found
+
+    def acknowledge(self, alert_id: str, by: str, comment: str) -> AlertInstance | None:
+        """Acknowledge an active alert: no repeat notifications until it resolves."""
+        with self._lock:
+            inst = self._instances.get(alert_id)
+            if inst is None or not inst.active:
+                return None
+            inst.acknowledged_at = self.clock()
+            inst.acknowledged_by = by
+            inst.ack_comment = comment
+            self.store.acknowledge(inst)
+            return inst
+
+    # -- reading --------------------------------------------------------------------
+
+    def instances(self) -> list[AlertInstance]:
+        """Return every known alert instance."""
+        with self._lock:
+            return list(self._instances.values())
+
+    def active(self) -> list[dict[str, Any]]:
+        """Return pending and firing alerts, firing first, as JSON-ready dicts."""
+        now = self.clock()
+        out: list[dict[str, Any]] = []
+        with self._lock:
+            for inst in self._instances.values():
+                if not inst.active:
+                    continue
+                rule = self._config.rule(inst.rule)
+                labels = alert_labels(inst.rule, rule.severity if rule else "", inst.labels)
+                out.append(
+                    {
+                        "id": inst.id,
+                        "rule": inst.rule,
+                        "labels": inst.labels,
+                        "state": str(inst.state),
+                        "severity": rule.severity if rule else None,
+                        "signal": rule.signal if rule else None,
+                        "comparison": rule.comparison if rule else None,
+                        "threshold": rule.threshold if rule else None,
+                        "clear_threshold": rule.effective_clear_threshold if rule else None,
+                        "value": inst.value,
+                        "samples": inst.samples,
+                        "pending_since": inst.pending_since,
+                        "fired_at": inst.fired_at,
+                        "state_since": inst.state_since,
+                        "last_eval_at": inst.last_eval_at,
+                        "last_notified_at": inst.last_notified_at,
+                        "silenced_by": silenced_by(self._silences, labels, now),
+                        "acknowledged_at": inst.acknowledged_at,
+                        "acknowledged_by": inst.acknowledged_by,
+                        "ack_comment": inst.ack_comment,
+                        "description": rule.description if rule else "",
+                    }
+                )
+        out.sort(key=lambda a: (a["state"] != "firing", a["rule"], sorted(a["labels"].items())))
+        return out
+
+    # -- evaluation -----------------------------------------------------------------
+
+    def evaluate_once(self) -> list[Transition]:
+        """Evaluate every rule once at ``clock()``; return the transitions made."""
+        with self._lock:
+            now = self.clock()
+            config = self._config
+            changed: dict[str, AlertInstance] = {}
+            transitions: list[tuple[Transition, dict[str, Any]]] = []
+            notes: list[tuple[int | None, dict[str, Any]]] = []
+            repeats: list[tuple[Transition, dict[str, Any]]] = []
+            deleted: list[str] = []
+            rule_names = {rule.name for rule in config.rules}
+
+            for rule in config.rules:
+                for inst, tr in self._evaluate_rule(rule, now):
+                    if tr is not None or inst.active or inst.id in changed:
+                        changed[inst.id] = inst
+                    if tr is not None:
+                        self._on_transition(rule, inst, tr, now, transitions, notes)
+                    elif inst.state is State.FIRING:
+                        self._maybe_repeat(rule, inst, now, repeats)
+
+            # Alerts of rules that no longer exist resolve silently and are forgotten.
+            for inst in list(self._instances.values()):
+                if inst.rule in rule_names:
+                    continue
+                tr = force_resolve(inst, now, "rule removed")
+                if tr is not None:
+                    transitions.append((tr, {}))
+                deleted.append(inst.id)
+                del self._instances[inst.id]
+
+            # Repeat notifications are history entries too, so their receipts show.
+            for tr, note in repeats:
+                notes.append((len(transitions), note))
+                transitions.append((tr, {"severity": note["payload"]["severity"]}))
+
+            created = self.store.save_evaluation(
+                list(changed.values()), transitions, notes, deleted
+            )
+            self.last_evaluation = now
+        for tr, _ in transitions:
+            if tr.from_state != tr.to_state and self.publish is not None:
+                self.publish(
+                    "alert",
+                    {
+                        "rule": tr.rule,
+                        "labels": tr.labels,
+                        "from": str(tr.from_state),
+                        "to": str(tr.to_state),
+                        "value": tr.value,
+                        "at": tr.at,
+                        "id": tr.alert_id,
+                    },
+                )
+        if self.dispatcher is not None:
+            for _, note_id in created:
+                self.dispatcher.submit(note_id)
+        return [tr for tr, _ in transitions if tr.from_state != tr.to_state]
+
+    def _evaluate_rule(
+        self, rule: Rule, now: float
+    ) -> list[tuple[AlertInstance, Transition | None]]:
+        mine = [inst for inst in self._instances.values() if inst.rule == rule.name]
+        if not rule.enabled:
+            return [(inst, force_resolve(inst, now, "rule disabled")) for inst in mine]
+        try:
+            samples = self.source(rule, now)
+        except Exception as exc:
+            # Keep the state as it is: a failing query must neither fire nor resolve.
+            self.rule_errors[rule.name] = f"{type(exc).__name__}: {exc}"
+            log.exception("alert rule %r: evaluation failed", rule.name)
+            return []
+        self.rule_errors.pop(rule.name, None)
+        out: list[tuple[AlertInstance, Transition | None]] = []
+        seen: set[str] = set()
+        for sample in samples:
+            labels = {} if rule.group_by == "none" else dict(sample.labels)
+            inst = AlertInstance(rule.name, labels)
+            inst = self._instances.setdefault(inst.id, inst)
+            if inst.id in seen:
+                continue
+            seen.add(inst.id)
+            out.append((inst, step(rule, inst, sample.value, sample.samples, now)))
+        for inst in mine:
+            if inst.id not in seen and inst.state is not State.INACTIVE:
+                # The group has no data in the window any more.
+                out.append((inst, step(rule, inst, None, 0, now)))
+        return out
+
+    def _on_transition(
+        self,
+        rule: Rule,
+        inst: AlertInstance,
+        tr: Transition,
+        now: float,
+        transitions: list[tuple[Transition, dict[str, Any]]],
+        notes: list[tuple[int | None, dict[str, Any]]],
+    ) -> None:
+        labels = alert_labels(rule.name, rule.severity, inst.labels)
+        silence = silenced_by(self._silences, labels, now)
+        extra = {
+            "threshold": rule.threshold,
+            "clear_threshold": rule.effective_clear_threshold,
+            "severity": rule.severity,
+            "silenced_by": silence,
+        }
+        index = len(transitions)
+        transitions.append((tr, extra))
+        kind: str | None = None
+        if tr.to_state is State.FIRING:
+            kind = "firing"
+        elif tr.to_state is State.RESOLVED and inst.notified:
+            kind = "resolved"
+            inst.notified = False
+        if kind is None or silence is not None:
+            return
+        if kind == "firing":
+            inst.notified = True
+            inst.last_notified_at = now
+        for note in self._notes(rule, inst, kind, tr.reason, now):
+            notes.append((index, note))
+
+    def _maybe_repeat(
+        self,
+        rule: Rule,
+        inst: AlertInstance,
+        now: float,
+        repeats: list[tuple[Transition, dict[str, Any]]],
+    ) -> None:
+        labels = alert_labels(rule.name, rule.severity, inst.labels)
+        if silenced_by(self._silences, labels, now) is not None:
+            return
+        if not inst.notified:
+            kind, reason = "firing", "no longer silenced"
+        elif inst.acknowledged_at is not None:
+            return
+        else:
+            interval = rule.repeat_interval or self.repeat_interval
+            last = inst.last_notified_at or now
+            if interval <= 0 or now - last < interval:
+                return
+            kind, reason = "repeat", f"still firing after {now - last:g}s (repeat interval)"
+        inst.notified = True
+        inst.last_notified_at = now
+        tr = Transition(
+            inst.id,
+            inst.rule,
+            dict(inst.labels),
+            State.FIRING,
+            State.FIRING,
+            inst.value,
+            inst.samples,
+            now,
+            reason,
+        )
+        for note in self._notes(rule, inst, kind, reason, now):
+            repeats.append((tr, note))
+
+    def _notes(
+        self, rule: Rule, inst: AlertInstance, kind: str, reason: str, now: float
+    ) -> list[dict[str, Any]]:
+        payload = alert_payload(rule, inst, kind, reason, now)
+        return [
+            {
+                "alert_id": inst.id,
+                "rule": rule.name,
+                "channel": channel,
+                "kind": kind,
+                "payload": payload,
+                "created_at": now,
+            }
+            for channel in rule.channels
+        ]
+
+
+def alert_payload(
+    rule: Rule, inst: AlertInstance, kind: str, reason: str, now: float
+) -> dict[str, Any]:
+    """Return the notification document (see `backend.notify.message`)."""
+    return {
+        "version": 1,
+        "kind": kind,
+        "status": "resolved" if kind == "resolved" else "firing",
+        "alert_id": inst.id,
+        "rule": rule.name,
+        "severity": rule.severity,
+        "signal": rule.signal,
+        "labels": dict(inst.labels),
+        "value": inst.value,
+        "samples": inst.samples,
+        "comparison": rule.comparison,
+        "threshold": rule.threshold,
+        "clear_threshold": rule.effective_clear_threshold,
+        "window": rule.window,
+        "description": rule.description,
+        "reason": reason,
+        "pending_since": inst.pending_since,
+        "fired_at": inst.fired_at,
+        "resolved_at": inst.resolved_at if kind == "resolved" else None,
+        "at": now,
+    }
+
+
+def _config_json(config: AlertConfig) -> str:
+    return json.dumps(config.dump(reveal=True))
