@@ -42,10 +42,24 @@ def _run_backend(args: argparse.Namespace) -> int:
 
 def _run_mlapi(args: argparse.Namespace) -> int:
     import uvicorn
-
     from mlapi.app import create_app
 
     uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    import runpy
+    from pathlib import Path
+
+    # bench/ lives beside the packages in the source tree (it is not installed).
+    runner = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+    if not runner.exists():
+        print(f"no benchmark runner at {runner}: run from a source checkout")
+        return 2
+    argv = ["bench/run.py", *(["--quick"] if args.quick else []), *args.only]
+    sys.argv = argv
+    runpy.run_path(str(runner), run_name="__main__")
     return 0
 
 
@@ -66,7 +80,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "SQLite storage in MLPULSE_DATA_DIR, the alert engine, the query API and the "
         "dashboard page at /.",
     )
-    backend.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    backend.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default %(default)s)"
+    )
     backend.add_argument("--port", type=int, default=8003, help="port (default %(default)s)")
     backend.set_defaults(func=_run_backend)
 
@@ -81,6 +97,45 @@ def _build_parser() -> argparse.ArgumentParser:
     mlapi.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     mlapi.add_argument("--port", type=int, default=8002, help="port (default %(default)s)")
     mlapi.set_defaults(func=_run_mlapi)
+
+    from mlpulse import demo, loadgen, scenario
+
+    demo_parser = sub.add_parser(
+        "demo",
+        help="run everything at once, with load and fault scenarios",
+        description=demo.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_arguments(demo_parser)
+    demo_parser.set_defaults(func=demo.run)
+
+    loadgen_parser = sub.add_parser(
+        "loadgen",
+        help="send realistic traffic and delayed ground truth to a running mlapi",
+        description=loadgen.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    loadgen.add_arguments(loadgen_parser)
+    loadgen_parser.set_defaults(func=loadgen.run)
+
+    scenario_parser = sub.add_parser(
+        "scenario",
+        help="switch a fault scenario on a running mlapi (latency-spike, error-burst, ...)",
+        description=scenario.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    scenario.add_arguments(scenario_parser)
+    scenario_parser.set_defaults(func=scenario.run)
+
+    bench_parser = sub.add_parser(
+        "bench",
+        help="run the benchmarks and write BENCHMARKS.md",
+        description="Run the benchmarks in bench/ and write bench/results/*.json and "
+        "BENCHMARKS.md. --quick runs a small smoke of each.",
+    )
+    bench_parser.add_argument("--quick", action="store_true", help="a small, fast run")
+    bench_parser.add_argument("only", nargs="*", help="benchmark names to run (default: all)")
+    bench_parser.set_defaults(func=_run_bench)
     return parser
 
 
