@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             mlapi_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector_endpoint
             mlapi_env["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf"
 
+        # Both start at once: mlapi trains its models while the backend opens its store.
         _say(f"==> starting the backend on {backend_url}")
         backend = ManagedProcess(
             "backend",
@@ -144,10 +145,6 @@ def run(args: argparse.Namespace) -> int:
         )
         procs.append(backend)
         backend.start()
-        backend.wait_healthy(
-            f"{backend_url}/health", timeout_s=60, progress=_progress("backend starting")
-        )
-
         _say(f"==> training the models and starting mlapi on {mlapi_url}")
         mlapi = ManagedProcess(
             "mlapi",
@@ -157,9 +154,14 @@ def run(args: argparse.Namespace) -> int:
         )
         procs.append(mlapi)
         mlapi.start()
+        backend.wait_healthy(
+            f"{backend_url}/health", timeout_s=60, progress=_progress("backend starting")
+        )
+        _say("    backend ready")
         mlapi.wait_healthy(
             f"{mlapi_url}/health", timeout_s=120, progress=_progress("training models")
         )
+        _say("    mlapi ready (models trained)")
 
         if not args.no_load:
             _say(f"==> starting the load generator at {args.rate:g} requests/s")
