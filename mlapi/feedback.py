@@ -1,0 +1,134 @@
+"""Predictions waiting for their ground truth, bounded in memory and in time."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPrediction:
+    """What is needed to score a prediction once its actual value arrives."""
+
+    model_name: str
+    model_version: str
+    predicted: float
+    created_at: float
+
+
+class UnknownPrediction(LookupError):
+    """No pending prediction has this id: never issued, expired or evicted."""
+
+
+class FeedbackAlreadyReceived(LookupError):
+    """The prediction was already scored; a second actual is refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackStats:
+    """Sizes and counters of the store."""
+
+    pending: int
+    answered: int
+    max_pending: int
+    ttl_s: float
+    received: int
+    duplicates: int
+    unknown: int
+    evicted: int
+    expired: int
+
+
+class FeedbackStore:
+    """Remembers served predictions until their ground truth arrives.
+
+    At most `max_pending` ids are kept (oldest dropped first) for at most `ttl_s`.
+    An answered id stays known until it expires, so a second answer is refused rather
+    than counted twice::
+
+        store = FeedbackStore(max_pending=10_000, ttl_s=3600)
+        store.add("id1", PendingPrediction("result", "v1", 12.0, created_at=0.0))
+        store.resolve("id1")  # -> the PendingPrediction; again -> FeedbackAlreadyReceived
+    """
+
+    def __init__(
+        self, *, max_pending: int, ttl_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if max_pending <= 0 or ttl_s <= 0:
+            raise ValueError("max_pending and ttl_s must be positive")
+        self.max_pending = max_pending
+        self.ttl_s = ttl_s
+        self._clock = clock
+        # id -> (prediction, expires_at, answered); insertion order = age.
+        self._items: OrderedDict[str, tuple[PendingPrediction, float, bool]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._answered = 0
+        self.received = 0
+        self.duplicates = 0
+        self.unknown = 0
+        self.evicted = 0
+        self.expired = 0
+
+    def add(self, prediction_id: str, prediction: PendingPrediction) -> None:
+        """Remember a served prediction under its id."""
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            while len(self._items) >= self.max_pending:
+                _, (_, _, answered) = self._items.popitem(last=False)
+                self._answered -= answered
+                self.evicted += 1
+            self._items[prediction_id] = (prediction, now + self.ttl_s, False)
+
+    def resolve(self, prediction_id: str) -> PendingPrediction:
+        """Mark `prediction_id` answered and return its prediction.
+
+        Raises UnknownPrediction or FeedbackAlreadyReceived.
+        """
+        with self._lock:
+            self._expire(self._clock())
+            item = self._items.get(prediction_id)
+            if item is None:
+                self.unknown += 1
+                raise UnknownPrediction(prediction_id)
+            prediction, expires_at, answered = item
+            if answered:
+                self.duplicates += 1
+                raise FeedbackAlreadyReceived(prediction_id)
+            self._items[prediction_id] = (prediction, expires_at, True)
+            self._answered += 1
+            self.received += 1
+            return prediction
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def stats(self) -> FeedbackStats:
+        """Return a snapshot of sizes and counters."""
+        with self._lock:
+            self._expire(self._clock())
+            return FeedbackStats(
+                pending=len(self._items) - self._answered,
+                answered=self._answered,
+                max_pending=self.max_pending,
+                ttl_s=self.ttl_s,
+                received=self.received,
+                duplicates=self.duplicates,
+                unknown=self.unknown,
+                evicted=self.evicted,
+                expired=self.expired,
+            )
+
+    def _expire(self, now: float) -> None:
+        # Same TTL for every id, so the oldest entries expire first.
+        items = self._items
+        while items:
+            key, (_, expires_at, answered) = next(iter(items.items()))
+            if expires_at > now:
+                return
+            del items[key]
+            self._answered -= answered
+            self.expired += 1

@@ -1,0 +1,27 @@
+"""POST /feedback: the ground truth of an earlier prediction."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+
+from mlapi.deps import ServiceDep
+from mlapi.feedback import FeedbackAlreadyReceived, UnknownPrediction
+from mlapi.schemas import FeedbackRequest, FeedbackResponse
+
+router = APIRouter(tags=["feedback"])
+
+
+@router.post("/feedback")
+async def feedback(request: FeedbackRequest, service: ServiceDep) -> FeedbackResponse:
+    """Record the actual value of a prediction, once."""
+    try:
+        return service.record_feedback(request)
+    except UnknownPrediction:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            "unknown prediction_id: never issued, or expired from the pending store",
+        ) from None
+    except FeedbackAlreadyReceived:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "feedback for this prediction_id was already received"
+        ) from None
