@@ -1,0 +1,221 @@
+/**
+ * The backend's HTTP API and its live stream.
+ *
+ * The page is served by the backend itself, so every path is resolved against the page's
+ * own URL (`document.baseURI`): the page works at `/` and behind a reverse proxy that
+ * mounts mlpulse under a prefix such as `/mlpulse/`.
+ */
+
+const TOKEN_KEY = "mlpulse.token";
+
+/** An HTTP error with the status and the server's `detail`, if any. */
+export class ApiError extends Error {
+  /** @param {number} status @param {string} message */
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/**
+ * Resolve an API path ("metrics/current") with query parameters against the page's base.
+ * @param {string} path
+ * @param {Record<string, any>} [params]
+ */
+export function url(path, params) {
+  const u = new URL(path.replace(/^\//, ""), document.baseURI);
+  for (const [k, v] of Object.entries(params || {})) {
+    if (v === null || v === undefined || v === "") continue;
+    u.searchParams.set(k, String(v));
+  }
+  return u.toString();
+}
+
+async function errorFrom(res) {
+  let message = `${res.status} ${res.statusText}`;
+  try {
+    const body = await res.json();
+    const detail = body && (body.detail ?? body.error ?? body.message);
+    if (typeof detail === "string") message = detail;
+    else if (Array.isArray(detail)) message = detail.map((d) => d.msg || JSON.stringify(d)).join("; ");
+    else if (detail) message = JSON.stringify(detail);
+  } catch { /* not JSON */ }
+  return new ApiError(res.status, message);
+}
+
+/**
+ * GET a JSON document.
+ * @param {string} path
+ * @param {Record<string, any>} [params]
+ * @param {AbortSignal} [signal]
+ */
+export async function getJSON(path, params, signal) {
+  const res = await fetch(url(path, params), { headers: { Accept: "application/json" }, signal, cache: "no-store" });
+  if (!res.ok) throw await errorFrom(res);
+  return res.json();
+}
+
+/** The token kept for this browser tab, or null. */
+export function storedToken() {
+  try { return sessionStorage.getItem(TOKEN_KEY); } catch { return null; }
+}
+
+/** Forget the token (after a 401). */
+export function forgetToken() {
+  try { sessionStorage.removeItem(TOKEN_KEY); } catch { /* private mode */ }
+}
+
+/** @type {(() => Promise<string|null>)|null} */
+let tokenPrompt = null;
+
+/**
+ * Register the function that asks the user for the bearer token (a dialog in the page).
+ * @param {() => Promise<string|null>} fn
+ */
+export function setTokenPrompt(fn) { tokenPrompt = fn; }
+
+async function ensureToken(force = false) {
+  let token = force ? null : storedToken();
+  if (!token && tokenPrompt) {
+    token = await tokenPrompt();
+    if (token) {
+      try { sessionStorage.setItem(TOKEN_KEY, token); } catch { /* private mode */ }
+    }
+  }
+  return token;
+}
+
+/**
+ * Send a state-changing request with the bearer token. Asks for the token once per tab
+ * (kept in sessionStorage); on 401/403 asks again once.
+ * @param {"POST"|"PUT"|"DELETE"|"PATCH"} method
+ * @param {string} path
+ * @param {any} [body]
+ */
+export async function send(method, path, body) {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const token = await ensureToken(attempt > 0);
+    if (!token) throw new ApiError(401, "An API token is needed for this action.");
+    const headers = { Accept: "application/json", Authorization: `Bearer ${token}` };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const res = await fetch(url(path), {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store",
+    });
+    if (res.status === 401 || res.status === 403) {
+      forgetToken();
+      if (attempt === 0) continue;
+    }
+    if (!res.ok) throw await errorFrom(res);
+    const type = res.headers.get("content-type") || "";
+    return type.includes("json") ? res.json() : res.text();
+  }
+  throw new ApiError(401, "The API token was refused.");
+}
+
+export const post = (path, body) => send("POST", path, body);
+
+/**
+ * The live connection: Server-Sent Events from `GET /events`, with reconnects and a
+ * polling fallback.
+ *
+ * While the stream is open, `onEvent(type, data)` fires for `ingest` and `alert`. When it
+ * drops, the browser's own retry runs; if the stream stays down (or the server refuses it)
+ * `onPoll()` runs every `pollMs` until the stream is back, and reconnects are retried with
+ * backoff. `onState(state)` reports "connecting" | "live" | "polling" | "offline".
+ *
+ * @example
+ *   const live = new LiveStream({ onEvent: (t, d) => ..., onPoll: refresh, onState: show });
+ *   live.start();
+ */
+export class LiveStream {
+  /**
+   * @param {{onEvent:(type:string,data:any)=>void, onPoll:()=>Promise<any>|void,
+   *          onState:(state:string)=>void, path?:string, pollMs?:number}} opts
+   */
+  constructor(opts) {
+    this.opts = { path: "events", pollMs: 5000, ...opts };
+    this.source = null;
+    this.pollTimer = null;
+    this.retryTimer = null;
+    this.retryDelay = 1000;
+    this.state = "";
+    this.lastMessageAt = 0;
+  }
+
+  start() {
+    this.connect();
+  }
+
+  stop() {
+    this.source?.close();
+    this.source = null;
+    clearInterval(this.pollTimer);
+    clearTimeout(this.retryTimer);
+    this.pollTimer = this.retryTimer = null;
+  }
+
+  /** @param {string} state */
+  setState(state) {
+    if (state === this.state) return;
+    this.state = state;
+    this.opts.onState(state);
+  }
+
+  connect() {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (this.source) this.source.close();
+    if (this.state !== "polling") this.setState("connecting");
+    let source;
+    try {
+      source = new EventSource(url(this.opts.path));
+    } catch {
+      this.fallBack();
+      return;
+    }
+    this.source = source;
+    source.addEventListener("open", () => {
+      this.retryDelay = 1000;
+      this.stopPolling();
+      this.setState("live");
+    });
+    for (const type of ["ingest", "alert"]) {
+      source.addEventListener(type, (ev) => {
+        this.lastMessageAt = Date.now();
+        let data = null;
+        try { data = JSON.parse(/** @type {MessageEvent} */ (ev).data); } catch { /* keep null */ }
+        this.opts.onEvent(type, data);
+      });
+    }
+    source.addEventListener("error", () => {
+      // CONNECTING: the browser retries by itself; CLOSED: it gave up (e.g. HTTP error).
+      if (source.readyState === EventSource.CLOSED) {
+        this.fallBack();
+      } else if (this.state === "live") {
+        // Poll while the browser reconnects, so numbers keep moving.
+        this.startPolling();
+      }
+    });
+  }
+
+  fallBack() {
+    this.source?.close();
+    this.source = null;
+    this.startPolling();
+    this.retryTimer = setTimeout(() => this.connect(), this.retryDelay);
+    this.retryDelay = Math.min(this.retryDelay * 2, 30000);
+  }
+
+  startPolling() {
+    this.setState("polling");
+    if (this.pollTimer) return;
+    const tick = () => { try { this.opts.onPoll(); } catch { /* shown by the panels */ } };
+    tick();
+    this.pollTimer = setInterval(tick, this.opts.pollMs);
+  }
+
+  stopPolling() {
+    clearInterval(this.pollTimer);
+    this.pollTimer = null;
+  }
+}

@@ -1,0 +1,326 @@
+/**
+ * Charts: uPlot time series, a bar chart for histogram buckets, and an SVG gauge.
+ *
+ * A chart is created once per panel and then fed with `setData()`; live updates replace the
+ * data arrays (uPlot redraws without rebuilding the DOM). Colors come from the CSS custom
+ * properties of the current theme; on a theme switch the owner rebuilds the charts.
+ */
+
+import uPlot from "../vendor/uplot/uPlot.esm.js";
+import { h, svg, replace } from "./dom.js";
+import { isNum } from "./format.js";
+
+/** Read a CSS custom property of the root element. */
+export function cssVar(name) {
+  return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+}
+
+/** The chart palette of the current theme. */
+export function palette() {
+  return ["--c1", "--c2", "--c3", "--c4", "--c5", "--c6"].map(cssVar);
+}
+
+/** Add alpha to a #rrggbb color. */
+export function alpha(hex, a) {
+  const m = /^#?([0-9a-f]{6})$/i.exec(hex);
+  if (!m) return hex;
+  const n = parseInt(m[1], 16);
+  return `rgba(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255}, ${a})`;
+}
+
+const sync = uPlot.sync("mlpulse-time");
+
+/** Time axis labels: "14:05", with the date only where the day changes ("Nov 26"). */
+function timeAxisValues(u, splits, axisIdx, foundSpace, foundIncr) {
+  let lastDay = "";
+  return splits.map((t) => {
+    const d = new Date(t * 1000);
+    const day = d.toLocaleDateString("en-US", { month: "short", day: "numeric" });
+    const hm = d.toLocaleTimeString("en-US", { hour: "2-digit", minute: "2-digit", hour12: false });
+    const label = foundIncr >= 86400 ? day : day !== lastDay && lastDay !== "" ? `${hm}\n${day}` : hm;
+    lastDay = day;
+    return label;
+  });
+}
+
+function axisStyle() {
+  const grid = cssVar("--grid");
+  const text = cssVar("--muted");
+  const font = `11px ${cssVar("--font-sans") || "system-ui"}`;
+  return {
+    stroke: text,
+    font,
+    grid: { stroke: grid, width: 1 },
+    ticks: { stroke: grid, width: 1, size: 4 },
+  };
+}
+
+/**
+ * A time series chart whose series may change (a new model, a comparison overlay).
+ *
+ * @example
+ *   const c = new TimeChart(el, { format: (v) => v.toFixed(1) });
+ *   c.update([{ label: "mlapi" }], [xs, ys], [from, to]);
+ */
+export class TimeChart {
+  /**
+   * @param {HTMLElement} container
+   * @param {{format?: (v:number)=>string, axisFormat?: (v:number)=>string, height?: number,
+   *          yMin?: number, yMax?: number}} opts
+   */
+  constructor(container, opts) {
+    this.container = container;
+    this.opts = opts;
+    /** @type {Array<{label:string, color?:string, colorIndex?:number, dash?:number[], fill?:boolean, width?:number}>} */
+    this.defs = [];
+    this.data = [[]];
+    this.xRange = null;
+    this.plot = null;
+    this.signature = null;
+    this.resizeObs = new ResizeObserver(() => this.resize());
+    this.resizeObs.observe(container);
+    this.build();
+  }
+
+  build() {
+    this.plot?.destroy();
+    const colors = palette();
+    const fmt = this.opts.format || ((v) => String(v));
+    const axis = axisStyle();
+    const series = [
+      { value: (u, v) => (v == null ? "—" : new Date(v * 1000).toLocaleString("en-US", { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false })) },
+      ...this.defs.map((s, i) => {
+        const color = s.color ? cssVar(s.color) || s.color : colors[(s.colorIndex ?? i) % colors.length];
+        return {
+          label: s.label,
+          stroke: s.dash ? alpha(color, 0.6) : color,
+          width: s.width ?? 1.75,
+          dash: s.dash,
+          fill: s.fill ? alpha(color, 0.1) : undefined,
+          points: { show: (u, si) => countValues(u.data[si]) < 3, size: 5 },
+          spanGaps: false,
+          // Off the chart (idx null) the legend shows the newest value, like a stat.
+          value: (u, v, si, idx) => {
+            const shown = idx == null ? lastValue(u.data[si]) : v;
+            return shown == null ? "—" : fmt(shown);
+          },
+        };
+      }),
+    ];
+    const { yMin, yMax } = this.opts;
+    const axisFmt = this.opts.axisFormat || fmt;
+    this.plot = new uPlot({
+      width: Math.max(200, this.container.clientWidth),
+      height: this.opts.height || 220,
+      series,
+      cursor: { sync: { key: sync.key }, focus: { prox: 24 }, points: { size: 6 } },
+      focus: { alpha: 0.35 },
+      legend: { live: true },
+      scales: {
+        x: {
+          time: true,
+          range: (u, min, max) => (this.xRange ? [this.xRange[0], this.xRange[1]] : [min ?? 0, max ?? 1]),
+        },
+        y: {
+          range: (u, min, max) => {
+            const lo = isNum(yMin) ? yMin : Math.min(0, isNum(min) ? min : 0);
+            let hi = isNum(yMax) ? yMax : isNum(max) ? max : 1;
+            if (!(hi > lo)) hi = lo + 1;
+            return [lo, isNum(yMax) ? hi : hi + (hi - lo) * 0.1];
+          },
+        },
+      },
+      axes: [
+        { ...axis, values: timeAxisValues },
+        { ...axis, size: 60, values: (u, vals) => vals.map((v) => axisFmt(v)) },
+      ],
+    }, this.data, this.container);
+  }
+
+  /** Rebuild with fresh theme colors. */
+  rebuild() { this.build(); }
+
+  resize() {
+    if (!this.plot) return;
+    const width = Math.max(200, this.container.clientWidth);
+    if (Math.abs(width - this.plot.width) > 1) this.plot.setSize({ width, height: this.plot.height });
+  }
+
+  /**
+   * Show `defs` series with `data` (`[xs, ys...]`, x in epoch seconds) over `xRange`.
+   * The uPlot instance is kept when the set of series is unchanged (live appends).
+   */
+  update(defs, data, xRange) {
+    this.xRange = xRange || null;
+    const signature = JSON.stringify(defs);
+    this.data = data;
+    if (signature !== this.signature) {
+      this.signature = signature;
+      this.defs = defs;
+      this.build();
+    } else {
+      this.plot.setData(data);
+    }
+  }
+
+  /** Number of points with a value (tests and empty states read it). */
+  pointCount() {
+    return this.data.slice(1).reduce((n, ys) => n + countValues(ys), 0);
+  }
+
+  destroy() {
+    this.resizeObs.disconnect();
+    this.plot?.destroy();
+    this.plot = null;
+  }
+}
+
+function lastValue(ys) {
+  for (let i = (ys || []).length - 1; i >= 0; i--) if (ys[i] != null) return ys[i];
+  return null;
+}
+
+function countValues(ys) {
+  let n = 0;
+  for (const v of ys || []) if (v != null) n++;
+  return n;
+}
+
+/**
+ * A bar chart over categories (histogram buckets): x is the bucket index, labels name them.
+ */
+export class BarChart {
+  /**
+   * @param {HTMLElement} container
+   * @param {{label: string, color?: string, height?: number, format?: (v:number)=>string}} opts
+   */
+  constructor(container, opts) {
+    this.container = container;
+    this.opts = opts;
+    this.labels = [];
+    this.data = [[], []];
+    this.plot = null;
+    this.build();
+    this.resizeObs = new ResizeObserver(() => this.resize());
+    this.resizeObs.observe(container);
+  }
+
+  build() {
+    this.plot?.destroy();
+    const color = this.opts.color ? cssVar(this.opts.color) : palette()[0];
+    const axis = axisStyle();
+    const fmt = this.opts.format || ((v) => String(v));
+    this.plot = new uPlot({
+      width: Math.max(200, this.container.clientWidth),
+      height: this.opts.height || 220,
+      series: [
+        { label: "bucket", value: (u, v) => (v == null ? "—" : this.labels[v] ?? "") },
+        {
+          label: this.opts.label,
+          stroke: color,
+          fill: alpha(color, 0.55),
+          width: 1,
+          points: { show: false },
+          paths: uPlot.paths.bars({ size: [0.82, 64], gap: 1 }),
+          // Off the chart the legend shows the total; on a bar, that bucket's count.
+          value: (u, v, si, idx) => {
+            if (idx == null) return `${fmt((u.data[si] || []).reduce((a, b) => a + (b || 0), 0))} total`;
+            return v == null ? "—" : fmt(v);
+          },
+        },
+      ],
+      cursor: { points: { show: false }, drag: { x: false, y: false } },
+      legend: { live: true },
+      scales: {
+        x: { time: false, range: (u, min, max) => [min - 0.5, max + 0.5] },
+        y: { range: (u, min, max) => [0, (max || 1) * 1.1] },
+      },
+      axes: [
+        {
+          ...axis,
+          values: (u, vals) => vals.map((v) => (Number.isInteger(v) ? this.labels[v] ?? "" : "")),
+          space: 56,
+        },
+        { ...axis, size: 48, values: (u, vals) => vals.map((v) => fmt(v)) },
+      ],
+    }, this.data, this.container);
+  }
+
+  resize() {
+    if (!this.plot) return;
+    const width = Math.max(200, this.container.clientWidth);
+    if (Math.abs(width - this.plot.width) > 1) this.plot.setSize({ width, height: this.plot.height });
+  }
+
+  /** Rebuild with fresh theme colors. */
+  rebuild() { this.build(); }
+
+  /**
+   * @param {string[]} labels bucket labels
+   * @param {number[]} values bucket counts
+   */
+  setData(labels, values) {
+    this.labels = labels;
+    this.data = [labels.map((_, i) => i), values];
+    this.plot.setData(this.data);
+  }
+
+  pointCount() {
+    return this.data[1].filter((v) => v).length;
+  }
+
+  destroy() {
+    this.resizeObs.disconnect();
+    this.plot?.destroy();
+    this.plot = null;
+  }
+}
+
+/**
+ * A half-circle gauge for a percentage, drawn in SVG.
+ * Thresholds color the arc: below `bad` red, below `warn` amber, else green.
+ */
+export class Gauge {
+  /**
+   * @param {HTMLElement} container
+   * @param {{warn: number, bad: number, label: string}} opts
+   */
+  constructor(container, opts) {
+    this.opts = opts;
+    const r = 80, cx = 100, cy = 100;
+    this.len = Math.PI * r;
+    const arc = `M ${cx - r} ${cy} A ${r} ${r} 0 0 1 ${cx + r} ${cy}`;
+    this.track = svg("path", { d: arc, class: "gauge-track" });
+    this.bar = svg("path", { d: arc, class: "gauge-bar", "stroke-dasharray": `0 ${this.len}` });
+    // Threshold ticks at `bad` and `warn`.
+    const tick = (p) => {
+      const a = Math.PI * (1 - p / 100);
+      const x1 = cx + (r - 16) * Math.cos(a), y1 = cy - (r - 16) * Math.sin(a);
+      const x2 = cx + (r + 16) * Math.cos(a), y2 = cy - (r + 16) * Math.sin(a);
+      return svg("line", { x1, y1, x2, y2, class: "gauge-tick" });
+    };
+    this.value = h("div", { class: "gauge-value", "data-role": "value" }, "—");
+    this.caption = h("div", { class: "gauge-caption" }, opts.label);
+    replace(container,
+      h("div", { class: "gauge" },
+        svg("svg", { viewBox: "0 0 200 124", class: "gauge-svg", role: "img", "aria-label": opts.label },
+          this.track, this.bar, tick(opts.bad), tick(opts.warn),
+          svg("text", { x: 20, y: 123, class: "gauge-scale", "text-anchor": "middle" }, "0"),
+          svg("text", { x: 180, y: 123, class: "gauge-scale", "text-anchor": "middle" }, "100")),
+        h("div", { class: "gauge-readout" }, this.value, this.caption)));
+  }
+
+  /**
+   * @param {number|null} percent
+   * @param {string} text
+   */
+  set(percent, text) {
+    const p = isNum(percent) ? Math.max(0, Math.min(100, percent)) : 0;
+    this.bar.setAttribute("stroke-dasharray", `${(this.len * p) / 100} ${this.len}`);
+    const level = !isNum(percent) ? "none" : percent < this.opts.bad ? "bad" : percent < this.opts.warn ? "warn" : "ok";
+    this.bar.setAttribute("class", `gauge-bar gauge-bar--${level}`);
+    this.value.textContent = text;
+    if (isNum(percent)) this.value.dataset.value = String(percent);
+    else delete this.value.dataset.value;
+  }
+}

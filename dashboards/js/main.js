@@ -1,0 +1,294 @@
+/**
+ * The page's controller: builds the panels, owns the time range, loads data, and applies
+ * live events (SSE `ingest` / `alert`, or polling every 5 s when the stream is down).
+ */
+
+import { getJSON, LiveStream, setTokenPrompt, url } from "./api.js";
+import { byId, h } from "./dom.js";
+import * as f from "./format.js";
+import { deriveStatus } from "./status.js";
+import { TimeRange } from "./timerange.js";
+import { OverviewPanel } from "./panels/overview.js";
+import { ModelsPanel } from "./panels/models.js";
+import { ApiPanel } from "./panels/apiperf.js";
+import { GraphsPanel } from "./panels/graphs.js";
+import { AlertsPanel } from "./panels/alerts.js";
+import { RulesPanel } from "./panels/rules.js";
+import { AdminPanel } from "./panels/admin.js";
+
+const range = new TimeRange(3600);
+
+/** Health as last fetched, and when (to age `last_ingest_age_seconds` locally). */
+const health = { reachable: true, ageAtFetch: /** @type {number|null} */ (null), fetchedAt: 0 };
+
+// ---- toasts and the token dialog ------------------------------------------------------
+
+/** Show a short message at the bottom right. */
+function toast(message, error = false) {
+  const el = h("div", { class: `toast${error ? " toast--error" : ""}`, role: error ? "alert" : "status" }, message);
+  byId("toasts").append(el);
+  setTimeout(() => el.remove(), error ? 8000 : 4000);
+}
+
+/** Ask for the bearer token in a modal dialog; resolves to the token or null. */
+function askToken() {
+  const dialog = /** @type {HTMLDialogElement} */ (byId("token-dialog"));
+  const input = /** @type {HTMLInputElement} */ (byId("token-input"));
+  input.value = "";
+  return new Promise((resolve) => {
+    const done = (value) => {
+      dialog.removeEventListener("close", onClose);
+      resolve(value);
+    };
+    const onClose = () => done(dialog.returnValue === "ok" && input.value.trim() ? input.value.trim() : null);
+    dialog.addEventListener("close", onClose);
+    byId("token-cancel").onclick = () => dialog.close("cancel");
+    dialog.returnValue = "";
+    dialog.showModal();
+    input.focus();
+  });
+}
+
+// ---- panels ---------------------------------------------------------------------------
+
+const overview = new OverviewPanel(byId("overview"));
+const models = new ModelsPanel(byId("models"));
+const apiPanel = new ApiPanel(byId("api-perf"));
+const chartEl = (id) => /** @type {HTMLElement} */ (byId(id).querySelector("[data-chart]"));
+const graphs = new GraphsPanel({
+  requests: chartEl("chart-requests"),
+  latency: chartEl("chart-latency"),
+  distribution: chartEl("chart-distribution"),
+  errors: chartEl("chart-errors"),
+  mae: chartEl("chart-mae"),
+  cache: chartEl("chart-cache"),
+  exemplars: byId("exemplars"),
+});
+const hooks = { toast, onChange: () => { refreshAlerts(); } };
+const alerts = new AlertsPanel({
+  active: /** @type {HTMLElement} */ (byId("alerts-active").querySelector("[data-role=list]")),
+  history: /** @type {HTMLElement} */ (byId("alerts-history").querySelector("[data-role=list]")),
+  badge: byId("tab-alert-count"),
+}, hooks);
+const rules = new RulesPanel({ rules: byId("rules"), silences: byId("silences"), channels: byId("channels") }, hooks);
+new AdminPanel({
+  actions: byId("admin-actions"), scenarios: byId("admin-scenarios"),
+  diagnostics: byId("admin-diagnostics"), config: byId("admin-config"),
+}, { toast });
+
+// ---- status ---------------------------------------------------------------------------
+
+function lastIngestAge() {
+  if (!f.isNum(health.ageAtFetch)) return null;
+  return health.ageAtFetch + (Date.now() - health.fetchedAt) / 1000;
+}
+
+function renderStatus() {
+  const s = deriveStatus({ reachable: health.reachable, lastIngestAge: lastIngestAge(), firing: alerts.firing() });
+  overview.setStatus(s);
+  const pill = byId("status-pill");
+  pill.className = `status-pill status--${s.status}`;
+  pill.dataset.status = s.status;
+  pill.querySelector(".status-text").textContent = s.label;
+  pill.title = s.reason;
+}
+
+// ---- data -----------------------------------------------------------------------------
+
+let snapshotWindowMin = 5;
+
+async function refreshNumbers() {
+  const [current, hl] = await Promise.allSettled([getJSON("metrics/current"), getJSON("health")]);
+  if (hl.status === "fulfilled") {
+    health.reachable = true;
+    health.ageAtFetch = hl.value.last_ingest_age_seconds ?? null;
+    health.fetchedAt = Date.now();
+  } else {
+    health.reachable = current.status === "fulfilled";
+  }
+  if (current.status === "fulfilled") {
+    const doc = current.value;
+    const win = doc.window_seconds ?? doc.window?.seconds;
+    if (f.isNum(win)) snapshotWindowMin = win / 60;
+    const th = rules.thresholds();
+    overview.update(doc, {
+      errorThreshold: th.error_rate_percent, latencyThreshold: th.p95_latency_ms, cacheThreshold: th.cache_hit_rate_percent,
+    });
+    models.setLimit(th.mae_degradation_percent);
+    models.update(doc.model_metrics);
+    apiPanel.update(doc.api_metrics, snapshotWindowMin);
+    graphs.setCacheCounts(doc.cache_metrics?.total_hits, doc.cache_metrics?.total_misses);
+    byId("updated").textContent = `Updated ${new Date().toLocaleTimeString("en-US", { hour12: false })}`;
+  }
+  renderStatus();
+  if (current.status === "rejected") throw current.reason;
+}
+
+async function refreshAlerts() {
+  try {
+    await alerts.load();
+  } catch { /* the panel shows the error */ }
+  renderStatus();
+}
+
+function updateExportLinks() {
+  const w = range.window();
+  for (const format of ["csv", "json"]) {
+    const a = /** @type {HTMLAnchorElement} */ (byId(`export-${format}`));
+    a.href = url("metrics/export", { format, from: w.from, to: w.to });
+    a.download = `mlpulse-${new Date(w.from * 1000).toISOString().slice(0, 16).replace(/[:T]/g, "")}-${Math.round(w.span / 60)}min.${format}`;
+  }
+  byId("range-label").textContent = range.label();
+  byId("graphs-note").textContent = `${range.label()}${range.compare ? ", with the previous period dashed" : ""}`;
+}
+
+let chartsLoading = null;
+async function loadCharts() {
+  updateExportLinks();
+  const w = range.window();
+  chartsLoading = graphs.load(w, range.compare).catch(() => {});
+  await chartsLoading;
+  chartsLoading = null;
+}
+
+// Live updates are coalesced: at most one refresh runs, and one more follows if events
+// arrived meanwhile — a burst of ingests costs two refreshes, not one per export.
+let liveBusy = false;
+let livePending = false;
+let liveUpdates = 0;
+async function liveRefresh() {
+  if (liveBusy) { livePending = true; return; }
+  liveBusy = true;
+  try {
+    do {
+      livePending = false;
+      const jobs = [refreshNumbers().catch(() => {})];
+      if (range.isLive && !chartsLoading) {
+        updateExportLinks();
+        jobs.push(graphs.tail(range.window()));
+      }
+      await Promise.all(jobs);
+      liveUpdates += 1;
+      document.body.dataset.liveUpdates = String(liveUpdates);
+    } while (livePending);
+  } finally {
+    liveBusy = false;
+  }
+}
+
+// ---- the time range toolbar -----------------------------------------------------------
+
+function toLocalInput(epoch) {
+  const d = new Date(epoch * 1000);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+function setupToolbar() {
+  const buttons = [...document.querySelectorAll("[data-range]")];
+  const form = /** @type {HTMLFormElement} */ (byId("custom-range"));
+  const mark = (value) => buttons.forEach((b) => {
+    b.classList.toggle("is-active", b.dataset.range === value);
+    b.setAttribute("aria-pressed", String(b.dataset.range === value));
+  });
+  mark(String(range.relative));
+  for (const b of buttons) {
+    b.addEventListener("click", () => {
+      if (b.dataset.range === "custom") {
+        const w = range.window();
+        /** @type {HTMLInputElement} */ (byId("range-from")).value = toLocalInput(w.from);
+        /** @type {HTMLInputElement} */ (byId("range-to")).value = toLocalInput(w.to);
+        form.hidden = false;
+        mark("custom");
+        return;
+      }
+      form.hidden = true;
+      mark(b.dataset.range);
+      range.setRelative(Number(b.dataset.range));
+    });
+  }
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const from = Date.parse(/** @type {HTMLInputElement} */ (byId("range-from")).value) / 1000;
+    const to = Date.parse(/** @type {HTMLInputElement} */ (byId("range-to")).value) / 1000;
+    try {
+      range.setCustom(from, to);
+    } catch (err) {
+      toast(err.message, true);
+    }
+  });
+  const compare = /** @type {HTMLInputElement} */ (byId("compare"));
+  compare.addEventListener("change", () => range.setCompare(compare.checked));
+  range.onChange(() => { loadCharts(); });
+}
+
+// ---- views (tabs) ---------------------------------------------------------------------
+
+function showView() {
+  const name = (location.hash || "#dashboard").slice(1).split("?")[0] || "dashboard";
+  const known = ["dashboard", "alerts", "admin"];
+  const view = known.includes(name) ? name : "dashboard";
+  for (const el of document.querySelectorAll("section.view")) el.hidden = /** @type {HTMLElement} */ (el).dataset.view !== view;
+  for (const tab of document.querySelectorAll(".tab")) {
+    const active = /** @type {HTMLElement} */ (tab).dataset.view === view;
+    tab.classList.toggle("is-active", active);
+    if (active) tab.setAttribute("aria-current", "page"); else tab.removeAttribute("aria-current");
+  }
+  byId("toolbar").hidden = view !== "dashboard";
+  if (view === "alerts") rules.load();
+  document.body.dataset.view = view;
+}
+
+// ---- live connection ------------------------------------------------------------------
+
+const CONN_LABELS = { connecting: "Connecting", live: "Live", polling: "Polling every 5 s", offline: "Offline" };
+
+function showConnection(state) {
+  const el = byId("conn");
+  el.className = `conn conn--${state}`;
+  el.dataset.state = state;
+  el.querySelector(".conn-label").textContent = CONN_LABELS[state] || state;
+}
+
+// ---- start ----------------------------------------------------------------------------
+
+async function start() {
+  setTokenPrompt(askToken);
+  setupToolbar();
+  window.addEventListener("hashchange", showView);
+  showView();
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => graphs.rebuild());
+
+  try {
+    const cfg = await getJSON("dashboard/config");
+    graphs.setJaeger(cfg.jaeger_ui_url);
+    alerts.setJaeger(cfg.jaeger_ui_url);
+    if (cfg.version) byId("footer-version").textContent = `mlpulse ${cfg.version}`;
+  } catch { /* no trace links */ }
+
+  await Promise.allSettled([rules.load(), refreshAlerts()]);
+  await Promise.allSettled([refreshNumbers(), loadCharts()]);
+  document.body.dataset.ready = "1";
+
+  const live = new LiveStream({
+    onState: showConnection,
+    onEvent: (type) => {
+      if (type === "alert") refreshAlerts();
+      liveRefresh();
+    },
+    onPoll: async () => {
+      try {
+        await Promise.all([liveRefresh(), refreshAlerts()]);
+        if (byId("conn").dataset.state === "offline") showConnection("polling");
+      } catch {
+        showConnection("offline");
+      }
+      if (!health.reachable) showConnection("offline");
+    },
+  });
+  live.start();
+  // Freshness changes with time alone: re-derive the status between events.
+  setInterval(renderStatus, 5000);
+}
+
+start();

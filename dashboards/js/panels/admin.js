@@ -1,0 +1,111 @@
+/**
+ * Admin: actions on mlapi through the backend's `/admin/*` proxy (retrain, clear the cache,
+ * fault scenarios), diagnostics and the effective configuration (secrets redacted there).
+ */
+
+import { send } from "../api.js";
+import { h, replace, empty, failed, loading } from "../dom.js";
+
+export const SCENARIOS = [
+  { name: "latency-spike", text: "Slow every prediction down" },
+  { name: "error-burst", text: "Fail a share of requests with 5xx" },
+  { name: "model-drift", text: "Shift inputs so the MAE grows" },
+  { name: "cache-flush", text: "Empty the cache repeatedly" },
+  { name: "cpu-burn", text: "Burn CPU in the API process" },
+];
+
+export class AdminPanel {
+  /**
+   * @param {{actions: HTMLElement, scenarios: HTMLElement, diagnostics: HTMLElement, config: HTMLElement}} els
+   * @param {{toast: (msg: string, error?: boolean) => void}} hooks
+   */
+  constructor(els, hooks) {
+    this.els = els;
+    this.hooks = hooks;
+    this.renderActions();
+    this.renderScenarios();
+    this.renderLoader(els.diagnostics, "Diagnostics", "admin/diagnostics");
+    this.renderLoader(els.config, "Configuration", "admin/config");
+  }
+
+  /** Run an action button: disable it, call, toast the outcome. */
+  async run(button, label, fn) {
+    button.disabled = true;
+    try {
+      const res = await fn();
+      this.hooks.toast(`${label}: ${summarize(res)}`);
+      return res;
+    } catch (err) {
+      this.hooks.toast(`${label} failed: ${err.message}`, true);
+      return null;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  renderActions() {
+    const row = (title, text, label, path, danger = false) => {
+      const btn = h("button", { class: `btn ${danger ? "btn--danger" : ""}`, type: "button", "data-action": path }, label);
+      btn.addEventListener("click", () => this.run(btn, title, () => send("POST", path)));
+      return h("div", { class: "action-row" }, h("div", { class: "text" }, h("strong", {}, title), h("span", {}, text)), btn);
+    };
+    replace(this.els.actions,
+      row("Retrain the models", "Fit both models again on fresh data; the new version reports its own baseline.", "Retrain", "admin/retrain"),
+      row("Clear the cache", "Drop every cached prediction; the hit rate falls, then recovers.", "Clear cache", "admin/cache/clear", true));
+  }
+
+  renderScenarios() {
+    const status = h("div", { class: "muted scenario-status" }, "Scenarios run on mlapi for a while, then stop by themselves.");
+    const buttons = SCENARIOS.map((s) => {
+      const b = h("button", { class: "scenario", type: "button", "data-scenario": s.name }, h("strong", {}, s.name), h("span", {}, s.text));
+      b.addEventListener("click", async () => {
+        const res = await this.run(b, `Scenario ${s.name}`, () => send("POST", "admin/scenario", { name: s.name }));
+        if (res) {
+          for (const other of buttons) other.classList.toggle("is-active", other === b);
+          status.textContent = `Started ${s.name}. Watch the graphs and alerts.`;
+        }
+      });
+      return b;
+    });
+    const stop = h("button", { class: "btn btn--small btn--ghost", type: "button" }, "Stop scenario");
+    stop.addEventListener("click", async () => {
+      const res = await this.run(stop, "Scenario stop", () => send("POST", "admin/scenario", { name: "none" }));
+      if (res) {
+        for (const b of buttons) b.classList.remove("is-active");
+        status.textContent = "No scenario running.";
+      }
+    });
+    replace(this.els.scenarios, h("div", { class: "scenario-grid" }, ...buttons), h("div", { class: "form-row" }, stop, status));
+  }
+
+  /**
+   * A panel that loads a JSON document on demand (admin reads need the token too).
+   * @param {HTMLElement} el @param {string} title @param {string} path
+   */
+  renderLoader(el, title, path) {
+    const btn = h("button", { class: "btn btn--small", type: "button", "data-load": path }, `Load ${title.toLowerCase()}`);
+    const body = h("div", { class: "admin-doc" }, empty(`${title} of mlapi`, "Loaded on request; needs the API token."));
+    btn.addEventListener("click", async () => {
+      btn.disabled = true;
+      replace(body, loading());
+      try {
+        const doc = await send("GET", path);
+        replace(body, h("pre", { class: "code", "data-doc": path }, typeof doc === "string" ? doc : JSON.stringify(doc, null, 2)));
+        btn.textContent = "Reload";
+      } catch (err) {
+        replace(body, failed(`${title} unavailable: ${err.message}`));
+      } finally {
+        btn.disabled = false;
+      }
+    });
+    replace(el, h("div", { class: "panel-head" }, h("span", { class: "panel-unit" }, `GET /${path}`), h("div", { class: "actions" }, btn)), body);
+  }
+}
+
+function summarize(res) {
+  if (res == null || res === "") return "done";
+  if (typeof res === "string") return res.slice(0, 200);
+  const msg = res.message ?? res.status ?? res.detail ?? res.result;
+  if (typeof msg === "string") return msg;
+  return JSON.stringify(res).slice(0, 200);
+}

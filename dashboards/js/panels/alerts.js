@@ -1,0 +1,176 @@
+/**
+ * Active alerts (with acknowledge, silence and — for latency alerts — a trace link) and
+ * the last 24 hours of alert history.
+ */
+
+import { getJSON, post } from "../api.js";
+import { h, replace, empty, failed, loading } from "../dom.js";
+import * as f from "../format.js";
+import { traceLink, normalizeExemplars } from "./graphs.js";
+
+/** Items of a list response: a bare array, or the first array among common keys. */
+export function items(body, ...keys) {
+  if (Array.isArray(body)) return body;
+  for (const k of [...keys, "items", "alerts", "history", "entries", "rules", "silences", "data"]) {
+    if (Array.isArray(body?.[k])) return body[k];
+  }
+  return [];
+}
+
+const LATENCY_SIGNALS = new Set(["avg_latency_ms", "p50_latency_ms", "p95_latency_ms", "p99_latency_ms"]);
+
+/** Format a signal's value with its unit. */
+export function signalValue(signal, v) {
+  if (!f.isNum(v)) return f.DASH;
+  if (/_ms$/.test(signal || "")) return f.ms(v);
+  if (/percent$/.test(signal || "")) return f.pct(v, 1);
+  if (signal === "request_rate" || signal === "prediction_rate") return `${f.rate(v)} /min`;
+  if (signal === "avg_confidence") return f.ratio(v);
+  return f.num(v);
+}
+
+export class AlertsPanel {
+  /**
+   * @param {{active: HTMLElement, history: HTMLElement, badge: HTMLElement}} els
+   * @param {{toast: (msg: string, error?: boolean) => void, onChange: () => void}} hooks
+   */
+  constructor(els, hooks) {
+    this.els = els;
+    this.hooks = hooks;
+    this.jaegerUrl = "";
+    /** @type {any[]} */
+    this.active = [];
+    replace(els.active, loading());
+    replace(els.history, loading());
+  }
+
+  /** @param {string} url */
+  setJaeger(url) { this.jaegerUrl = url || ""; }
+
+  /** The firing alerts, for the overall status. */
+  firing() { return this.active.filter((a) => a.state === "firing"); }
+
+  async load() {
+    const now = Date.now() / 1000;
+    const [active, history] = await Promise.allSettled([
+      getJSON("alerts/active"),
+      getJSON("alerts/history", { since: Math.floor(now - 86400), from: Math.floor(now - 86400), limit: 200 }),
+    ]);
+    if (active.status === "fulfilled") {
+      this.active = items(active.value, "active");
+      await this.renderActive();
+    } else {
+      replace(this.els.active, failed(`Could not load alerts: ${active.reason.message}`));
+    }
+    if (history.status === "fulfilled") {
+      const since = now - 86400;
+      this.renderHistory(items(history.value, "history").filter((e) => !f.isNum(e.at) || e.at >= since));
+    } else {
+      replace(this.els.history, failed(`Could not load the history: ${history.reason.message}`));
+    }
+    if (active.status === "rejected") throw active.reason;
+  }
+
+  async renderActive() {
+    const firing = this.firing().length;
+    this.els.badge.hidden = !firing;
+    this.els.badge.textContent = String(firing);
+    if (!this.active.length) {
+      replace(this.els.active, empty("All clear", "No alert is pending or firing."));
+      return;
+    }
+    const rows = await Promise.all(this.active.map((a) => this.alertRow(a)));
+    replace(this.els.active, h("div", { class: "alert-list" }, ...rows));
+  }
+
+  /** @param {any} a an active alert */
+  async alertRow(a) {
+    const sev = a.severity || "warning";
+    const since = a.state === "firing" ? a.fired_at : a.pending_since;
+    const actions = h("div", { class: "alert-actions" });
+    if (a.state === "firing" && !a.acknowledged_at) {
+      actions.append(h("button", { class: "btn btn--small", type: "button", onclick: () => this.acknowledge(a) }, "Acknowledge"));
+    }
+    if (!a.silenced_by) {
+      actions.append(h("button", { class: "btn btn--small btn--ghost", type: "button", onclick: () => this.silence(a) }, "Silence 1 h"));
+    }
+    if (LATENCY_SIGNALS.has(a.signal) && this.jaegerUrl) {
+      const link = await this.slowTrace(a);
+      if (link) actions.append(link);
+    }
+    const notes = [];
+    if (a.acknowledged_at) notes.push(`acknowledged by ${a.acknowledged_by || "someone"} ${f.ago(a.acknowledged_at)}${a.ack_comment ? ` — ${a.ack_comment}` : ""}`);
+    if (a.silenced_by) notes.push("silenced");
+    return h("div", { class: `alert alert--${sev}`, "data-alert": a.id || a.rule },
+      h("span", { class: `tag state-tag--${a.state}` }, a.state),
+      h("div", {},
+        h("div", { class: "alert-title" }, a.rule),
+        h("div", { class: `sev sev--${sev}` }, sev)),
+      h("div", { class: "num" },
+        h("strong", { "data-role": "value", "data-value": a.value ?? "" }, signalValue(a.signal, a.value))),
+      h("div", { class: "alert-meta" },
+        [f.labels(a.labels),
+          a.threshold != null ? `${a.signal} ${a.comparison} ${signalValue(a.signal, a.threshold)}` : "",
+          f.isNum(since) ? `since ${f.dateTime(since)}` : "",
+          ...notes].filter(Boolean).join(" · ")),
+      a.description ? h("div", { class: "alert-meta" }, a.description) : null,
+      actions);
+  }
+
+  /** A link to the slowest trace in the alert's window, or null. */
+  async slowTrace(a) {
+    const to = Math.ceil(Date.now() / 1000);
+    const from = Math.floor(f.isNum(a.pending_since) ? a.pending_since - 300 : to - 900);
+    try {
+      const body = await getJSON("metrics/exemplars", {
+        metric: "http.server.request.duration", from, to, limit: 1,
+        service: a.labels?.service, route: a.labels?.route,
+      });
+      const top = normalizeExemplars(body)[0];
+      return top ? traceLink(this.jaegerUrl, top.trace_id, `Slowest trace · ${f.ms(top.value_ms)}`, top.at) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  async acknowledge(a) {
+    try {
+      await post(`alerts/${encodeURIComponent(a.id)}/acknowledge`, { comment: "from the dashboard", by: "dashboard" });
+      this.hooks.toast(`Acknowledged ${a.rule}`);
+      this.hooks.onChange();
+    } catch (err) {
+      this.hooks.toast(`Acknowledge failed: ${err.message}`, true);
+    }
+  }
+
+  async silence(a) {
+    const matchers = [{ name: "alertname", op: "=", value: a.rule },
+      ...Object.entries(a.labels || {}).map(([name, value]) => ({ name, op: "=", value: String(value) }))];
+    try {
+      await post("alerts/silences", { matchers, duration: 3600, created_by: "dashboard", comment: "silenced from the dashboard" });
+      this.hooks.toast(`Silenced ${a.rule} for 1 hour`);
+      this.hooks.onChange();
+    } catch (err) {
+      this.hooks.toast(`Silence failed: ${err.message}`, true);
+    }
+  }
+
+  /** @param {any[]} entries newest first */
+  renderHistory(entries) {
+    if (!entries.length) {
+      replace(this.els.history, empty("No alert changed state in the last 24 hours"));
+      return;
+    }
+    const rows = entries.map((e) => h("tr", { "data-history": e.id ?? "" },
+      h("td", { class: "nowrap" }, f.dateTime(e.at)),
+      h("td", {}, e.rule),
+      h("td", { class: "labels" }, f.labels(e.labels)),
+      h("td", { class: "nowrap" },
+        h("span", { class: `tag state-tag--${e.from}` }, e.from), " → ",
+        h("span", { class: `tag state-tag--${e.to}` }, e.to)),
+      h("td", { class: "num" }, f.isNum(e.value) ? f.num(e.value) : f.DASH)));
+    replace(this.els.history, h("table", { class: "table" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Time"), h("th", {}, "Rule"), h("th", {}, "Labels"), h("th", {}, "Change"), h("th", { class: "num" }, "Value"))),
+      h("tbody", {}, ...rows)));
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * API performance: requests, success and errors, average/p95/p99 latency with the
+ * percentile's bucket bounds ("212 ms (208–217)"), and throughput.
+ */
+
+import { h, replace } from "../dom.js";
+import * as f from "../format.js";
+import { makeStat } from "./cards.js";
+import { boundValue } from "./overview.js";
+
+export class ApiPanel {
+  /** @param {HTMLElement} root */
+  constructor(root) {
+    this.root = root;
+    this.stats = {
+      requests: makeStat("requests", "Requests"),
+      success: makeStat("success", "Success"),
+      errors: makeStat("errors", "Errors"),
+      avg: makeStat("avg_response_time_ms", "Average latency"),
+      p95: makeStat("p95_response_time_ms", "p95 latency"),
+      p99: makeStat("p99_response_time_ms", "p99 latency"),
+      throughput: makeStat("requests_per_minute", "Throughput"),
+      rps: makeStat("requests_per_second", "Per second"),
+      errorRate: makeStat("error_rate_percent", "Error rate"),
+    };
+    this.splitOk = h("div", { class: "split-ok" });
+    this.splitBad = h("div", { class: "split-bad" });
+    this.legendOk = h("span");
+    this.legendBad = h("span");
+    replace(root,
+      h("dl", { class: "stats api-grid" }, ...Object.values(this.stats).map((s) => s.root)),
+      h("div", { class: "split", title: "success vs errors" }, this.splitOk, this.splitBad),
+      h("div", { class: "split-legend" }, this.legendOk, this.legendBad));
+  }
+
+  /**
+   * @param {any} api `api_metrics` of `/metrics/current`
+   * @param {number} windowMinutes the snapshot's window, for counts when the API gives rates only
+   */
+  update(api, windowMinutes = 5) {
+    api = api || {};
+    const s = this.stats;
+    const rpm = api.requests_per_minute;
+    const total = firstNum(api.total_requests, api.request_count, api.requests,
+      f.isNum(rpm) ? Math.round(rpm * windowMinutes) : null);
+    const errRate = api.error_rate_percent;
+    const errors = firstNum(api.error_count, api.errors, api.total_errors,
+      f.isNum(total) && f.isNum(errRate) ? Math.round((total * errRate) / 100) : null);
+    const success = firstNum(api.success_count, f.isNum(total) && f.isNum(errors) ? total - errors : null);
+
+    s.requests.set(f.count(total), total);
+    s.success.set(f.count(success), success, f.isNum(errRate) ? f.pct(100 - errRate, 1) : "");
+    s.errors.set(f.count(errors), errors, f.isNum(errRate) ? f.pct(errRate, 1) : "");
+    s.errorRate.set(f.pct(errRate), errRate);
+    s.avg.set(f.ms(api.avg_response_time_ms), api.avg_response_time_ms);
+    for (const [key, field, bounds] of [
+      ["p95", api.p95_response_time_ms, api.p95_bounds ?? api.p95_response_time_ms_bounds],
+      ["p99", api.p99_response_time_ms, api.p99_bounds ?? api.p99_response_time_ms_bounds],
+    ]) {
+      const b = boundValue(field, bounds);
+      const range = f.isNum(b.lower) && f.isNum(b.upper) ? `(${f.msBare(b.lower)}–${f.msBare(b.upper)})` : "";
+      s[key].set(f.ms(b.value), b.value, range);
+    }
+    s.throughput.set(f.rate(rpm), rpm, "/min");
+    s.rps.set(f.isNum(rpm) ? f.num(rpm / 60) : f.DASH, f.isNum(rpm) ? rpm / 60 : null, "/s");
+
+    const okShare = f.isNum(errRate) ? 100 - errRate : f.isNum(total) && total > 0 ? 100 : 0;
+    this.splitOk.style.width = `${okShare}%`;
+    this.splitBad.style.width = `${f.isNum(errRate) ? errRate : 0}%`;
+    this.legendOk.textContent = f.isNum(success) ? `${f.count(success)} succeeded` : "";
+    this.legendBad.textContent = f.isNum(errors) ? `${f.count(errors)} failed` : "";
+  }
+}
+
+function firstNum(...values) {
+  return values.find((v) => f.isNum(v)) ?? null;
+}

@@ -1,0 +1,83 @@
+/**
+ * The selected time range: a relative one ("last 1 h", follows now) or a fixed custom one.
+ * Listeners hear every change; the step gives roughly 150–400 points on a chart.
+ */
+
+export const PRESETS = [
+  { seconds: 900, label: "last 15 minutes" },
+  { seconds: 3600, label: "last hour" },
+  { seconds: 21600, label: "last 6 hours" },
+  { seconds: 86400, label: "last 24 hours" },
+  { seconds: 604800, label: "last 7 days" },
+];
+
+// Steps line up with the backend's stored resolutions (10 s, 1 min, 1 h).
+const STEPS = [10, 20, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400];
+
+/** A step (seconds) giving at most ~360 points over `span` seconds. */
+export function stepFor(span) {
+  const wanted = span / 360;
+  return STEPS.find((s) => s >= wanted) ?? STEPS[STEPS.length - 1];
+}
+
+export class TimeRange {
+  constructor(seconds = 3600) {
+    /** @type {number|null} seconds of a relative range, null when custom */
+    this.relative = seconds;
+    this.customFrom = 0;
+    this.customTo = 0;
+    this.compare = false;
+    /** @type {Array<() => void>} */
+    this.listeners = [];
+  }
+
+  /** @param {() => void} fn */
+  onChange(fn) { this.listeners.push(fn); }
+
+  emit() { for (const fn of this.listeners) fn(); }
+
+  /** @param {number} seconds */
+  setRelative(seconds) {
+    this.relative = seconds;
+    this.emit();
+  }
+
+  /** @param {number} from epoch s @param {number} to epoch s */
+  setCustom(from, to) {
+    if (!(to > from)) throw new Error("The end of the range must be after its start.");
+    this.relative = null;
+    this.customFrom = Math.floor(from);
+    this.customTo = Math.ceil(to);
+    this.emit();
+  }
+
+  /** @param {boolean} on */
+  setCompare(on) {
+    this.compare = on;
+    this.emit();
+  }
+
+  get isLive() { return this.relative !== null; }
+
+  /** The current window as epoch seconds, `to` aligned up to the step. */
+  window(now = Date.now() / 1000) {
+    if (this.relative !== null) {
+      const step = stepFor(this.relative);
+      const to = Math.ceil(now / step) * step;
+      return { from: to - this.relative, to, step, span: this.relative };
+    }
+    const span = this.customTo - this.customFrom;
+    return { from: this.customFrom, to: this.customTo, step: stepFor(span), span };
+  }
+
+  /** A human label for the range. */
+  label() {
+    if (this.relative !== null) {
+      return PRESETS.find((p) => p.seconds === this.relative)?.label ?? `last ${this.relative} s`;
+    }
+    const fmt = (t) => new Date(t * 1000).toLocaleString("en-US", {
+      month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hour12: false,
+    });
+    return `${fmt(this.customFrom)} → ${fmt(this.customTo)}`;
+  }
+}
