@@ -28,15 +28,23 @@ Job = Callable[[FastAPI], Coroutine[Any, Any, None]]
 
 def _routers() -> list[APIRouter]:
     from backend import live
-    from backend.api.routes import dashboard, health
+    from backend.api.routes import admin, alerts, dashboard, health, ingest
 
-    return [health.router, live.router, dashboard.router]
+    return [
+        health.router,
+        ingest.router,
+        live.router,
+        alerts.router,
+        admin.router,
+        dashboard.router,  # last: it serves the page's static files
+    ]
 
 
 def _background_jobs() -> list[Job]:
+    from backend.alerts.service import alerts_job
     from backend.maintenance import retention_job
 
-    return [retention_job]
+    return [retention_job, alerts_job]
 
 
 @contextlib.asynccontextmanager
@@ -65,6 +73,7 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
         synchronous=settings.sqlite_synchronous,
     )
     app.state.broker = Broker()
+    app.state.ingest_slots = asyncio.Semaphore(settings.max_inflight_exports)
     for router in _routers():
         app.include_router(router)
     return app

@@ -138,6 +138,9 @@ class MetricStore(Protocol):
     def metrics(self) -> list[MetricInfo]:
         """Return every metric name with its kind, unit and series count."""
 
+    def created_at(self) -> float:
+        """Return when this store was first created (epoch seconds)."""
+
     def last_ingest(self) -> float | None:
         """Return when the last export committed (epoch seconds), or None."""
 

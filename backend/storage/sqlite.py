@@ -298,10 +298,18 @@ class SQLiteStore:
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
+            self._writer.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('created_at', ?)",
+                (repr(time.time()),),
+            )
+            created = self._writer.execute(
+                "SELECT value FROM meta WHERE key = 'created_at'"
+            ).fetchone()
             row = self._writer.execute(
                 "SELECT value FROM meta WHERE key = 'last_ingest'"
             ).fetchone()
         self._last_ingest: float | None = float(row[0]) if row else None
+        self._created_at = float(created[0])
 
     def _connect(self) -> sqlite3.Connection:
         # Each connection is used by one thread at a time (the writer behind its lock,
@@ -410,6 +418,10 @@ class SQLiteStore:
             " ORDER BY metric"
         )
         return [MetricInfo(r[0], cast(Kind, r[1]), r[2], int(r[3])) for r in rows]
+
+    def created_at(self) -> float:
+        """Return when this store was first created (epoch seconds)."""
+        return self._created_at
 
     def last_ingest(self) -> float | None:
         """Return when the last export committed (epoch seconds), or None."""

@@ -1,0 +1,124 @@
+"""`POST /v1/metrics`: OTLP/HTTP metrics ingest, status codes per the OTLP specification.
+
+- 200 + ExportMetricsServiceResponse (same encoding as the request), with
+  `partial_success` when some points were refused;
+- 400 + google.rpc.Status: undecodable body (bad protobuf/JSON, corrupt gzip);
+- 413: body over `MLPULSE_MAX_BODY_BYTES` after decompression (inflated incrementally);
+- 415: unsupported Content-Type or Content-Encoding;
+- 429 (too many exports in flight) or 503 (storage busy), both with `Retry-After`:
+  retryable, so a collector keeps the data and tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from backend.api.deps import BrokerDep, SettingsDep, StoreDep
+from backend.ingest.decompress import (
+    BadEncodingError,
+    BodyTooLargeError,
+    Inflater,
+    UnsupportedEncodingError,
+)
+from backend.ingest.limits import Limits
+from backend.ingest.otlp import (
+    Encoding,
+    OTLPDecodeError,
+    decode_request,
+    encode_response,
+    encode_status,
+    encoding_of,
+    media_type,
+)
+from backend.ingest.pipeline import ingest
+from backend.storage.base import StorageBusyError
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["ingest"])
+
+# google.rpc.Code values used in Status bodies.
+_INVALID_ARGUMENT, _RESOURCE_EXHAUSTED, _UNAVAILABLE = 3, 8, 14
+RETRY_AFTER_S = "1"
+
+
+def _status(http: int, code: int, message: str, encoding: Encoding, **headers: str) -> Response:
+    return Response(
+        encode_status(code, message, encoding),
+        status_code=http,
+        media_type=media_type(encoding),
+        headers=headers or None,
+    )
+
+
+@router.post("/v1/metrics")
+async def export_metrics(
+    request: Request, settings: SettingsDep, store: StoreDep, broker: BrokerDep
+) -> Response:
+    """Accept an OTLP metrics export (protobuf or JSON, optionally gzip)."""
+    encoding = encoding_of(request.headers.get("content-type"))
+    if encoding is None:
+        return _status(
+            415,
+            _INVALID_ARGUMENT,
+            "Content-Type must be application/x-protobuf or application/json",
+            "json",
+        )
+    try:
+        inflater = Inflater(request.headers.get("content-encoding"), settings.max_body_bytes)
+    except UnsupportedEncodingError as exc:
+        return _status(415, _INVALID_ARGUMENT, str(exc), encoding)
+    declared = request.headers.get("content-length", "")
+    if (
+        declared.isdigit()
+        and request.headers.get("content-encoding") is None
+        and int(declared) > settings.max_body_bytes
+    ):
+        return _status(413, _RESOURCE_EXHAUSTED, "body too large", encoding)
+
+    slots: asyncio.Semaphore = request.app.state.ingest_slots
+    if slots.locked():
+        return _status(
+            429, _RESOURCE_EXHAUSTED, "too many exports in flight", encoding,
+            **{"Retry-After": RETRY_AFTER_S},
+        )  # fmt: skip
+    async with slots:
+        try:
+            async for chunk in request.stream():
+                inflater.feed(chunk)
+            body = inflater.finish()
+        except BodyTooLargeError as exc:
+            return _status(413, _RESOURCE_EXHAUSTED, str(exc), encoding)
+        except BadEncodingError as exc:
+            return _status(400, _INVALID_ARGUMENT, str(exc), encoding)
+        try:
+            message = await run_in_threadpool(decode_request, body, encoding)
+        except OTLPDecodeError as exc:
+            return _status(400, _INVALID_ARGUMENT, str(exc), encoding)
+        try:
+            result = await run_in_threadpool(ingest, store, message, Limits.from_settings(settings))
+        except StorageBusyError as exc:
+            log.warning("ingest refused, storage busy: %s", exc)
+            return _status(
+                503, _UNAVAILABLE, "storage busy, retry later", encoding,
+                **{"Retry-After": RETRY_AFTER_S},
+            )  # fmt: skip
+    if result.committed_at is not None:
+        broker.publish(
+            "ingest",
+            {
+                "committed_at": result.committed_at,
+                "points": result.accepted,
+                "services": result.services,
+            },
+        )
+    if result.rejected:
+        log.info("export: %d point(s) refused: %s", result.rejected, result.message)
+    return Response(
+        encode_response(result.rejected, result.message, encoding),
+        status_code=200,
+        media_type=media_type(encoding),
+    )

@@ -1,0 +1,105 @@
+"""Cumulative → delta conversion per series, with restart and replay detection.
+
+Per series the store keeps the last accepted point (`PointState`). For a new point:
+
+- its time is not after the last accepted one: a replayed or out-of-order export, ignored
+  (for every kind: a resent delta or gauge point would otherwise count twice);
+- gauges and delta points are taken as they are;
+- cumulative points: the delta is `current - previous`. A restart of the producer (a new
+  `start_time_unix_nano`, or a monotonic value / histogram bucket going down) makes the
+  current value itself the delta: counting restarts from zero, so nothing is negative or
+  double counted.
+- the first point of a cumulative series counts in full when the series started after
+  this store existed (its start time is not older than `first_seen_grace_s` before the
+  store was created); otherwise the backend joined mid-stream and the point is only a
+  baseline, so a producer's lifetime total is never dumped into one bucket.
+"""
+
+from __future__ import annotations
+
+from backend.ingest.points import Sample
+from backend.storage.aggregate import Aggregate, subtract_exp, subtract_explicit
+from backend.storage.base import PointState
+
+FIRST_SEEN_GRACE_S = 300.0
+
+
+def _snapshot(value: Aggregate) -> Aggregate:
+    """The cumulative state to keep: the value without exemplars."""
+    snap = value.copy()
+    snap.exemplars = []
+    return snap
+
+
+def _histogram_delta(cur: Aggregate, prev: Aggregate) -> Aggregate | None:
+    if cur.count < prev.count:
+        return None
+    delta = Aggregate(
+        count=cur.count - prev.count,
+        sum=cur.sum - prev.sum,
+        last_ns=cur.last_ns,
+        exemplars=list(cur.exemplars),
+    )
+    # Lifetime min/max only tell about this interval when they moved during it.
+    if cur.max is not None and (prev.max is None or cur.max > prev.max):
+        delta.max = cur.max
+    if cur.min is not None and (prev.min is None or cur.min < prev.min):
+        delta.min = cur.min
+    if cur.exponential is not None and prev.exponential is not None:
+        exp = subtract_exp(cur.exponential, prev.exponential)
+        if exp is None:
+            return None
+        delta.exponential = exp
+    elif cur.explicit is not None and prev.explicit is not None:
+        explicit = subtract_explicit(cur.explicit, prev.explicit)
+        if explicit is None:
+            return None
+        delta.explicit = explicit
+    else:
+        return None
+    return delta
+
+
+def _zero_like(value: Aggregate) -> Aggregate:
+    zero = Aggregate(last=value.last, last_ns=value.last_ns)
+    if value.exponential is not None:
+        zero.exponential = type(value.exponential)(value.exponential.scale)
+    if value.explicit is not None:
+        zero.explicit = type(value.explicit)(
+            value.explicit.bounds, [0] * len(value.explicit.counts)
+        )
+    return zero
+
+
+def to_delta(
+    state: PointState | None,
+    sample: Sample,
+    store_created_ns: int,
+    first_seen_grace_s: float = FIRST_SEEN_GRACE_S,
+) -> tuple[Aggregate | None, PointState | None]:
+    """Return (delta to store or None to ignore the point, new state or None if unchanged)."""
+    if state is not None and sample.time_ns <= state.time_ns:
+        return None, None  # replay or out of order
+    if not sample.cumulative:
+        return sample.value, PointState(sample.start_ns, sample.time_ns)
+    new_state = PointState(sample.start_ns, sample.time_ns, _snapshot(sample.value))
+    prev = state.cumulative if state is not None else None
+    if state is None or prev is None:
+        joined_late = sample.start_ns < store_created_ns - int(first_seen_grace_s * 1e9)
+        return (_zero_like(sample.value) if joined_late else sample.value), new_state
+    if sample.start_ns and state.start_ns and sample.start_ns != state.start_ns:
+        if sample.start_ns < state.start_ns:
+            return None, None  # a point of an older incarnation, arriving late
+        return sample.value, new_state  # restarted: counts from zero again
+    cur = sample.value
+    if sample.key.kind == "sum":
+        diff = cur.sum - prev.sum
+        if sample.key.monotonic and diff < 0:
+            return cur, new_state  # reset without a new start time
+        return (
+            Aggregate(count=1, sum=diff, last=cur.sum, last_ns=cur.last_ns,
+                      exemplars=list(cur.exemplars)),
+            new_state,
+        )  # fmt: skip
+    delta = _histogram_delta(cur, prev)
+    return (cur if delta is None else delta), new_state
