@@ -22,25 +22,29 @@ class AlertSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLPULSE_", extra="ignore")
 
     alert_rules_file: Path | None = Field(
-        None, description="YAML rules file; unset: the shipped backend/default_rules.yaml"
+        default=None, description="YAML rules file; unset: the shipped backend/default_rules.yaml"
     )
-    alert_db_file: str = Field("alerts.db", description="SQLite file, relative to the data dir")
-    alert_eval_interval: float = Field(5.0, gt=0, le=3600, description="seconds")
-    alert_repeat_interval: Duration = Field(4 * 3600.0, description="re-notify while firing")
+    alert_db_file: str = Field(
+        default="alerts.db", description="SQLite file, relative to the data dir"
+    )
+    alert_eval_interval: float = Field(default=5.0, gt=0, le=3600, description="seconds")
+    alert_repeat_interval: Duration = Field(
+        default=4 * 3600.0, description="re-notify while firing"
+    )
     alert_enabled: bool = True
 
     webhook_allow_private: bool = Field(
-        False, description="accept loopback/private webhook addresses (never metadata ones)"
+        default=False, description="accept loopback/private webhook addresses (never metadata ones)"
     )
     webhook_allowed_hosts: list[str] = Field(
         default_factory=list, description='exact URL hosts accepted anyway: ["host", "host:port"]'
     )
-    webhook_timeout: float = Field(5.0, gt=0, le=120)
-    webhook_max_attempts: int = Field(5, ge=1, le=20)
-    webhook_backoff_base: float = Field(1.0, gt=0, le=600)
-    webhook_backoff_max: float = Field(60.0, gt=0, le=3600)
-    email_max_attempts: int = Field(3, ge=1, le=20)
-    notify_workers: int = Field(4, ge=1, le=64)
+    webhook_timeout: float = Field(default=5.0, gt=0, le=120)
+    webhook_max_attempts: int = Field(default=5, ge=1, le=20)
+    webhook_backoff_base: float = Field(default=1.0, gt=0, le=600)
+    webhook_backoff_max: float = Field(default=60.0, gt=0, le=3600)
+    email_max_attempts: int = Field(default=3, ge=1, le=20)
+    notify_workers: int = Field(default=4, ge=1, le=64)
 
     def db_path(self, data_dir: Path) -> Path:
         """Return the alert database path."""

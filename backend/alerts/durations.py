@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -58,9 +58,8 @@ def format_duration(seconds: float) -> str:
     return "".join(out)
 
 
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str, when_used="json"),
-]
-"""A pydantic field type: seconds as a float, written back as ``"5m"`` in JSON and YAML."""
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""A pydantic field type: accepts ``"5m"`` or seconds, holds (and serializes) seconds."""
+
+DURATION_FIELDS = ("window", "for", "keep_firing_for", "repeat_interval")
+"""The rule fields holding durations (written as ``"5m"`` in YAML files)."""

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from backend.alerts.durations import Duration
+from backend.alerts.durations import DURATION_FIELDS, Duration, format_duration
 from backend.notify.channels import Channel
 
 SIGNALS: tuple[str, ...] = (
@@ -79,6 +79,9 @@ Comparison = Literal[">", ">=", "<", "<="]
 Severity = Literal["info", "warning", "critical"]
 GroupBy = Literal["service", "route", "model", "none"]
 
+FILTER_KEYS = ("service", "instance", "route", "method", "status", "model", "version", "mountpoint")
+"""Labels a rule may filter on (the query layer's group keys)."""
+
 _NAME = r"^[A-Za-z0-9_.:-]{1,100}$"
 DEFAULT_RULES_FILE = "default_rules.yaml"
 
@@ -109,12 +112,12 @@ class Rule(BaseModel):
     comparison: Comparison
     threshold: float = Field(allow_inf_nan=False)
     clear_threshold: float | None = Field(
-        None, allow_inf_nan=False, description="default: the threshold (no hysteresis)"
+        default=None, allow_inf_nan=False, description="default: the threshold (no hysteresis)"
     )
-    window: Duration = Field(300.0, description="the signal is computed over this window")
-    for_: Duration = Field(60.0, alias="for", description="how long before pending fires")
+    window: Duration = Field(default=300.0, description="the signal is computed over this window")
+    for_: Duration = Field(default=60.0, alias="for", description="how long before pending fires")
     keep_firing_for: Duration = 0.0
-    min_samples: int = Field(1, ge=0, le=10**9)
+    min_samples: int = Field(default=1, ge=0, le=10**9)
     severity: Severity = "warning"
     group_by: GroupBy = "service"
     filters: dict[str, str] = Field(
@@ -123,9 +126,9 @@ class Rule(BaseModel):
     channels: list[str] = Field(default_factory=lambda: ["console"], max_length=20)
     enabled: bool = True
     repeat_interval: Duration | None = Field(
-        None, description="re-notify while firing; default: the repeat_interval setting"
+        default=None, description="re-notify while firing; default: the repeat_interval setting"
     )
-    description: str = Field("", max_length=2000)
+    description: str = Field(default="", max_length=2000)
 
     @model_validator(mode="after")
     def _check(self) -> Rule:
@@ -143,9 +146,9 @@ class Rule(BaseModel):
                     f"clear_threshold ({self.clear_threshold}) must be >= threshold "
                     f"({self.threshold}) when comparison is '{self.comparison}'"
                 )
-        bad = [key for key in self.filters if key not in ("service", "route", "model")]
+        bad = [key for key in self.filters if key not in FILTER_KEYS]
         if bad:
-            raise ValueError(f"filters: unknown label {bad[0]!r} (service, route or model)")
+            raise ValueError(f"filters: unknown label {bad[0]!r} ({', '.join(FILTER_KEYS)})")
         return self
 
     @property
@@ -183,7 +186,8 @@ class AlertConfig(BaseModel):
             for channel in rule.channels:
                 if channel not in names:
                     raise ValueError(
-                        f"rules[{i}].channels: unknown channel {channel!r} "
+                        f"rules[{i}].channels: rule {rule.name!r} names unknown channel "
+                        f"{channel!r} "
                         f"(defined: {', '.join(names) or 'none'})"
                     )
         return self
@@ -205,11 +209,11 @@ class ConfigError(ValueError):
     """An invalid configuration; the message names the offending field."""
 
 
-def format_validation_error(exc: ValidationError) -> str:
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     """Render a pydantic error as ``rules[2].threshold: Input should be a valid number``."""
     lines = []
     for err in exc.errors(include_url=False, include_input=False):
-        path = ""
+        path = prefix
         for part in err["loc"]:
             if isinstance(part, int):
                 path += f"[{part}]"
@@ -269,4 +273,9 @@ def read_rules_file(path: Path | None) -> tuple[str, AlertConfig]:
 
 def dump_yaml(config: AlertConfig) -> str:
     """Render ``config`` as YAML (secrets redacted), ready to commit as a rules file."""
-    return yaml.safe_dump(config.dump(), sort_keys=False, allow_unicode=True)
+    data = config.dump()
+    for rule in data["rules"]:
+        for key in DURATION_FIELDS:
+            if isinstance(rule.get(key), int | float):
+                rule[key] = format_duration(rule[key])
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

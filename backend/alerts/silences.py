@@ -50,10 +50,10 @@ class SilenceIn(BaseModel):
 
     matchers: list[Matcher] = Field(min_length=1, max_length=20)
     starts_at: float | None = None
-    ends_at: float | None = Field(None, description="epoch seconds; or give duration")
-    duration: float | None = Field(None, gt=0, le=366 * 86400, description="seconds")
-    created_by: str = Field("api", max_length=200)
-    comment: str = Field("", max_length=2000)
+    ends_at: float | None = Field(default=None, description="epoch seconds; or give duration")
+    duration: float | None = Field(default=None, gt=0, le=366 * 86400, description="seconds")
+    created_by: str = Field(default="api", max_length=200)
+    comment: str = Field(default="", max_length=2000)
 
     @field_validator("matchers")
     @classmethod

@@ -1,0 +1,133 @@
+"""Wiring of the alert engine into the backend app: build it, run it, stop it.
+
+`get_engine(app)` builds the engine once per app (from `app.state.settings`, the metric
+store, the live broker and `app.state.alert_settings` or the `MLPULSE_*` environment);
+`alerts_job(app)` is the background job that starts the delivery workers and evaluates
+every rule each `MLPULSE_ALERT_EVAL_INTERVAL` seconds, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from backend.alerts.config import AlertSettings
+from backend.alerts.engine import AlertEngine, Sample, SignalSource
+from backend.alerts.rules import Rule
+from backend.alerts.store import AlertStore
+from backend.notify.dispatcher import Dispatcher
+from backend.notify.email import EmailSender
+from backend.notify.ssrf import Policy
+from backend.notify.webhook import WebhookSender
+
+log = logging.getLogger(__name__)
+_build_lock = threading.Lock()
+
+
+def signal_source(store: Any) -> SignalSource:
+    """Return a source computing rules' signals with `backend.query.signals.evaluate`."""
+
+    def source(rule: Rule, now: float) -> list[Sample]:
+        from backend.query import signals
+
+        group_by = [] if rule.group_by == "none" else [rule.group_by]
+        results = signals.evaluate(
+            store, rule.signal, now - rule.window, now, group_by, dict(rule.filters)
+        )
+        return [
+            Sample(
+                {str(k): str(v) for k, v in dict(r.labels).items()},
+                None if r.value is None else float(r.value),
+                int(r.samples or 0),
+            )
+            for r in results
+        ]
+
+    return source
+
+
+def webhook_policy(settings: AlertSettings) -> Policy:
+    """Return the SSRF guard policy the settings ask for."""
+    return Policy.of(settings.webhook_allow_private, settings.webhook_allowed_hosts)
+
+
+def alert_settings(app: FastAPI) -> AlertSettings:
+    """Return the app's alert settings (``app.state.alert_settings`` or the environment)."""
+    settings = getattr(app.state, "alert_settings", None)
+    if settings is None:
+        settings = AlertSettings()
+        app.state.alert_settings = settings
+    assert isinstance(settings, AlertSettings)
+    return settings
+
+
+def get_engine(app: FastAPI) -> AlertEngine:
+    """Return the app's alert engine, building it on first use."""
+    with _build_lock:
+        engine = getattr(app.state, "alerts", None)
+        if engine is None:
+            engine = build_engine(app)
+            app.state.alerts = engine
+    assert isinstance(engine, AlertEngine)
+    return engine
+
+
+def build_engine(app: FastAPI, *, source: SignalSource | None = None) -> AlertEngine:
+    """Build the engine, its store and its dispatcher, and load the rules."""
+    settings = alert_settings(app)
+    data_dir = app.state.settings.data_dir
+    store = AlertStore(settings.db_path(data_dir))
+    broker = getattr(app.state, "broker", None)
+    engine = AlertEngine(
+        store,
+        source or signal_source(app.state.store),
+        None,
+        publish=broker.publish if broker is not None else None,
+        repeat_interval=settings.alert_repeat_interval,
+    )
+    engine.dispatcher = Dispatcher(
+        store,
+        engine.channel,
+        data_dir,
+        webhook=WebhookSender(
+            webhook_policy(settings),
+            timeout=settings.webhook_timeout,
+            max_attempts=settings.webhook_max_attempts,
+            backoff_base=settings.webhook_backoff_base,
+            backoff_max=settings.webhook_backoff_max,
+        ),
+        email=EmailSender(
+            max_attempts=settings.email_max_attempts,
+            backoff_base=settings.webhook_backoff_base,
+            backoff_max=settings.webhook_backoff_max,
+        ),
+        workers=settings.notify_workers,
+    )
+    engine.load(settings.alert_rules_file)
+    return engine
+
+
+async def alerts_job(app: FastAPI) -> None:
+    """Evaluate the rules every interval until cancelled; deliver on worker threads."""
+    engine = get_engine(app)
+    settings = alert_settings(app)
+    assert engine.dispatcher is not None
+    engine.dispatcher.start()
+    try:
+        while settings.alert_enabled:
+            started = time.monotonic()
+            try:
+                await run_in_threadpool(engine.evaluate_once)
+            except Exception:  # keep evaluating; the next run retries
+                log.exception("alert evaluation failed")
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(max(0.0, settings.alert_eval_interval - elapsed))
+        await asyncio.Event().wait()  # disabled: idle until shutdown
+    finally:
+        engine.dispatcher.stop(timeout=2.0)

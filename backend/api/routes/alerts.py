@@ -1,0 +1,389 @@
+"""The alert API: state, history, configuration, silences, acknowledgements, test sends.
+
+| method, path | what |
+|---|---|
+| `GET /alerts/active` | pending and firing alerts |
+| `GET /alerts/history` | transitions with their values and delivery receipts (filters, paging) |
+| `GET /alerts/configure` | rules and channels, secrets `[REDACTED]` (`?format=yaml` for a file) |
+| `POST /alerts/configure` | create/update/delete rules and channels (JSON, or a YAML document) |
+| `GET`/`POST /alerts/silences`, `DELETE /alerts/silences/{id}` | silences |
+| `POST /alerts/{id}/acknowledge` | acknowledge an active alert |
+| `POST /alerts/test` | send a test notification through one channel |
+
+Every state-changing route requires the bearer token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from backend.alerts.engine import AlertEngine
+from backend.alerts.rules import (
+    AlertConfig,
+    ConfigError,
+    Rule,
+    dump_yaml,
+    format_validation_error,
+    load_yaml,
+    parse_config,
+)
+from backend.alerts.service import alert_settings, get_engine, webhook_policy
+from backend.alerts.silences import SilenceIn
+from backend.api.deps import RequireToken
+from backend.notify.channels import (
+    REDACTED,
+    SECRET_FIELDS,
+    Channel,
+    FileChannel,
+    WebhookChannel,
+)
+from backend.notify.ssrf import UrlRefused, check_url
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/alerts", tags=["alerts"])
+
+MAX_CONFIG_BYTES = 1024 * 1024
+_CHANNEL: TypeAdapter[Any] = TypeAdapter(Channel)
+
+
+def _engine(request: Request) -> AlertEngine:
+    return get_engine(request.app)
+
+
+EngineDep = Annotated[AlertEngine, Depends(_engine)]
+
+
+def _time(value: str | None, name: str) -> float | None:
+    """Parse epoch seconds or an ISO 8601 time."""
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"{name}: expected epoch seconds or an ISO 8601 time, got {value[:40]!r}",
+        ) from None
+
+
+# -- state and history ------------------------------------------------------------------
+
+
+@router.get("/active")
+def active(engine: EngineDep) -> dict[str, Any]:
+    """Return pending and firing alerts (firing first)."""
+    return {
+        "alerts": engine.active(),
+        "evaluated_at": engine.last_evaluation,
+        "rule_errors": dict(engine.rule_errors),
+    }
+
+
+@router.get("/history")
+def history(
+    engine: EngineDep,
+    rule: str | None = None,
+    state: Annotated[str | None, Query(pattern="^(inactive|pending|firing|resolved)$")] = None,
+    alert_id: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    cursor: Annotated[int | None, Query(ge=1, description="next_cursor of a page")] = None,
+) -> dict[str, Any]:
+    """Return transitions newest first, each with the values behind it and its receipts.
+
+    Page with ``limit``/``offset``, or with ``cursor`` (the previous page's
+    ``next_cursor``), which stays stable while new entries arrive.
+    """
+    entries, total = engine.store.history(
+        rule=rule,
+        state=state,
+        alert_id=alert_id,
+        since=_time(since, "since"),
+        until=_time(until, "until"),
+        limit=limit,
+        offset=0 if cursor is not None else offset,
+        before_id=cursor,
+    )
+    next_cursor = entries[-1]["id"] if len(entries) == limit else None
+    return {
+        "entries": entries,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "next_cursor": next_cursor,
+    }
+
+
+# -- configuration ----------------------------------------------------------------------
+
+
+@router.get("/configure", response_model=None)
+def get_configure(
+    engine: EngineDep, fmt: Annotated[str, Query(alias="format", pattern="^(json|yaml)$")] = "json"
+) -> dict[str, Any] | Response:
+    """Return the rules and channels; secrets are ``[REDACTED]``."""
+    if fmt == "yaml":
+        return Response(dump_yaml(engine.config), media_type="application/yaml")
+    return engine.config.dump()
+
+
+class ConfigureIn(BaseModel):
+    """A change to the configuration: upserts by name, deletions, or a full replace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)
+    channels: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
+    delete_rules: list[str] = Field(default_factory=list, max_length=1000)
+    delete_channels: list[str] = Field(default_factory=list, max_length=100)
+    replace: bool = Field(
+        default=False, description="replace the whole configuration with rules + channels"
+    )
+
+
+def _keep_secrets(new: dict[str, Any], old: Any) -> dict[str, Any]:
+    """Replace ``[REDACTED]`` placeholders by the stored secret of the same channel."""
+    out = dict(new)
+    for field in SECRET_FIELDS.get(str(new.get("type")), ()):
+        if out.get(field) != REDACTED:
+            continue
+        stored = getattr(old, field, None) if old is not None else None
+        if getattr(old, "type", None) != new.get("type") or not isinstance(stored, SecretStr):
+            raise ConfigError(
+                f"channels.{new.get('name')}.{field}: '{REDACTED}' only keeps a stored secret; "
+                "give the secret"
+            )
+        out[field] = stored.get_secret_value()
+    return out
+
+
+def _validate_item(kind: str, index: int, item: dict[str, Any]) -> None:
+    """Validate one submitted rule or channel, so the message points into the body."""
+    try:
+        if kind == "rules":
+            Rule.model_validate(item)
+        else:
+            _CHANNEL.validate_python(item)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, prefix=f"{kind}[{index}]")) from None
+
+
+def _merge(current: AlertConfig, change: ConfigureIn) -> AlertConfig:
+    channels: dict[str, dict[str, Any]] = {}
+    rules: dict[str, dict[str, Any]] = {}
+    if not change.replace:
+        for c in current.channels:
+            channels[c.name] = c.model_dump(mode="json", context={"reveal": True})
+        for r in current.rules:
+            rules[r.name] = r.model_dump(mode="json", by_alias=True)
+    for name in change.delete_channels:
+        if channels.pop(name, None) is None:
+            raise ConfigError(f"delete_channels: no channel {name!r}")
+    for name in change.delete_rules:
+        if rules.pop(name, None) is None:
+            raise ConfigError(f"delete_rules: no rule {name!r}")
+    for i, channel in enumerate(change.channels):
+        channel = _keep_secrets(channel, current.channel(str(channel.get("name"))))
+        _validate_item("channels", i, channel)
+        channels[str(channel["name"])] = channel
+    for i, rule in enumerate(change.rules):
+        _validate_item("rules", i, rule)
+        rules[str(rule["name"])] = rule
+    # Cross-references (a rule's channels) are checked on the merged configuration.
+    return parse_config({"channels": list(channels.values()), "rules": list(rules.values())})
+
+
+def _check_saved_channels(config: AlertConfig, names: set[str], request: Request) -> None:
+    """Refuse webhook URLs the SSRF guard refuses and files outside the data dir."""
+    settings = alert_settings(request.app)
+    data_dir: Path = request.app.state.settings.data_dir
+    for i, channel in enumerate(config.channels):
+        if channel.name not in names:
+            continue
+        if isinstance(channel, WebhookChannel):
+            try:
+                check_url(channel.url, webhook_policy(settings))
+            except UrlRefused as exc:
+                raise ConfigError(f"channels[{i}].url: {exc}") from None
+        if isinstance(channel, FileChannel):
+            root = data_dir.resolve()
+            path = channel.resolve(data_dir).resolve()
+            if not path.is_relative_to(root):
+                raise ConfigError(
+                    f"channels[{i}].path: must be inside the data directory "
+                    "(set other paths in the rules file)"
+                )
+
+
+@router.post("/configure", dependencies=[RequireToken])
+async def post_configure(request: Request, engine: EngineDep) -> dict[str, Any]:
+    """Create, update or delete rules and channels; the whole change applies or nothing.
+
+    JSON body: ``{"rules": [...], "channels": [...], "delete_rules": [...],
+    "delete_channels": [...], "replace": false}`` — rules and channels are upserted by
+    name. A YAML body (``Content-Type: application/yaml``) replaces the configuration
+    with the document, like a rules file. A secret given as ``[REDACTED]`` keeps the
+    stored one.
+    """
+    body = await request.body()
+    if len(body) > MAX_CONFIG_BYTES:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "configuration too large")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
+            document = load_yaml(body.decode("utf-8", "replace"))
+            change = ConfigureIn(
+                rules=[r.model_dump(by_alias=True) for r in document.rules],
+                channels=[
+                    c.model_dump(mode="json", context={"reveal": True}) for c in document.channels
+                ],
+                replace=True,
+            )
+        else:
+            try:
+                change = ConfigureIn.model_validate(json.loads(body or b"{}"))
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"invalid JSON: {exc.msg} at position {exc.pos}") from None
+            except ValidationError as exc:
+                raise ConfigError(format_validation_error(exc)) from None
+        new = _merge(engine.config, change)
+        touched = {str(c.get("name")) for c in change.channels}
+        await run_in_threadpool(_check_saved_channels, new, touched, request)
+    except ConfigError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    engine.set_config(new)
+    log.info(
+        "alert configuration changed: %d rules, %d channels", len(new.rules), len(new.channels)
+    )
+    return new.dump()
+
+
+# -- silences ---------------------------------------------------------------------------
+
+
+@router.get("/silences")
+def list_silences(engine: EngineDep) -> dict[str, Any]:
+    """Return the silences (expired ones too, until deleted), each with ``active``."""
+    return {"silences": engine.silences()}
+
+
+@router.post("/silences", dependencies=[RequireToken], status_code=status.HTTP_201_CREATED)
+def create_silence(silence: SilenceIn, engine: EngineDep) -> dict[str, Any]:
+    """Silence the alerts matching every matcher, from ``starts_at`` (default now)."""
+    now = engine.clock()
+    starts = silence.starts_at if silence.starts_at is not None else now
+    ends = silence.ends_at if silence.ends_at is not None else starts + (silence.duration or 0)
+    if ends <= starts:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "ends_at: must be after starts_at"
+        )
+    created = engine.add_silence(
+        {
+            "matchers": [m.model_dump() for m in silence.matchers],
+            "starts_at": starts,
+            "ends_at": ends,
+            "created_by": silence.created_by,
+            "comment": silence.comment,
+            "created_at": now,
+        }
+    )
+    return dict(created, active=starts <= now < ends)
+
+
+@router.delete(
+    "/silences/{silence_id}", dependencies=[RequireToken], status_code=status.HTTP_204_NO_CONTENT
+)
+def delete_silence(silence_id: str, engine: EngineDep) -> Response:
+    """Delete (expire) a silence."""
+    if not engine.delete_silence(silence_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no silence {silence_id[:64]!r}")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# -- acknowledgements and test sends --------------------------------------------------
+
+
+class AcknowledgeIn(BaseModel):
+    """Who acknowledges, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: str = Field(default="api", max_length=200)
+    comment: str = Field(default="", max_length=2000)
+
+
+@router.post("/{alert_id}/acknowledge", dependencies=[RequireToken])
+def acknowledge(
+    alert_id: str, engine: EngineDep, body: AcknowledgeIn | None = None
+) -> dict[str, Any]:
+    """Acknowledge an active alert: its repeat notifications stop until it resolves."""
+    body = body or AcknowledgeIn()
+    inst = engine.acknowledge(alert_id, body.by, body.comment)
+    if inst is None:
+        known = any(i.id == alert_id for i in engine.instances())
+        raise HTTPException(
+            status.HTTP_409_CONFLICT if known else status.HTTP_404_NOT_FOUND,
+            "the alert is not pending or firing" if known else f"no alert {alert_id[:64]!r}",
+        )
+    return next(a for a in engine.active() if a["id"] == alert_id)
+
+
+class TestIn(BaseModel):
+    """Which channel to test."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str = Field(max_length=100)
+    message: str = Field(default="mlpulse test notification", max_length=1000)
+
+
+@router.post("/test", dependencies=[RequireToken])
+async def test_channel(body: TestIn, engine: EngineDep, response: Response) -> dict[str, Any]:
+    """Send a test notification through one channel now (one attempt); report the outcome."""
+    if engine.config.channel(body.channel) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no channel {body.channel[:100]!r}")
+    assert engine.dispatcher is not None
+    now = engine.clock()
+    payload = {
+        "version": 1,
+        "kind": "test",
+        "status": "test",
+        "alert_id": "test",
+        "rule": "test",
+        "severity": "info",
+        "signal": "",
+        "labels": {},
+        "value": None,
+        "samples": 0,
+        "reason": body.message,
+        "description": body.message,
+        "at": now,
+    }
+    note_id = engine.store.add_notification(
+        None,
+        {"channel": body.channel, "kind": "test", "payload": payload, "created_at": now},
+    )
+    result = await run_in_threadpool(engine.dispatcher.deliver, note_id, max_attempts=1)
+    if not result.delivered:
+        response.status_code = status.HTTP_502_BAD_GATEWAY
+    return {
+        "channel": body.channel,
+        "notification_id": note_id,
+        "delivered": result.delivered,
+        "attempts": result.attempts,
+        "error": result.error,
+    }
