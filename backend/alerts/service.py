@@ -25,6 +25,7 @@ from backend.notify.dispatcher import Dispatcher
 from backend.notify.email import EmailSender
 from backend.notify.ssrf import Policy
 from backend.notify.webhook import WebhookSender
+from backend.query.signals import evaluate
 
 log = logging.getLogger(__name__)
 _build_lock = threading.Lock()
@@ -34,10 +35,8 @@ def signal_source(store: Any) -> SignalSource:
     """Return a source computing rules' signals with `backend.query.signals.evaluate`."""
 
     def source(rule: Rule, now: float) -> list[Sample]:
-        from backend.query import signals
-
         group_by = [] if rule.group_by == "none" else [rule.group_by]
-        results = signals.evaluate(
+        results = evaluate(
             store, rule.signal, now - rule.window, now, group_by, dict(rule.filters)
         )
         return [
