@@ -7,11 +7,11 @@ import { send } from "../api.js";
 import { h, replace, empty, failed, loading } from "../dom.js";
 
 export const SCENARIOS = [
-  { name: "latency-spike", text: "Slow every prediction down" },
-  { name: "error-burst", text: "Fail a share of requests with 5xx" },
-  { name: "model-drift", text: "Shift inputs so the MAE grows" },
-  { name: "cache-flush", text: "Empty the cache repeatedly" },
-  { name: "cpu-burn", text: "Burn CPU in the API process" },
+  { name: "latency-spike", text: "+400–900 ms on every prediction" },
+  { name: "error-burst", text: "About 30 % of predictions answer 500" },
+  { name: "model-drift", text: "Predictions ×1.6: the MAE rises over baseline" },
+  { name: "cache-flush", text: "Cache cleared and bypassed: hit rate falls" },
+  { name: "cpu-burn", text: "One core kept busy in the API process" },
 ];
 
 export class AdminPanel {
@@ -55,27 +55,31 @@ export class AdminPanel {
   }
 
   renderScenarios() {
-    const status = h("div", { class: "muted scenario-status" }, "Scenarios run on mlapi for a while, then stop by themselves.");
+    const status = h("div", { class: "muted scenario-status", "data-role": "scenario-status" }, "Scenarios run on mlapi for a while, then stop by themselves.");
+    const minutes = h("select", { "aria-label": "duration" },
+      h("option", { value: "60" }, "1 minute"), h("option", { value: "300", selected: true }, "5 minutes"),
+      h("option", { value: "900" }, "15 minutes"));
+    const show = (state) => {
+      for (const b of buttons) b.classList.toggle("is-active", Boolean(state?.active) && b.dataset.scenario === state.name);
+      status.textContent = state?.active
+        ? `${state.name} running, ${Math.round(state.remaining_s)} s left. Watch the graphs and alerts.`
+        : "No scenario running.";
+    };
     const buttons = SCENARIOS.map((s) => {
       const b = h("button", { class: "scenario", type: "button", "data-scenario": s.name }, h("strong", {}, s.name), h("span", {}, s.text));
       b.addEventListener("click", async () => {
-        const res = await this.run(b, `Scenario ${s.name}`, () => send("POST", "admin/scenario", { name: s.name }));
-        if (res) {
-          for (const other of buttons) other.classList.toggle("is-active", other === b);
-          status.textContent = `Started ${s.name}. Watch the graphs and alerts.`;
-        }
+        const res = await this.run(b, `Scenario ${s.name}`, () => send("POST", "admin/scenario", { name: s.name, duration_s: Number(minutes.value) }));
+        if (res) show(res);
       });
       return b;
     });
     const stop = h("button", { class: "btn btn--small btn--ghost", type: "button" }, "Stop scenario");
     stop.addEventListener("click", async () => {
-      const res = await this.run(stop, "Scenario stop", () => send("POST", "admin/scenario", { name: "none" }));
-      if (res) {
-        for (const b of buttons) b.classList.remove("is-active");
-        status.textContent = "No scenario running.";
-      }
+      const res = await this.run(stop, "Scenario stop", () => send("DELETE", "admin/scenario"));
+      if (res) show(res);
     });
-    replace(this.els.scenarios, h("div", { class: "scenario-grid" }, ...buttons), h("div", { class: "form-row" }, stop, status));
+    replace(this.els.scenarios, h("div", { class: "scenario-grid" }, ...buttons),
+      h("div", { class: "form-row" }, h("label", {}, "Run for", minutes), stop), status);
   }
 
   /**
@@ -105,6 +109,11 @@ export class AdminPanel {
 function summarize(res) {
   if (res == null || res === "") return "done";
   if (typeof res === "string") return res.slice(0, 200);
+  if (Array.isArray(res.trained)) {
+    return `trained ${res.trained.map((m) => `${m.name ?? m.model ?? "model"} ${m.version ?? ""}`.trim()).join(", ")}`;
+  }
+  if (typeof res.cleared === "number") return `${res.cleared} cache entries dropped`;
+  if ("active" in res) return res.active ? `${res.name} running` : "stopped";
   const msg = res.message ?? res.status ?? res.detail ?? res.result;
   if (typeof msg === "string") return msg;
   return JSON.stringify(res).slice(0, 200);

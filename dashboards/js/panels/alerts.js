@@ -54,7 +54,7 @@ export class AlertsPanel {
     const now = Date.now() / 1000;
     const [active, history] = await Promise.allSettled([
       getJSON("alerts/active"),
-      getJSON("alerts/history", { since: Math.floor(now - 86400), from: Math.floor(now - 86400), limit: 200 }),
+      getJSON("alerts/history", { since: Math.floor(now - 86400), limit: 200 }),
     ]);
     if (active.status === "fulfilled") {
       this.active = items(active.value, "active");

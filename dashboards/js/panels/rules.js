@@ -121,17 +121,31 @@ export class RulesPanel {
       }
     });
     test.addEventListener("click", async () => {
+      const targets = rule.channels || [];
+      if (!targets.length) { this.hooks.toast(`${rule.name} has no channel to test`, true); return; }
       test.disabled = true;
       try {
-        const res = await post("alerts/test", { rule: rule.name });
-        this.hooks.toast(`Test notification sent for ${rule.name}${summarizeTest(res)}`);
-      } catch (err) {
-        this.hooks.toast(`Test failed: ${err.message}`, true);
+        const results = await Promise.all(targets.map((channel) => this.testChannel(channel, `mlpulse test of rule ${rule.name}`)));
+        const failedOnes = results.filter((r) => !r.delivered);
+        this.hooks.toast(`Test for ${rule.name}: ${results.map((r) => `${r.channel} ${r.delivered ? "delivered" : `failed (${r.error})`}`).join(", ")}`, failedOnes.length > 0);
       } finally {
         test.disabled = false;
       }
     });
     return row;
+  }
+
+  /**
+   * Send a test notification through one channel; never throws.
+   * @returns {Promise<{channel: string, delivered: boolean, error?: string}>}
+   */
+  async testChannel(channel, message) {
+    try {
+      const res = await post("alerts/test", { channel, message });
+      return { channel, delivered: res?.delivered !== false, error: res?.error };
+    } catch (err) {
+      return { channel, delivered: false, error: err.message };
+    }
   }
 
   /** Save one rule: the backend upserts rules by name. */
@@ -150,12 +164,10 @@ export class RulesPanel {
       h("tbody", {}, ...list.map((c) => {
         const test = h("button", { class: "btn btn--small btn--ghost", type: "button" }, "Send test");
         test.addEventListener("click", async () => {
-          try {
-            const res = await post("alerts/test", { channel: c.name });
-            this.hooks.toast(`Test sent to ${c.name}${summarizeTest(res)}`);
-          } catch (err) {
-            this.hooks.toast(`Test failed: ${err.message}`, true);
-          }
+          test.disabled = true;
+          const r = await this.testChannel(c.name, "mlpulse test notification");
+          test.disabled = false;
+          this.hooks.toast(`Test to ${c.name}: ${r.delivered ? "delivered" : `failed (${r.error})`}`, !r.delivered);
         });
         return h("tr", { "data-channel": c.name },
           h("td", {}, c.name), h("td", {}, h("span", { class: "tag" }, c.type)),
@@ -192,7 +204,7 @@ export class RulesPanel {
             this.hooks.toast(`Could not expire: ${err.message}`, true);
           }
         });
-        const active = s.starts_at <= now && now < s.ends_at;
+        const active = s.active ?? (s.starts_at <= now && now < s.ends_at);
         return h("tr", { "data-silence": s.id },
           h("td", { class: "mono" }, (s.matchers || []).map((m) => `${m.name}${m.op}${m.value}`).join(", ")),
           h("td", { class: "nowrap" }, f.dateTime(s.ends_at), active ? null : h("span", { class: "tag" }, "not active")),
@@ -231,10 +243,4 @@ function stripReadOnly(rule) {
   const copy = { ...rule };
   if ("for_" in copy) { copy.for = copy.for_; delete copy.for_; }
   return copy;
-}
-
-function summarizeTest(res) {
-  const list = items(res, "results", "deliveries", "notifications");
-  if (!list.length) return "";
-  return `: ${list.map((r) => `${r.channel ?? ""} ${r.status ?? (r.ok ? "ok" : "")}`.trim()).join(", ")}`;
 }
