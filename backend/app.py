@@ -28,11 +28,12 @@ Job = Callable[[FastAPI], Coroutine[Any, Any, None]]
 
 def _routers() -> list[APIRouter]:
     from backend import live
-    from backend.api.routes import admin, alerts, dashboard, health, ingest
+    from backend.api.routes import admin, alerts, dashboard, health, ingest, metrics
 
     return [
         health.router,
         ingest.router,
+        metrics.router,
         live.router,
         alerts.router,
         admin.router,

@@ -646,3 +646,21 @@ def percentile_error_bound(
     rows = _read(store, sig, start, end, res, None)[metric]
     agg = merge_all([a for _, _, a in rows])
     return relative_error(agg.exponential.scale) if agg.exponential is not None else None
+
+
+def latest_time(
+    store: MetricStore,
+    metrics: Sequence[str],
+    start: float,
+    end: float,
+    filters: Mapping[str, str] | None = None,
+) -> float | None:
+    """Return the time (epoch s) of the latest point of any of `metrics` in the window."""
+    mapped = {LABEL_KEYS.get(k, k): v for k, v in (filters or {}).items()}
+    res = choose_resolution(start, end)
+    latest = 0
+    for metric in metrics:
+        ids = [s.id for s in store.series(metric, mapped)]
+        for _, _, agg in store.read(ids, res, bucket_start(start, res), end):
+            latest = max(latest, agg.last_ns)
+    return latest / 1e9 if latest else None

@@ -1,0 +1,121 @@
+"""The `/metrics/current` and `/metrics/summary` shape: the seed's four panels.
+
+Every number comes from `backend.query.signals`; null means no data in the window.
+Percentiles are scalars (the seed's fields) with a `*_bounds_ms` twin carrying
+`{"value", "lower", "upper"}` of the histogram bucket the percentile falls in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backend.query.signals import (
+    BASELINE_MAE,
+    FEEDBACK,
+    PREDICTIONS,
+    SignalValue,
+    evaluate,
+    latest_time,
+)
+from backend.storage.base import MetricStore
+
+BASELINE_LOOKBACK_S = 86_400.0  # baselines are gauges: take the latest of the last day
+
+
+def _one(values: list[SignalValue]) -> SignalValue:
+    return values[0] if values else SignalValue({}, None, 0.0)
+
+
+def _bounds(v: SignalValue) -> dict[str, float | None] | None:
+    if v.value is None:
+        return None
+    return {"value": v.value, "lower": v.lower, "upper": v.upper}
+
+
+def _by_model(values: list[SignalValue]) -> dict[str, SignalValue]:
+    return {v.labels.get("model", ""): v for v in values}
+
+
+def snapshot(
+    store: MetricStore, end: float, window: float, service: str | None = None
+) -> dict[str, Any]:
+    """Compute the four panels over [end - window, end), optionally for one service."""
+    start = end - window
+    filters = {"service": service} if service else None
+
+    def total(signal: str) -> SignalValue:
+        return _one(evaluate(store, signal, start, end, [], filters))
+
+    def per_model(signal: str, since: float = start) -> dict[str, SignalValue]:
+        return _by_model(evaluate(store, signal, since, end, ["model"], filters))
+
+    p50, p95, p99 = (total(f"p{p}_latency_ms") for p in (50, 95, 99))
+    requests = total("request_rate")
+    api = {
+        "requests_per_minute": requests.value,
+        "total_requests": requests.samples,
+        "avg_response_time_ms": total("avg_latency_ms").value,
+        "error_rate_percent": total("error_rate_percent").value,
+        "p50_response_time_ms": p50.value,
+        "p95_response_time_ms": p95.value,
+        "p99_response_time_ms": p99.value,
+        "p50_response_time_bounds_ms": _bounds(p50),
+        "p95_response_time_bounds_ms": _bounds(p95),
+        "p99_response_time_bounds_ms": _bounds(p99),
+    }
+
+    signals = {
+        "predictions_count": per_model("prediction_count"),
+        "prediction_rate_per_minute": per_model("prediction_rate"),
+        "avg_mae": per_model("model_mae"),
+        "rmse": per_model("model_rmse"),
+        "r2": per_model("model_r2"),
+        "avg_confidence": per_model("avg_confidence"),
+        "baseline_mae": per_model("baseline_mae", end - max(window, BASELINE_LOOKBACK_S)),
+        "degradation_percent": per_model("mae_degradation_percent"),
+        "feedback_count": per_model("feedback_count"),
+        "feedback_coverage_percent": per_model("feedback_coverage_percent"),
+    }
+    models = sorted(
+        set(signals["predictions_count"])
+        | set(signals["feedback_count"])
+        | set(signals["baseline_mae"])
+    )
+    model_metrics: dict[str, dict[str, Any]] = {}
+    for model in models:
+        entry: dict[str, Any] = {}
+        for field, values in signals.items():
+            v = values.get(model)
+            entry[field] = None if v is None else v.value
+        for field in ("predictions_count", "feedback_count"):
+            entry[field] = entry[field] or 0
+        mf = {**(filters or {}), "model": model}
+        updated = latest_time(store, (PREDICTIONS, FEEDBACK, BASELINE_MAE), start, end, mf)
+        entry["last_updated"] = updated
+        model_metrics[model or "unknown"] = entry
+
+    system = {
+        "uptime_seconds": total("uptime_seconds").value,
+        "memory_usage_mb": total("memory_usage_mb").value,
+        "cpu_percent": total("cpu_percent").value,
+        "process_cpu_percent": total("process_cpu_percent").value,
+        "memory_percent": total("memory_percent").value,
+        "disk_usage_percent": total("disk_percent").value,
+    }
+    cache = {
+        "hit_rate_percent": total("cache_hit_rate_percent").value,
+        "total_hits": total("cache_hits").value or 0,
+        "total_misses": total("cache_misses").value or 0,
+        "cache_size_mb": total("cache_size_mb").value,
+        "entries": total("cache_entries").value,
+    }
+    return {
+        "from": start,
+        "to": end,
+        "window_seconds": window,
+        "service": service,
+        "api_metrics": api,
+        "model_metrics": model_metrics,
+        "system_metrics": system,
+        "cache_metrics": cache,
+    }
