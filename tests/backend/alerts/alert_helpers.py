@@ -47,3 +47,82 @@ def make_config(
     return parse_config(
         {"channels": channels or [{"name": "console", "type": "console"}], "rules": list(rules)}
     )
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1:0 that answers from a script and records requests.
+
+    ``script`` items: an int status, ``("redirect", url)``, or ``("hang", seconds)``;
+    the last item repeats.
+    """
+
+    def __init__(self, script: list[Any] | None = None) -> None:
+        import http.server
+        import threading
+
+        self.script = list(script or [200])
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._release = threading.Event()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                import time
+
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver._lock:
+                    receiver.requests.append(
+                        {
+                            "at": time.monotonic(),
+                            "headers": {k.lower(): v for k, v in self.headers.items()},
+                            "body": body,
+                            "path": self.path,
+                        }
+                    )
+                    n = len(receiver.requests)
+                    action = receiver.script[min(n, len(receiver.script)) - 1]
+                if isinstance(action, tuple) and action[0] == "hang":
+                    receiver._release.wait(action[1])
+                    action = 200
+                if isinstance(action, tuple) and action[0] == "redirect":
+                    self.send_response(307)
+                    self.send_header("Location", action[1])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(int(action))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.host = f"127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self._release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def rule(**overrides: Any) -> dict[str, Any]:
+    """Return a rule dict (error rate > 5 %, for 0) with ``overrides``."""
+    base: dict[str, Any] = {
+        "name": "err",
+        "signal": "error_rate_percent",
+        "comparison": ">",
+        "threshold": 5,
+        "for": 0,
+        "min_samples": 1,
+        "group_by": "service",
+        "channels": ["console"],
+    }
+    base.update(overrides)
+    return base
