@@ -67,6 +67,7 @@ class Telemetry:
         *,
         resource: Resource,
         meter_provider: MeterProvider,
+        metric_readers: Sequence[MetricReader],
         tracer_provider: TracerProvider | None,
         models: ModelTelemetry,
         cache: CacheTelemetry,
@@ -74,6 +75,7 @@ class Telemetry:
     ) -> None:
         self.resource = resource
         self.meter_provider = meter_provider
+        self.metric_readers = tuple(metric_readers)
         self.tracer_provider = tracer_provider
         self.models = models
         self.cache = cache
@@ -198,6 +200,7 @@ def instrument_app(
     telemetry = Telemetry(
         resource=resource,
         meter_provider=meter_provider,
+        metric_readers=readers,
         tracer_provider=tracer_provider,
         models=ModelTelemetry(meters),
         cache=cache,

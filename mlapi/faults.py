@@ -112,8 +112,10 @@ class FaultInjector:
 
     def _is(self, name: ScenarioName) -> bool:
         # Fast path: no scenario, no clock read.
-        return self._active is not None and (scenario := self.active()) is not None and (
-            scenario.name == name
+        return (
+            self._active is not None
+            and (scenario := self.active()) is not None
+            and (scenario.name == name)
         )
 
     def extra_latency_s(self) -> float:

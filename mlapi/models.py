@@ -85,9 +85,7 @@ def expected_result_count(f: ScanFeatures) -> float:
 def expected_duration_s(f: ScanFeatures) -> float:
     """Noise-free scan duration in seconds."""
     minutes = TIMEFRAME_MINUTES[f.timeframe]
-    bars_per_day = (
-        _TRADING_MINUTES_PER_DAY / minutes if minutes < 1440 else 1440 / minutes
-    )
+    bars_per_day = _TRADING_MINUTES_PER_DAY / minutes if minutes < 1440 else 1440 / minutes
     bars = min(f.lookback_days * bars_per_day, _MAX_BARS)
     work = f.symbol_count * bars * (1.0 + 0.25 * f.indicator_count + 0.05 * f.filter_count)
     duration = 0.05 + 4e-8 * work
@@ -207,9 +205,7 @@ class ModelVersion:
         }
 
 
-def train_version(
-    name: ModelName, version_number: int, settings: TrainingSettings
-) -> ModelVersion:
+def train_version(name: ModelName, version_number: int, settings: TrainingSettings) -> ModelVersion:
     """Train version `v<version_number>` of a model; deterministic for given settings."""
     started = time.perf_counter()
     # Each version sees a fresh draw of data, as if retrained on newer traffic.
