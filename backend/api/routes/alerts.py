@@ -207,13 +207,12 @@ def _merge(current: AlertConfig, change: ConfigureIn) -> AlertConfig:
     return parse_config({"channels": list(channels.values()), "rules": list(rules.values())})
 
 
-def _check_saved_channels(config: AlertConfig, names: set[str], request: Request) -> None:
+def _check_saved_channels(config: AlertConfig, names: list[str], request: Request) -> None:
     """Refuse webhook URLs the SSRF guard refuses and files outside the data dir."""
     settings = alert_settings(request.app)
     data_dir: Path = request.app.state.settings.data_dir
-    for i, channel in enumerate(config.channels):
-        if channel.name not in names:
-            continue
+    for i, name in enumerate(names):
+        channel = config.channel(name)
         if isinstance(channel, WebhookChannel):
             try:
                 check_url(channel.url, webhook_policy(settings))
@@ -261,7 +260,7 @@ async def post_configure(request: Request, engine: EngineDep) -> dict[str, Any]:
             except ValidationError as exc:
                 raise ConfigError(format_validation_error(exc)) from None
         new = _merge(engine.config, change)
-        touched = {str(c.get("name")) for c in change.channels}
+        touched = [str(c.get("name")) for c in change.channels]
         await run_in_threadpool(_check_saved_channels, new, touched, request)
     except ConfigError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None

@@ -70,19 +70,18 @@ def test_allowlist_is_per_host_and_port():
         check_url("http://127.0.0.1:8766/hook", policy)
 
 
-@pytest.mark.parametrize(("url", "why"), REFUSED)
-def test_refused_at_save_time_through_the_api(alert_backend, url, why):
+def test_refused_at_save_time_through_the_api(alert_backend):
     backend = alert_backend()
     before = backend.get("/alerts/configure")
-    resp = backend.client.post(
-        "/alerts/configure",
-        json={"channels": [{"name": "hook", "type": "webhook", "url": url}]},
-        headers={"Authorization": f"Bearer {TOKEN}"},
-    )
-    assert resp.status_code == 422, resp.text
-    detail = resp.json()["detail"]
-    assert detail.startswith("channels[")
-    assert ".url:" in detail
+    for url, _why in REFUSED:
+        resp = backend.client.post(
+            "/alerts/configure",
+            json={"channels": [{"name": "hook", "type": "webhook", "url": url}]},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        assert resp.status_code == 422, (url, resp.text)
+        detail = resp.json()["detail"]
+        assert detail.startswith("channels[0].url: "), detail
     assert backend.get("/alerts/configure") == before  # nothing changed
 
 
