@@ -63,6 +63,7 @@ const graphs = new GraphsPanel({
   mae: chartEl("chart-mae"),
   cache: chartEl("chart-cache"),
   exemplars: byId("exemplars"),
+  percentiles: byId("percentiles"),
 });
 const hooks = { toast, onChange: () => { refreshAlerts(); } };
 const alerts = new AlertsPanel({
@@ -117,7 +118,6 @@ async function refreshNumbers() {
     models.setLimit(th.mae_degradation_percent);
     models.update(doc.model_metrics);
     apiPanel.update(doc.api_metrics, snapshotWindowMin);
-    graphs.setCacheCounts(doc.cache_metrics?.total_hits, doc.cache_metrics?.total_misses);
     byId("updated").textContent = `Updated ${new Date().toLocaleTimeString("en-US", { hour12: false })}`;
   }
   renderStatus();
@@ -135,8 +135,8 @@ function updateExportLinks() {
   const w = range.window();
   for (const format of ["csv", "json"]) {
     const a = /** @type {HTMLAnchorElement} */ (byId(`export-${format}`));
-    a.href = url("metrics/export", { format, from: w.from, to: w.to });
-    a.download = `mlpulse-${new Date(w.from * 1000).toISOString().slice(0, 16).replace(/[:T]/g, "")}-${Math.round(w.span / 60)}min.${format}`;
+    a.href = url("metrics/export", { format, from: w.from, to: w.to, step: w.step });
+    a.download = ""; // the server names the file (Content-Disposition)
   }
   byId("range-label").textContent = range.label();
   byId("graphs-note").textContent = `${range.label()}${range.compare ? ", with the previous period dashed" : ""}`;

@@ -12,11 +12,11 @@ export const PRESETS = [
 ];
 
 // Steps line up with the backend's stored resolutions (10 s, 1 min, 1 h).
-const STEPS = [10, 20, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400];
+const STEPS = [10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600, 86400];
 
-/** A step (seconds) giving at most ~360 points over `span` seconds. */
+/** A step (seconds) giving at most ~150 points over `span` seconds (at least 10 s). */
 export function stepFor(span) {
-  const wanted = span / 360;
+  const wanted = span / 150;
   return STEPS.find((s) => s >= wanted) ?? STEPS[STEPS.length - 1];
 }
 

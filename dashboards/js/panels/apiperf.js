@@ -54,8 +54,8 @@ export class ApiPanel {
     s.errorRate.set(f.pct(errRate), errRate);
     s.avg.set(f.ms(api.avg_response_time_ms), api.avg_response_time_ms);
     for (const [key, field, bounds] of [
-      ["p95", api.p95_response_time_ms, api.p95_bounds ?? api.p95_response_time_ms_bounds],
-      ["p99", api.p99_response_time_ms, api.p99_bounds ?? api.p99_response_time_ms_bounds],
+      ["p95", api.p95_response_time_ms, api.p95_response_time_bounds_ms],
+      ["p99", api.p99_response_time_ms, api.p99_response_time_bounds_ms],
     ]) {
       const b = boundValue(field, bounds);
       const range = f.isNum(b.lower) && f.isNum(b.upper) ? `(${f.msBare(b.lower)}–${f.msBare(b.upper)})` : "";

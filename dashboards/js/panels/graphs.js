@@ -132,9 +132,15 @@ class SignalChart {
     this.render(w);
   }
 
+  /** Keys in spec order (avg, p95, p99), then by label. */
+  ordered(set) {
+    const rank = (k) => this.opts.specs.findIndex((s) => k.startsWith(`${s.signal}|`));
+    return set.keys().sort((a, b) => rank(a) - rank(b) || set.label(a).localeCompare(set.label(b)));
+  }
+
   render(w) {
-    const keys = this.now.keys();
-    const prevKeys = this.prev.keys();
+    const keys = this.ordered(this.now);
+    const prevKeys = this.ordered(this.prev);
     const defs = [
       ...keys.map((k, i) => ({ label: this.now.label(k), color: this.opts.specs.find((s) => k.startsWith(`${s.signal}|`))?.color, fill: this.opts.fill && i === 0 })),
       ...prevKeys.map((k) => ({ label: `${this.prev.label(k)} (previous)`, dash: [5, 4], width: 1.25 })),
@@ -175,7 +181,8 @@ function history(spec, from, to, step) {
 export class GraphsPanel {
   /**
    * @param {{requests: HTMLElement, latency: HTMLElement, distribution: HTMLElement,
-   *          errors: HTMLElement, mae: HTMLElement, cache: HTMLElement, exemplars: HTMLElement}} els
+   *          errors: HTMLElement, mae: HTMLElement, cache: HTMLElement, exemplars: HTMLElement,
+   *          percentiles: HTMLElement}} els
    */
   constructor(els) {
     this.els = els;
@@ -240,33 +247,43 @@ export class GraphsPanel {
     try {
       body = await getJSON("metrics/distribution", { metric: "http.server.request.duration", from: w.from, to: w.to });
     } catch (err) {
-      replace(this.distOverlay, failed(`Could not load: ${err.message}`));
-      this.distOverlay.hidden = false;
-      return;
+      if (err.status === 404) body = { buckets: [] }; // no request recorded yet
+      else {
+        replace(this.distOverlay, failed(`Could not load: ${err.message}`));
+        this.distOverlay.hidden = false;
+        return;
+      }
     }
-    const buckets = normalizeBuckets(body);
-    this.distribution.setData(buckets.map((b) => b.label), buckets.map((b) => b.count));
-    this.els.distribution.dataset.points = String(buckets.filter((b) => b.count > 0).length);
-    const any = buckets.some((b) => b.count > 0);
+    const bins = rebin(body.buckets || [], body.unit === "ms" ? 1 : 1000);
+    this.distribution.setData(bins.map((b) => b.label), bins.map((b) => b.count));
+    this.els.distribution.dataset.points = String(bins.filter((b) => b.count > 0).length);
+    this.els.distribution.dataset.total = String(bins.reduce((n, b) => n + b.count, 0));
+    const any = bins.some((b) => b.count > 0);
     replace(this.distOverlay, any ? null : empty("No requests in this range"));
     this.distOverlay.hidden = any;
+    const pc = body.percentiles || {};
+    const scale = body.unit === "ms" ? 1 : 1000;
+    const part = (name) => {
+      const p = pc[name];
+      if (!p || !f.isNum(p.value)) return null;
+      const bounds = f.isNum(p.lower) && f.isNum(p.upper) ? ` (${f.msBare(p.lower * scale)}–${f.msBare(p.upper * scale)})` : "";
+      return h("span", { "data-percentile": name, "data-value": p.value * scale }, `${name} ${f.ms(p.value * scale)}${bounds}`);
+    };
+    const parts = ["p50", "p95", "p99"].map(part).filter(Boolean);
+    replace(this.els.percentiles, ...parts.flatMap((p, i) => (i ? [" · ", p] : [p])),
+      f.isNum(body.relative_error) ? h("span", { class: "muted" }, ` · ±${f.num(body.relative_error * 100)} % bucket error`) : null);
   }
 
   async loadCache(w) {
-    let value = null, hits = null, misses = null;
+    let cache = {};
     try {
-      const r = await getJSON("metrics/history", { metric: "cache_hit_rate_percent", from: w.from, to: w.to, step: w.span, group_by: "none" });
-      const pts = (r.series || []).flatMap((s) => s.points || []).filter(([, v]) => f.isNum(v));
-      if (pts.length) value = pts[pts.length - 1][1];
+      cache = (await getJSON("metrics/summary", { from: w.from, to: w.to })).cache_metrics || {};
     } catch { /* gauge shows a dash */ }
+    const value = cache.hit_rate_percent;
     this.gauge.set(value, f.isNum(value) ? f.pct(value, 1) : f.DASH);
     this.els.cache.dataset.points = f.isNum(value) ? "1" : "0";
-    this.gaugeSub.textContent = f.isNum(hits) ? `${f.count(hits)} hits · ${f.count(misses)} misses` : "";
-  }
-
-  /** Set the gauge's sub line (hits and misses from the snapshot). */
-  setCacheCounts(hits, misses) {
-    this.gaugeSub.textContent = f.isNum(hits) ? `${f.count(hits)} hits · ${f.count(misses)} misses (last 5 min)` : "";
+    this.gaugeSub.textContent = f.isNum(cache.total_hits)
+      ? `${f.count(cache.total_hits)} hits · ${f.count(cache.total_misses)} misses` : "no cache lookups in this range";
   }
 
   async loadExemplars(w) {
@@ -307,15 +324,39 @@ export function traceLink(base, traceId, text, at) {
   }, text);
 }
 
-/** Buckets from the distribution route as [{label, count}] in ms. */
-export function normalizeBuckets(body) {
-  const list = body?.buckets || body?.distribution || [];
-  return list.map((b) => {
-    const lo = b.lower_ms ?? (f.isNum(b.lower) ? b.lower * 1000 : null);
-    const hi = b.upper_ms ?? (f.isNum(b.upper) ? b.upper * 1000 : null);
-    const label = f.isNum(hi) && Number.isFinite(hi) ? `≤${f.msBare(hi)}` : f.isNum(lo) ? `>${f.msBare(lo)}` : "";
-    return { label, count: b.count ?? 0 };
-  });
+/** Display bin edges in ms: 1-1.5-2-3-5-7 per decade, from 0.1 ms to 100 s. */
+const EDGES = (() => {
+  const out = [];
+  for (let d = 0.1; d <= 1e5; d *= 10) for (const m of [1, 1.5, 2, 3, 5, 7]) out.push(+(d * m).toPrecision(2));
+  return out;
+})();
+
+/**
+ * Merge the stored (fine, exponential) buckets into readable bins: each stored bucket goes
+ * to the display bin holding its geometric midpoint, so counts are exact per stored bucket.
+ * @param {Array<{lower: number|null, upper: number|null, count: number}>} buckets
+ * @param {number} toMs factor from the metric's unit to milliseconds
+ */
+export function rebin(buckets, toMs) {
+  const counts = new Map();
+  for (const b of buckets) {
+    if (!b.count) continue;
+    const lo = f.isNum(b.lower) ? b.lower * toMs : null;
+    const hi = f.isNum(b.upper) ? b.upper * toMs : null;
+    const mid = lo !== null && hi !== null && lo > 0 ? Math.sqrt(lo * hi) : hi ?? lo ?? 0;
+    let i = EDGES.findIndex((e) => mid <= e);
+    if (i < 0) i = EDGES.length;
+    counts.set(i, (counts.get(i) || 0) + b.count);
+  }
+  if (!counts.size) return [];
+  const idx = [...counts.keys()];
+  const first = Math.min(...idx), last = Math.max(...idx);
+  const out = [];
+  for (let i = first; i <= last; i++) {
+    const label = i < EDGES.length ? `≤${EDGES[i] >= 1000 ? `${EDGES[i] / 1000}s` : EDGES[i]}` : `>${EDGES[EDGES.length - 1]}`;
+    out.push({ label, count: counts.get(i) || 0 });
+  }
+  return out;
 }
 
 /** Exemplars as [{trace_id, value_ms, route, at}], slowest first. */
@@ -324,7 +365,7 @@ export function normalizeExemplars(body) {
   return list.map((e) => ({
     trace_id: e.trace_id,
     value_ms: e.value_ms ?? (f.isNum(e.value) ? e.value * 1000 : null),
-    route: e.labels?.route ?? e.route ?? e.attributes?.["http.route"] ?? "",
+    route: e.labels?.["http.route"] ?? e.labels?.route ?? e.route ?? "",
     at: e.time ?? e.at ?? e.timestamp,
   })).filter((e) => e.trace_id).sort((a, b) => (b.value_ms ?? 0) - (a.value_ms ?? 0));
 }

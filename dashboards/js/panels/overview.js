@@ -69,7 +69,7 @@ export class OverviewPanel {
     });
 
     const avg = api.avg_response_time_ms;
-    const p95 = boundValue(api.p95_response_time_ms, api.p95_bounds ?? api.p95_response_time_ms_bounds);
+    const p95 = boundValue(api.p95_response_time_ms, api.p95_response_time_bounds_ms);
     const latTh = limits.latencyThreshold ?? 500;
     const [avgNum, avgUnit] = splitUnit(f.ms(avg));
     c.latency.set({
