@@ -9,8 +9,9 @@ walking cumulative counts, and its bounds are reported: the exact sample lies in
   The estimate is 2·l·u/(l+u), the point of the bucket with the smallest worst-case
   relative error, (β - 1)/(β + 1) (the DDSketch estimator): 4.3 % at scale 3, 2.2 % at
   scale 4, 1.1 % at scale 5. `relative_error(scale)` returns it.
-- Explicit histograms: linear interpolation inside the bucket (as Prometheus does); the
-  error is bounded by the bucket width, which the bounds show.
+- Explicit histograms: linear interpolation inside the bucket, assuming its observations
+  spread evenly (as Prometheus does); the error is bounded by the bucket width, which
+  the bounds show.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ def explicit_quantile(
                 upper = h.bounds[j] if j < len(h.bounds) else mx
             if upper is None:
                 return Quantile(lower, lower, None)
-            value = lower + (upper - lower) * (k - seen) / c
+            # The k-th observation is taken at the middle of its share of the bucket.
+            value = lower + (upper - lower) * (k - seen - 0.5) / c
             return _clamp(lower, upper, value, mn, mx)
         seen += c
     return None

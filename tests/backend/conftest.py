@@ -1,0 +1,40 @@
+"""Fixtures for backend tests: a real uvicorn server on a free port per test.
+
+Every test gets a fresh data directory (tmp_path) and its own server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from backend_testing import Backend, ServerThread, make_settings
+
+from backend.app import create_app
+
+
+@pytest.fixture
+def backend_factory(tmp_path: Path) -> Iterator[Any]:
+    stack: list[tuple[ServerThread, httpx.Client]] = []
+
+    def start(**overrides: Any) -> Backend:
+        settings = make_settings(tmp_path / "data", **overrides)
+        app = create_app(settings)
+        server = ServerThread(app)
+        url = server.__enter__()
+        client = httpx.Client(base_url=url, timeout=30)
+        stack.append((server, client))
+        return Backend(url, app, settings, client)
+
+    yield start
+    for server, client in reversed(stack):
+        client.close()
+        server.__exit__()
+
+
+@pytest.fixture
+def backend(backend_factory: Any) -> Backend:
+    return backend_factory()
