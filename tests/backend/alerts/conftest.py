@@ -53,11 +53,11 @@ def alert_backend(backend_factory: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     calling ``backend.app.state.alerts.evaluate_once()`` at the instants they choose.
     """
 
-    def start(**alert_settings: Any) -> Any:
+    def start(backend: dict[str, Any] | None = None, **alert_settings: Any) -> Any:
         alert_settings.setdefault("alert_enabled", False)
         for name, value in alert_settings.items():
             text = json.dumps(value) if isinstance(value, list | bool) else str(value)
             monkeypatch.setenv(f"MLPULSE_{name.upper()}", text)
-        return backend_factory()
+        return backend_factory(**(backend or {}))
 
     return start
