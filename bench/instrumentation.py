@@ -1,0 +1,576 @@
+"""B1 instrumentation overhead: bare mlapi vs ours (metrics; metrics + traces) vs stock.
+
+Variants, all on the real `mlapi.app:create_app` (models trained as in production, the
+prediction cache warm, so `/predict/*` takes its cheapest real path, the hardest case
+for a relative overhead), plus a trivial `GET /ping` route added to each app:
+
+- `bare`: `MlapiSettings(telemetry_enabled=False)` — no OpenTelemetry at all;
+- `metrics`: `instrument_app` with metrics only (HTTP, model, cache, system meters);
+- `traces`: ours with traces at 100 % sampling (the default ParentBased(AlwaysOn));
+- `stock`: the bare app + `FastAPIInstrumentor.instrument_app(app, tracer_provider=...,
+  meter_provider=...)` with its defaults (server span + receive/send spans, its own
+  HTTP metrics).
+
+Exporters are real but cheap: OTLP/HTTP protobuf exporters (metrics through a
+PeriodicExportingMetricReader every 5 s, spans through a BatchSpanProcessor) sending to a
+local sink that accepts and discards. So serialisation and export threads are counted.
+
+Two measurements, each interleaved round by round with the variant order rotated:
+- in-process: raw ASGI calls (no server, no socket), µs per request; the added cost is
+  the median over rounds of (variant - bare) in the same round;
+- through uvicorn (one process each, all four up at once) driven by wrk from a second
+  process; throughput ratios vs bare are per-round ratios, then the median.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import io
+import json
+import pstats
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._common import (
+    PYTHON,
+    Child,
+    Sink,
+    Skip,
+    fig,
+    free_port,
+    iqr,
+    median,
+    rnd,
+    wait_http,
+)
+
+TITLE = "Instrumentation overhead (mlapi, in-process and through uvicorn)"
+VARIANTS = ("bare", "metrics", "traces", "stock")
+POOL = 40  # popular scans, as in mlpulse loadgen (Zipf weights 1/(rank+1))
+POPULAR_SHARE = 0.6  # loadgen's default: the rest are fresh scans (cache misses)
+
+
+class Case:
+    """An endpoint and the request bodies it gets."""
+
+    def __init__(self, key: str, method: str, path: str, mix: str) -> None:
+        self.key, self.method, self.path, self.mix = key, method, path, mix
+
+
+CASES = (
+    Case("/predict/result (cache hits)", "POST", "/predict/result", "hit"),
+    Case("/predict/result (loadgen mix)", "POST", "/predict/result", "mix"),
+    Case("/predict/duration (loadgen mix)", "POST", "/predict/duration", "mix"),
+    Case("/ping (trivial)", "GET", "/ping", "none"),
+)
+PREDICT_CASES = [c for c in CASES if c.method == "POST"]
+
+
+def _features_json(f: Any) -> bytes:
+    import dataclasses
+
+    return json.dumps(dataclasses.asdict(f)).encode()
+
+
+def popular() -> list[bytes]:
+    import numpy as np
+
+    from mlapi.models import random_features
+
+    rng = np.random.default_rng(7)
+    return [_features_json(random_features(rng)) for _ in range(POOL)]
+
+
+def sequence(case: Case, n: int, seed: int, pool: list[bytes]) -> list[bytes]:
+    """The bodies of one batch: the same for every variant in a round (same hits, misses)."""
+    import random
+
+    import numpy as np
+
+    from mlapi.models import random_features
+
+    if case.mix == "none":
+        return [b""] * n
+    if case.mix == "hit":
+        return [pool[i % len(pool)] for i in range(n)]
+    rnd_ = random.Random(seed)
+    rng = np.random.default_rng(seed)
+    weights = [1.0 / (rank + 1) for rank in range(len(pool))]
+    return [
+        rnd_.choices(pool, weights=weights)[0]
+        if rnd_.random() < POPULAR_SHARE
+        else _features_json(random_features(rng))
+        for _ in range(n)
+    ]
+
+
+def build_app(variant: str, sink_url: str, quick: bool = False) -> Any:
+    """The real mlapi app, instrumented per `variant`, with a trivial GET /ping."""
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from mlapi.app import create_app
+    from mlapi.config import MlapiSettings
+
+    def reader() -> PeriodicExportingMetricReader:
+        return PeriodicExportingMetricReader(
+            OTLPMetricExporter(endpoint=f"{sink_url}/v1/metrics"), export_interval_millis=5000
+        )
+
+    def processor() -> BatchSpanProcessor:
+        return BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{sink_url}/v1/traces"))
+
+    size = {"training_samples": 300, "model_trees": 5} if quick else {}
+    if variant in ("bare", "stock"):
+        app = create_app(MlapiSettings(telemetry_enabled=False, **size))
+    elif variant == "metrics":
+        app = create_app(MlapiSettings(**size), metric_readers=[reader()], span_processors=[])
+    elif variant == "traces":
+        app = create_app(
+            MlapiSettings(**size), metric_readers=[reader()], span_processors=[processor()]
+        )
+    else:
+        raise ValueError(variant)
+
+    async def ping() -> dict[str, bool]:
+        return {"ok": True}
+
+    app.add_api_route("/ping", ping, methods=["GET"])
+    if variant == "stock":
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+
+        resource = Resource.create({"service.name": "mlapi-stock"})
+        tp = TracerProvider(resource=resource)
+        tp.add_span_processor(processor())
+        mp = MeterProvider(metric_readers=[reader()], resource=resource)
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=tp, meter_provider=mp)
+        app.state.bench_providers = (tp, mp)
+    return app
+
+
+# ---------------------------------------------------------------- in-process (raw ASGI)
+
+
+def _scope(method: str, path: str, body: bytes) -> dict[str, Any]:
+    headers = [(b"host", b"bench"), (b"user-agent", b"bench")]
+    if body:
+        headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8002),
+        "state": {},
+    }
+
+
+async def _call(app: Any, method: str, path: str, body: bytes) -> int:
+    sent = False
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.sleep(3600)  # no disconnect while the response is being sent
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(_scope(method, path, body), receive, send)
+    return status
+
+
+async def _batch(app: Any, case: Case, seq: list[bytes]) -> float:
+    """Send the requests of `seq` one after another; return µs per request."""
+    method, path = case.method, case.path
+    t0 = time.perf_counter()
+    for body in seq:
+        await _call(app, method, path, body)
+    return (time.perf_counter() - t0) / len(seq) * 1e6
+
+
+async def _in_process(quick: bool, sink_url: str) -> dict[str, Any]:
+    from contextlib import AsyncExitStack
+
+    pool = popular()
+    apps = {v: build_app(v, sink_url, quick) for v in VARIANTS}
+    rounds, per = (3, 30) if quick else (21, 200)
+    samples: dict[str, dict[str, list[float]]] = {c.key: {v: [] for v in VARIANTS} for c in CASES}
+    async with AsyncExitStack() as stack:
+        for app in apps.values():
+            await stack.enter_async_context(app.router.lifespan_context(app))
+        # Warm up: fill the caches with the popular scans, build the middleware stacks.
+        for v, app in apps.items():
+            for c in CASES:
+                body = pool[0] if c.method == "POST" else b""
+                status = await _call(app, c.method, c.path, body)
+                if status != 200:
+                    raise RuntimeError(f"{v} {c.key}: status {status}")
+                await _batch(
+                    app,
+                    c,
+                    sequence(c, 2 * POOL, -1, pool)
+                    if c.mix != "mix"
+                    else [pool[i % POOL] for i in range(2 * POOL)],
+                )
+        for r in range(rounds):
+            order = VARIANTS[r % 4 :] + VARIANTS[: r % 4]
+            for c in CASES:
+                seq = sequence(c, per, r, pool)
+                for v in order:
+                    samples[c.key][v].append(await _batch(apps[v], c, seq))
+        profiles = {}
+        prof_case = CASES[1]
+        for v in ("metrics", "traces", "stock"):
+            seq = sequence(prof_case, 200 if quick else 2000, 10_000, pool)
+            profiles[v] = await _profile(apps[v], prof_case, seq)
+        for app in apps.values():
+            providers = getattr(app.state, "bench_providers", None)
+            if providers:
+                for p in providers:
+                    p.shutdown()
+    out: dict[str, Any] = {"rounds": rounds, "requests_per_batch": per, "cases": {}}
+    for c in CASES:
+        bare = samples[c.key]["bare"]
+        row: dict[str, Any] = {"us_per_request": {}, "added_us": {}, "added_us_iqr": {}}
+        for v in VARIANTS:
+            row["us_per_request"][v] = rnd(median(samples[c.key][v]))
+            if v != "bare":
+                diffs = [a - b for a, b in zip(samples[c.key][v], bare, strict=True)]
+                row["added_us"][v] = rnd(median(diffs))
+                row["added_us_iqr"][v] = [rnd(x) for x in iqr(diffs)]
+                row.setdefault("time_ratio_vs_bare", {})[v] = rnd(
+                    median([a / b for a, b in zip(samples[c.key][v], bare, strict=True)])
+                )
+        out["cases"][c.key] = row
+    out["raw_us"] = samples
+    out["profiles"] = profiles
+    out["profile_case"] = prof_case.key
+    return out
+
+
+async def _profile(app: Any, case: Case, seq: list[bytes]) -> str:
+    prof = cProfile.Profile()
+    prof.enable()
+    await _batch(app, case, seq)
+    prof.disable()
+    buf = io.StringIO()
+    st = pstats.Stats(prof, stream=buf)
+    st.sort_stats("tottime").print_stats(16)
+    text = buf.getvalue()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    start = next((i for i, ln in enumerate(lines) if "ncalls" in ln), 0)
+    table = lines[start:]
+    table = [re.sub(r"/\S*/(site-packages|lib/python3\.\d+)/", "", ln) for ln in table]
+    table = [ln.replace(str(Path(__file__).resolve().parent.parent) + "/", "") for ln in table]
+    return "\n".join(table)
+
+
+# ---------------------------------------------------------------- through uvicorn + wrk
+
+_LUA = """
+-- mlapi request bodies for wrk: %(mix)s
+local popular = {%(popular)s}
+local cum = {%(cum)s}
+local timeframes = {%(timeframes)s}
+local path, method, share = "%(path)s", "%(method)s", %(share)s
+local reqs = {}
+local i = 0
+local headers = {["Content-Type"] = "application/json"}
+init = function(args)
+  math.randomseed(tonumber(args[1]) or 1)
+  for k, b in ipairs(popular) do reqs[k] = wrk.format(method, path, headers, b) end
+end
+local function fresh()
+  local body = string.format(
+    '{"symbol_count": %%d, "lookback_days": %%d, "filter_count": %%d, "indicator_count": %%d, '
+    .. '"timeframe": "%%s", "market_hours": %%s}',
+    math.floor(math.exp(math.random() * math.log(5000)) + 0.5),
+    math.floor(math.exp(math.random() * math.log(3650)) + 0.5),
+    math.random(0, 15), math.random(0, 20), timeframes[math.random(1, #timeframes)],
+    (math.random() < 0.4) and "true" or "false")
+  return wrk.format(method, path, headers, body)
+end
+request = function()
+  if method == "GET" then return wrk.format(method, path) end
+  if share >= 1 then
+    i = i %% #reqs + 1
+    return reqs[i]
+  end
+  if math.random() < share then
+    local u = math.random()
+    for k, c in ipairs(cum) do if u <= c then return reqs[k] end end
+    return reqs[#reqs]
+  end
+  return fresh()
+end
+"""
+
+
+def _lua(case: Case, pool: list[bytes], workdir: Path) -> Path:
+    from mlapi.models import TIMEFRAME_MINUTES
+
+    weights = [1.0 / (rank + 1) for rank in range(len(pool))]
+    total, acc, cum = sum(weights), 0.0, []
+    for w in weights:
+        acc += w
+        cum.append(acc / total)
+    text = _LUA % {
+        "mix": case.key,
+        "popular": ", ".join("[[" + b.decode() + "]]" for b in pool),
+        "cum": ", ".join(f"{c:.6f}" for c in cum),
+        "timeframes": ", ".join(f'"{t}"' for t in TIMEFRAME_MINUTES),
+        "path": case.path,
+        "method": case.method,
+        "share": 1 if case.mix == "hit" else POPULAR_SHARE,
+    }
+    p = workdir / f"wrk-{re.sub(r'[^a-z]+', '-', case.key)}.lua"
+    p.write_text(text)
+    return p
+
+
+def _wrk(port: int, case: Case, seconds: float, lua: Path, seed: int) -> dict[str, float]:
+    cmd = ["wrk", "-t1", "-c8", f"-d{max(1, round(seconds))}s", "-s", str(lua)]  # whole seconds
+    cmd += [f"http://127.0.0.1:{port}{case.path}", "--", str(seed)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True)
+    text = out.stdout
+    found = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if found is None:
+        raise RuntimeError(f"wrk said: {text} {out.stderr}")
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    if non2xx and int(non2xx.group(1)) > 0:
+        raise RuntimeError(f"wrk {case.key}: {non2xx.group(0)}")
+    return {"rps": float(found.group(1))}
+
+
+def _through_uvicorn(quick: bool, sink_url: str, workdir: Path) -> dict[str, Any]:
+    import shutil
+
+    if shutil.which("wrk") is None:
+        raise Skip("wrk not installed: run scripts/install-bench-deps.sh")
+    pool = popular()
+    servers: dict[str, Child] = {}
+    ports: dict[str, int] = {}
+    try:
+        for v in VARIANTS:
+            ports[v] = free_port()
+            argv = [PYTHON, "-m", "bench.instrumentation", "serve", v, str(ports[v]), sink_url]
+            if quick:
+                argv.append("--quick")
+            servers[v] = Child(argv, log=workdir / f"mlapi-{v}.log")
+        for v in VARIANTS:
+            try:
+                wait_http(f"http://127.0.0.1:{ports[v]}/health", proc=servers[v].proc)
+            except Exception as exc:
+                raise RuntimeError(f"{v}: {exc}: {servers[v].log_tail()}") from None
+        luas = {c.key: _lua(c, pool, workdir) for c in CASES}
+        hit_lua = _lua(CASES[0], pool, workdir)
+        rounds, secs = (2, 1.0) if quick else (6, 3.0)
+        for v in VARIANTS:  # warm: the popular scans cached, middleware stacks built
+            for c in CASES:
+                _wrk(ports[v], c, 1, hit_lua if c.mix == "mix" else luas[c.key], 0)
+        rps: dict[str, dict[str, list[float]]] = {c.key: {v: [] for v in VARIANTS} for c in CASES}
+        cpu: dict[str, dict[str, list[float]]] = {c.key: {v: [] for v in VARIANTS} for c in CASES}
+        for r in range(rounds):
+            order = VARIANTS[r % 4 :] + VARIANTS[: r % 4]
+            for c in CASES:
+                for v in order:
+                    c0 = servers[v].cpu_s()
+                    res = _wrk(ports[v], c, secs, luas[c.key], 1000 + r)
+                    c1 = servers[v].cpu_s()
+                    rps[c.key][v].append(res["rps"])
+                    cpu[c.key][v].append((c1 - c0) / max(res["rps"] * secs, 1) * 1e6)
+    finally:
+        for child in servers.values():
+            child.stop()
+    out: dict[str, Any] = {"rounds": rounds, "seconds_per_run": secs, "cases": {}}
+    for c in CASES:
+        bare = rps[c.key]["bare"]
+        row: dict[str, Any] = {
+            "rps": {v: rnd(median(rps[c.key][v])) for v in VARIANTS},
+            "ratio_vs_bare": {},
+            "ratio_iqr": {},
+            "added_us_from_rps": {},
+            "server_cpu_us_per_request": {v: rnd(median(cpu[c.key][v])) for v in VARIANTS},
+        }
+        for v in VARIANTS[1:]:
+            ratios = [a / b for a, b in zip(rps[c.key][v], bare, strict=True)]
+            row["ratio_vs_bare"][v] = rnd(median(ratios))
+            row["ratio_iqr"][v] = [rnd(x) for x in iqr(ratios)]
+            added = [1e6 / a - 1e6 / b for a, b in zip(rps[c.key][v], bare, strict=True)]
+            row["added_us_from_rps"][v] = rnd(median(added))
+        out["cases"][c.key] = row
+    out["raw_rps"] = rps
+    return out
+
+
+# ---------------------------------------------------------------- the benchmark
+
+
+def run(quick: bool, workdir: Path) -> dict[str, Any]:
+    with Sink() as sink:
+        inproc = asyncio.run(_in_process(quick, sink.url))
+        try:
+            thr: dict[str, Any] | None = _through_uvicorn(quick, sink.url, workdir)
+            thr_error = None
+        except Skip as exc:
+            thr, thr_error = None, str(exc)
+        sink_seen = dict(sink.requests)
+
+    figures: list[dict[str, Any]] = []
+    tables: list[dict[str, Any]] = []
+    notes: list[str] = []
+    ip = inproc["cases"]
+    tables.append(
+        {
+            "title": "In-process (raw ASGI): µs per request of bare; added µs per request "
+            "(median of per-round paired differences) of the others",
+            "columns": [
+                "case",
+                "bare µs",
+                "+metrics µs",
+                "+traces+metrics µs",
+                "+stock µs",
+                "ours÷stock",
+            ],
+            "rows": [
+                [c.key, ip[c.key]["us_per_request"]["bare"]]
+                + [ip[c.key]["added_us"][v] for v in VARIANTS[1:]]
+                + [_div(ip[c.key]["added_us"]["traces"], ip[c.key]["added_us"]["stock"])]
+                for c in CASES
+            ],
+        }
+    )
+    for c in PREDICT_CASES:
+        r = ip[c.key]
+        t, s = r["added_us"]["traces"], r["added_us"]["stock"]
+        figures.append(
+            fig(
+                f"in-process {c.key}: ours (traces+metrics) added µs ÷ stock's",
+                _div(t, s),
+                "x",
+                at_most=0.5,
+                note=f"ours +{t} µs, stock +{s} µs",
+            )
+        )
+    for c in PREDICT_CASES:
+        r = ip[c.key]
+        figures.append(
+            fig(
+                f"in-process {c.key}: metrics-only time ÷ bare",
+                r["time_ratio_vs_bare"]["metrics"],
+                "x",
+                note=f"+{r['added_us']['metrics']} µs on {r['us_per_request']['bare']} µs",
+            )
+        )
+    if thr is not None:
+        te = thr["cases"]
+        tables.append(
+            {
+                "title": "Through uvicorn (1 process each) + wrk -t1 -c8 from a second process: "
+                "bare req/s; throughput ÷ bare (median of per-round ratios); added µs per "
+                "request from 1/throughput",
+                "columns": [
+                    "case",
+                    "bare req/s",
+                    "metrics ÷ bare",
+                    "traces+metrics ÷ bare",
+                    "stock ÷ bare",
+                    "+metrics µs",
+                    "+traces µs",
+                    "+stock µs",
+                ],
+                "rows": [
+                    [c.key, te[c.key]["rps"]["bare"]]
+                    + [te[c.key]["ratio_vs_bare"][v] for v in VARIANTS[1:]]
+                    + [te[c.key]["added_us_from_rps"][v] for v in VARIANTS[1:]]
+                    for c in CASES
+                ],
+            }
+        )
+        for c in PREDICT_CASES:
+            r = te[c.key]
+            figures.append(
+                fig(
+                    f"uvicorn {c.key}: metrics-only throughput ÷ bare",
+                    r["ratio_vs_bare"]["metrics"],
+                    "x",
+                    at_least=0.99,
+                    note=f"IQR {r['ratio_iqr']['metrics']}",
+                )
+            )
+        for c in PREDICT_CASES:
+            r = te[c.key]
+            t, s = r["added_us_from_rps"]["traces"], r["added_us_from_rps"]["stock"]
+            figures.append(
+                fig(
+                    f"uvicorn {c.key}: ours (traces+metrics) added µs ÷ stock's",
+                    _div(t, s),
+                    "x",
+                    at_most=0.5,
+                    note=f"ours +{t} µs, stock +{s} µs",
+                )
+            )
+    else:
+        notes.append(f"throughput through uvicorn skipped: {thr_error}")
+    notes.append(
+        f"Exporters: OTLP/HTTP protobuf to a local discarding sink (requests it saw: "
+        f"{sink_seen}); metrics every 5 s (PeriodicExportingMetricReader), spans through a "
+        "BatchSpanProcessor. Loadgen mix: 60 % popular scans (cache hits), 40 % fresh "
+        "scans (cache miss, a real scikit-learn prediction)."
+    )
+    profile = "\n\n".join(
+        f"[{v}] {inproc['profile_case']}, cProfile by tottime\n{p}"
+        for v, p in inproc["profiles"].items()
+    )
+    return {
+        "method": (__doc__ or "").split("\n\n", 1)[1].strip(),
+        "figures": figures,
+        "tables": tables,
+        "notes": notes,
+        "profile": profile,
+        "details": {
+            "in_process": {k: v for k, v in inproc.items() if k != "profiles"},
+            "uvicorn": thr,
+        },
+    }
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return rnd(a / b) if a is not None and b else None
+
+
+def _serve(argv: list[str]) -> None:
+    import uvicorn
+
+    variant, port, sink_url = argv[0], int(argv[1]), argv[2]
+    app = build_app(variant, sink_url, quick="--quick" in argv)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        _serve(sys.argv[2:])
