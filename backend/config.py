@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
 
 TOKEN_FILE = "api-token"  # noqa: S105 - a file name, not a secret
 DATABASE_FILE = "mlpulse.db"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class BackendSettings(BaseSettings):
@@ -45,7 +48,11 @@ class BackendSettings(BaseSettings):
     max_attribute_value_length: int = Field(default=1024, gt=0)
     max_series: int = Field(default=50_000, gt=0)
     max_exemplars_per_bucket: int = Field(default=4, ge=0)
-    max_inflight_exports: int = Field(default=8, gt=0)  # beyond it: 503 + Retry-After
+    max_inflight_exports: int = Field(default=8, gt=0)  # beyond it: 429 + Retry-After
+    # OTLP ingest is open by default, like a collector's receiver on loopback; set this
+    # when the port is reachable by others, and give producers the header through
+    # OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer%20<token>".
+    ingest_require_token: bool = False
 
     # Storage.
     sqlite_busy_timeout_ms: int = Field(default=2_000, ge=0)
@@ -56,6 +63,16 @@ class BackendSettings(BaseSettings):
     retention_1m: timedelta = timedelta(days=7)
     retention_1h: timedelta = timedelta(days=90)
     maintenance_interval_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("retention_10s", "retention_1m", "retention_1h", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        """Accept `3600`, `90s`, `30m`, `24h`, `7d`, `2w` besides ISO-8601 (`P7D`)."""
+        if isinstance(value, str):
+            m = _DURATION.match(value)
+            if m:
+                return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2) or "s"])
+        return value
 
     @property
     def database_path(self) -> Path:

@@ -41,13 +41,18 @@ def get_broker(request: Request) -> Broker:
     return broker
 
 
-def require_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
-    """Refuse the request with 401 unless it carries `Authorization: Bearer <api token>`."""
+def token_ok(request: Request, authorization: str | None) -> bool:
+    """Return True when `authorization` is `Bearer <the app's API token>`."""
     expected: str = request.app.state.api_token
     scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
+    return scheme.lower() == "bearer" and hmac.compare_digest(
         given.strip().encode(), expected.encode()
-    ):
+    )
+
+
+def require_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    """Refuse the request with 401 unless it carries `Authorization: Bearer <api token>`."""
+    if not token_ok(request, authorization):
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
             detail="missing or invalid bearer token",

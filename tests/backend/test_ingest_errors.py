@@ -258,3 +258,21 @@ def test_too_many_exports_in_flight_get_429(backend_factory: Any) -> None:
         release.set()
         t.join(10)
     assert first["status"] == 200
+
+
+def test_ingest_token_when_required(backend_factory: Any) -> None:
+    backend = backend_factory(ingest_require_token=True)
+    assert post_otlp(backend, _valid()).status_code == 401
+    bad = backend.client.post(
+        "/v1/metrics",
+        content=_valid(),
+        headers={"Content-Type": "application/x-protobuf", "Authorization": "Bearer nope"},
+    )
+    assert bad.status_code == 401
+    _nothing_stored(backend)
+    ok = backend.client.post(
+        "/v1/metrics",
+        content=_valid(),
+        headers={"Content-Type": "application/x-protobuf", "Authorization": "Bearer test-token"},
+    )
+    assert ok.status_code == 200

@@ -4,6 +4,7 @@
   `partial_success` when some points were refused;
 - 400 + google.rpc.Status: undecodable body (bad protobuf/JSON, corrupt gzip);
 - 413: body over `MLPULSE_MAX_BODY_BYTES` after decompression (inflated incrementally);
+- 401: no valid bearer token, when `MLPULSE_INGEST_REQUIRE_TOKEN` is set;
 - 415: unsupported Content-Type or Content-Encoding;
 - 429 (too many exports in flight) or 503 (storage busy), both with `Retry-After`:
   retryable, so a collector keeps the data and tries again.
@@ -17,7 +18,7 @@ import logging
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from backend.api.deps import BrokerDep, SettingsDep, StoreDep
+from backend.api.deps import BrokerDep, SettingsDep, StoreDep, token_ok
 from backend.ingest.decompress import (
     BadEncodingError,
     BodyTooLargeError,
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["ingest"])
 
 # google.rpc.Code values used in Status bodies.
-_INVALID_ARGUMENT, _RESOURCE_EXHAUSTED, _UNAVAILABLE = 3, 8, 14
+_INVALID_ARGUMENT, _RESOURCE_EXHAUSTED, _UNAVAILABLE, _UNAUTHENTICATED = 3, 8, 14, 16
 RETRY_AFTER_S = "1"
 
 
@@ -67,6 +68,13 @@ async def export_metrics(
             "Content-Type must be application/x-protobuf or application/json",
             "json",
         )
+    if settings.ingest_require_token and not token_ok(
+        request, request.headers.get("authorization")
+    ):
+        return _status(
+            401, _UNAUTHENTICATED, "missing or invalid bearer token", encoding,
+            **{"WWW-Authenticate": "Bearer"},
+        )  # fmt: skip
     try:
         inflater = Inflater(request.headers.get("content-encoding"), settings.max_body_bytes)
     except UnsupportedEncodingError as exc:

@@ -1,0 +1,112 @@
+"""Histogram merging and percentiles against exact computations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from backend.query.histograms import (
+    explicit_quantile,
+    exp_quantile,
+    relative_error,
+)
+from backend.storage.aggregate import (
+    Aggregate,
+    Exemplar,
+    ExpBuckets,
+    ExplicitBuckets,
+    downscale,
+    keep_exemplars,
+    merge,
+    merge_exp,
+)
+
+
+def _exp_from(values: np.ndarray, scale: int) -> ExpBuckets:
+    """Bucket values exactly as the spec defines: index = ceil(log_base(v)) - 1."""
+    idx = np.ceil(np.log2(values) * 2.0**scale).astype(int) - 1
+    lo, hi = int(idx.min()), int(idx.max())
+    counts = np.bincount(idx - lo, minlength=hi - lo + 1)
+    return ExpBuckets(scale, 0, 0.0, lo, [int(c) for c in counts])
+
+
+def test_merge_at_different_scales_equals_bucketing_the_union() -> None:
+    rng = np.random.default_rng(5)
+    a, b = rng.lognormal(0, 1, 5000), rng.lognormal(1, 0.3, 5000)
+    merged = merge_exp(_exp_from(a, 5), _exp_from(b, 2))
+    assert merged == _exp_from(np.concatenate([a, b]), 2)
+    assert downscale(_exp_from(a, 5), 2) == _exp_from(a, 2)
+
+
+@pytest.mark.parametrize("scale", [0, 2, 4, 6])
+def test_exp_quantile_bounds_and_relative_error(scale: int) -> None:
+    rng = np.random.default_rng(scale)
+    xs = rng.lognormal(-1, 1.2, 20_000)
+    h = _exp_from(xs, scale)
+    ordered = np.sort(xs)
+    for q in (0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0):
+        # The k-th smallest, k = ceil(q n) computed without float noise (0.999 * 20000
+        # is 19980.000000000004 in floating point, which numpy's inverted_cdf rounds up).
+        exact = float(ordered[max(1, math.ceil(round(q * len(xs), 6))) - 1])
+        est = exp_quantile(h, q)
+        assert est is not None and est.upper is not None
+        assert est.lower < exact <= est.upper * (1 + 1e-12)
+        assert abs(est.value - exact) / exact <= relative_error(scale) + 1e-12
+
+
+def test_exp_quantile_negative_and_zero_buckets() -> None:
+    # 2 values in (-4, -2], 1 zero, 1 in (2, 4]: scale 0.
+    h = ExpBuckets(0, 1, 0.0, 1, [1], 1, [2])
+    low = exp_quantile(h, 0.25)
+    assert low is not None and (low.lower, low.upper) == (-4.0, -2.0)
+    assert -4 < low.value < -2
+    mid = exp_quantile(h, 0.75)
+    assert mid is not None and mid.value == 0.0
+    top = exp_quantile(h, 1.0)
+    assert top is not None and (top.lower, top.upper) == (2.0, 4.0)
+    assert top.value == pytest.approx(2 * 2 * 4 / 6)
+
+
+def test_quantile_clamped_by_min_and_max() -> None:
+    h = ExpBuckets(0, 0, 0.0, 0, [10])  # all in (1, 2]
+    est = exp_quantile(h, 0.5, mn=1.2, mx=1.3)
+    assert est is not None and (est.lower, est.upper) == (1.2, 1.3)
+    assert 1.2 <= est.value <= 1.3
+
+
+def test_explicit_quantile_interpolates_inside_the_bucket() -> None:
+    h = ExplicitBuckets((10.0, 20.0, 40.0), [0, 4, 4, 2])
+    est = explicit_quantile(h, 0.5)  # 5th of 10: first of the (20, 40] bucket
+    assert est is not None and (est.lower, est.upper) == (20.0, 40.0)
+    assert est.value == pytest.approx(22.5)
+    overflow = explicit_quantile(h, 1.0)
+    assert overflow is not None and overflow.upper is None and overflow.lower == 40.0
+    assert explicit_quantile(ExplicitBuckets((1.0,), [0, 0]), 0.5) is None
+
+
+def test_explicit_merge_with_different_bounds_keeps_counts() -> None:
+    a = Aggregate(count=3, explicit=ExplicitBuckets((1.0, 2.0), [1, 1, 1]))
+    b = Aggregate(count=2, explicit=ExplicitBuckets((2.0, 5.0), [1, 0, 1]))
+    m = merge(a, b)
+    assert m.explicit == ExplicitBuckets((1.0, 2.0, 5.0), [1, 2, 0, 2])
+    assert m.count == 5
+
+
+def test_merge_keeps_latest_gauge_value_and_min_max() -> None:
+    a = Aggregate(count=2, sum=3, min=1, max=2, last=2, last_ns=20)
+    b = Aggregate(count=1, sum=5, min=5, max=5, last=5, last_ns=10)
+    m = merge(a, b)
+    assert (m.count, m.sum, m.min, m.max, m.last, m.last_ns) == (3, 8, 1, 5, 2, 20)
+    assert merge(b, a) == m
+
+
+def test_keep_exemplars_spreads_over_magnitudes() -> None:
+    exs = [
+        Exemplar(v, i, f"{i:032x}", f"{i:016x}")
+        for i, v in enumerate([0.01, 0.011, 0.5, 3.0, 3.1, 40.0])
+    ]
+    kept = keep_exemplars(exs, 4)
+    assert [e.value for e in kept] == [40.0, 3.1, 0.5, 0.011]
+    assert math.isclose(relative_error(3), (2 ** (1 / 8) - 1) / (2 ** (1 / 8) + 1))

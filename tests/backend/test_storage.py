@@ -1,0 +1,227 @@
+"""Storage: durability across kill -9, retention, rollups, the write transaction."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from backend_testing import Backend, metric_request
+
+from backend.ingest.limits import Limits
+from backend.ingest.pipeline import ingest
+from backend.ingest.points import flatten
+from backend.query.histograms import quantile
+from backend.storage.aggregate import merge_all
+from backend.storage.base import StorageBusyError
+from backend.storage.retention import apply_retention
+from backend.storage.sqlite import SQLiteStore
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCH = (
+    "import sys, uvicorn\n"
+    "from backend.app import create_app\n"
+    "from backend.config import BackendSettings\n"
+    "app = create_app(BackendSettings(data_dir=sys.argv[1], api_token='t'))\n"
+    "uvicorn.run(app, host='127.0.0.1', port=int(sys.argv[2]), log_level='warning')\n"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, str(data_dir), str(port)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "backend did not start"
+        time.sleep(0.05)
+
+
+def _cumulative(value: float, start: float, t: float) -> bytes:
+    req = metric_request(
+        "ml.model.predictions",
+        temporality=2,
+        points=[
+            {"value": value, "start_s": start, "time_s": t, "attributes": {"ml.model.name": "m"}}
+        ],
+    )
+    return bytes(req.SerializeToString())
+
+
+def _post(url: str, body: bytes) -> None:
+    resp = httpx.post(
+        f"{url}/v1/metrics", content=body, headers={"Content-Type": "application/x-protobuf"}
+    )
+    assert resp.status_code == 200
+
+
+def _count(url: str) -> float:
+    snap = httpx.get(f"{url}/metrics/current", params={"window": "5m"}).json()
+    return float(snap["model_metrics"]["m"]["predictions_count"])
+
+
+def test_acknowledged_export_survives_kill_9(tmp_path: Path) -> None:
+    now = time.time()
+    proc, url = _start(tmp_path)
+    try:
+        _post(url, _cumulative(42, now - 5, now - 2))  # acknowledged with 200
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    proc, url = _start(tmp_path)
+    try:
+        assert _count(url) == 42
+        # The cumulative state survived too: the next point adds only its increase,
+        # and a replay of the first export adds nothing.
+        _post(url, _cumulative(50, now - 5, now - 1))
+        _post(url, _cumulative(42, now - 5, now - 2))
+        assert _count(url) == 50
+        assert httpx.get(f"{url}/health").json()["last_ingest_age_seconds"] < 60
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+
+def _delta_request(t: float, value: float, hist: dict[str, Any] | None = None) -> Any:
+    if hist is not None:
+        return metric_request(
+            "http.server.request.duration",
+            kind="exp",
+            unit="s",
+            points=[{"hist": hist, "time_s": t, "start_s": t - 1}],
+        )
+    return metric_request("ml.model.predictions", points=[{"value": value, "time_s": t}])
+
+
+def test_rollups_preserve_counts_and_histogram_merges(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "db.sqlite")
+    hour = (int(time.time()) // 3600 - 2) * 3600
+    # 90 points, 40 s apart: 90 ten-second buckets, 60 one-minute buckets, 1 hour bucket.
+    for i in range(90):
+        t = hour + 40 * i + 1
+        ingest(store, _delta_request(t, i + 1), Limits())
+        scale = 3 if i % 2 else 1  # different scales, merged by downscaling
+        hist = {
+            "scale": scale, "count": 3 + i, "sum": 1.0 * (3 + i), "zero_count": 1,
+            "positive": {"offset": -4 + i % 5, "bucket_counts": [1, 0, 1 + i]},
+        }  # fmt: skip
+        ingest(store, _delta_request(t, 0, hist), Limits())
+    per_res = {}
+    for res in (10, 60, 3600):
+        counter = [s.id for s in store.series("ml.model.predictions")]
+        rows = list(store.read(counter, res, hour, hour + 3600))
+        hist_ids = [s.id for s in store.series("http.server.request.duration")]
+        hrows = list(store.read(hist_ids, res, hour, hour + 3600))
+        per_res[res] = (
+            len(rows),
+            sum(a.sum for _, _, a in rows),
+            merge_all([a for _, _, a in hrows]),
+        )
+    assert [per_res[r][0] for r in (10, 60, 3600)] == [90, 60, 1]
+    assert {per_res[r][1] for r in per_res} == {sum(range(1, 91))}
+    fine, coarse = per_res[10][2], per_res[3600][2]
+    assert fine.count == coarse.count == sum(3 + i for i in range(90))
+    assert fine.exponential == coarse.exponential
+    assert coarse.exponential is not None and coarse.exponential.scale == 1
+    assert coarse.exponential.total == coarse.count
+    for q in (0.5, 0.9, 0.99):
+        assert quantile(fine, q) == quantile(coarse, q)
+    store.close()
+
+
+def test_retention_deletes_old_buckets_per_resolution(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "db.sqlite")
+    now = time.time()
+    for age in (10 * 86400, 3 * 86400, 2 * 3600, 60):
+        ingest(store, _delta_request(now - age, 1), Limits())
+    ids = [s.id for s in store.series("ml.model.predictions")]
+
+    def count(res: int) -> int:
+        return len(list(store.read(ids, res, 0, now + 10)))
+
+    assert [count(r) for r in (10, 60, 3600)] == [4, 4, 4]
+    deleted = apply_retention(store, {10: 86400, 60: 7 * 86400, 3600: 90 * 86400}, now)
+    assert deleted == {10: 2, 60: 1, 3600: 0}
+    assert [count(r) for r in (10, 60, 3600)] == [2, 3, 4]
+    store.close()
+
+
+def test_retention_job_runs_in_the_background(backend_factory: Any) -> None:
+    backend: Backend = backend_factory(
+        retention_10s=120, retention_1m=3600, maintenance_interval_s=0.1
+    )
+    now = time.time()
+    for age in (600, 5):
+        body = _delta_request(now - age, 1).SerializeToString()
+        assert (
+            backend.client.post(
+                "/v1/metrics", content=body, headers={"Content-Type": "application/x-protobuf"}
+            ).status_code
+            == 200
+        )
+    store = backend.app.state.store
+    ids = [s.id for s in store.series("ml.model.predictions")]
+    deadline = time.monotonic() + 5
+    while len(list(store.read(ids, 10, 0, now + 10))) != 1:
+        assert time.monotonic() < deadline, "retention job did not run"
+        time.sleep(0.05)
+    assert len(list(store.read(ids, 60, 0, now + 10))) == 2
+
+
+def test_failed_transaction_stores_nothing(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "db.sqlite")
+    with pytest.raises(RuntimeError), store.write() as tx:
+        samples = flatten(_delta_request(time.time(), 1), Limits()).samples
+        assert tx.resolve_series([s.key for s in samples], 10) == [1]
+        raise RuntimeError("boom")
+    assert store.metrics() == []
+    # The series id cache was not polluted by the rolled-back insert.
+    ingest(store, _delta_request(time.time(), 3), Limits())
+    assert [m.name for m in store.metrics()] == ["ml.model.predictions"]
+    store.close()
+
+
+def test_locked_database_raises_storage_busy(tmp_path: Path) -> None:
+    import sqlite3
+
+    store = SQLiteStore(tmp_path / "db.sqlite", busy_timeout_ms=50)
+    other = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StorageBusyError):
+        ingest(store, _delta_request(time.time(), 1), Limits())
+    other.execute("ROLLBACK")
+    other.close()
+    ingest(store, _delta_request(time.time(), 1), Limits())
+    store.close()
+
+
+def test_wal_and_synchronous_settings(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "db.sqlite", synchronous="FULL")
+    conn = store._writer
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    store.close()
+    with pytest.raises(ValueError):
+        SQLiteStore(tmp_path / "x.sqlite", synchronous="OFF")
