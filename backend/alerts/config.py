@@ -32,6 +32,9 @@ class AlertSettings(BaseSettings):
         default=4 * 3600.0, description="re-notify while firing"
     )
     alert_enabled: bool = True
+    alert_history_retention: Duration = Field(
+        default=90 * 86400.0, description="history and receipts older than this are deleted"
+    )
 
     webhook_allow_private: bool = Field(
         default=False, description="accept loopback/private webhook addresses (never metadata ones)"

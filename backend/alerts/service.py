@@ -12,7 +12,6 @@ import asyncio
 import logging
 import threading
 import time
-from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -26,19 +25,19 @@ from backend.notify.email import EmailSender
 from backend.notify.ssrf import Policy
 from backend.notify.webhook import WebhookSender
 from backend.query.signals import evaluate
+from backend.storage.base import MetricStore
 
 log = logging.getLogger(__name__)
 _build_lock = threading.Lock()
+PRUNE_EVERY_S = 3600.0
 
 
-def signal_source(store: Any) -> SignalSource:
+def signal_source(store: MetricStore) -> SignalSource:
     """Return a source computing rules' signals with `backend.query.signals.evaluate`."""
 
     def source(rule: Rule, now: float) -> list[Sample]:
         group_by = [] if rule.group_by == "none" else [rule.group_by]
-        results = evaluate(
-            store, rule.signal, now - rule.window, now, group_by, dict(rule.filters)
-        )
+        results = evaluate(store, rule.signal, now - rule.window, now, group_by, dict(rule.filters))
         return [
             Sample(
                 {str(k): str(v) for k, v in dict(r.labels).items()},
@@ -118,11 +117,16 @@ async def alerts_job(app: FastAPI) -> None:
     settings = alert_settings(app)
     assert engine.dispatcher is not None
     engine.dispatcher.start()
+    pruned_at = 0.0
     try:
         while settings.alert_enabled:
             started = time.monotonic()
             try:
                 await run_in_threadpool(engine.evaluate_once)
+                if started - pruned_at > PRUNE_EVERY_S or not pruned_at:
+                    pruned_at = started
+                    cutoff = time.time() - settings.alert_history_retention
+                    await run_in_threadpool(engine.store.prune, cutoff)
             except Exception:  # keep evaluating; the next run retries
                 log.exception("alert evaluation failed")
             elapsed = time.monotonic() - started

@@ -361,6 +361,18 @@ class AlertStore:
             ).fetchall()
         return [_receipt(row) for row in rows]
 
+    def prune(self, before: float) -> int:
+        """Delete history, finished receipts and expired silences older than ``before``."""
+        with self._tx() as db:
+            n = db.execute("DELETE FROM alert_history WHERE at < ?", (before,)).rowcount
+            db.execute(
+                "DELETE FROM alert_notifications WHERE created_at < ? "
+                "AND status IN ('delivered', 'failed')",
+                (before,),
+            )
+            db.execute("DELETE FROM alert_silences WHERE ends_at < ?", (before,))
+        return int(n)
+
     # -- silences ---------------------------------------------------------------------
 
     def add_silence(self, silence: dict[str, Any]) -> dict[str, Any]:

@@ -269,3 +269,16 @@ def test_a_failing_signal_query_keeps_the_state(store, clock):
     engine.evaluate_once()
     assert engine.active()[0]["state"] == "firing"
     assert "database is locked" in engine.rule_errors["err"]
+
+
+def test_prune_deletes_old_history_only(engine, clock, script):
+    engine.set_config(make_config(dict(RULE, **{"for": 0})))
+    _run(engine, clock, script, [10, 1])  # two entries at t0 and t0+15
+    clock.advance(86400)
+    _run(engine, clock, script, [10])  # one entry a day later
+    assert engine.store.history()[1] == 3
+    assert engine.store.prune(clock.t - 3600) == 2
+    entries, total = engine.store.history()
+    assert total == 1
+    assert entries[0]["to"] == "firing"
+    assert entries[0]["notifications"][0]["kind"] == "firing"
