@@ -188,13 +188,10 @@ export class LiveStream {
       });
     }
     source.addEventListener("error", () => {
-      // CONNECTING: the browser retries by itself; CLOSED: it gave up (e.g. HTTP error).
-      if (source.readyState === EventSource.CLOSED) {
-        this.fallBack();
-      } else if (this.state === "live") {
-        // Poll while the browser reconnects, so numbers keep moving.
-        this.startPolling();
-      }
+      // CLOSED: the browser gave up (an HTTP error): reconnect ourselves, with backoff.
+      // CONNECTING: the browser retries by itself. Either way, poll until "open".
+      if (source.readyState === EventSource.CLOSED) this.fallBack();
+      else this.startPolling();
     });
   }
 

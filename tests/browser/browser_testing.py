@@ -1,0 +1,106 @@
+"""Helpers for the browser tests: a real backend on a free port, filled through
+`/v1/metrics` by the OTel SDK, and Debian's Chromium driven by Playwright.
+
+Chromium is `/usr/bin/chromium` from `apt-get install chromium` (Playwright's own browser
+download cannot work here). Without it the tests skip locally — and fail in CI (`CI` set),
+so a missing install can never pass silently.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from browser_traffic import XSS, Traffic
+from fastapi import FastAPI
+
+TOKEN = "browser-test-token"
+CHROMIUM = os.environ.get("MLPULSE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def require_chromium() -> None:
+    if Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK):
+        return
+    message = f"Chromium not found at {CHROMIUM}: apt-get install -y chromium"
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+class ServerThread:
+    """uvicorn serving an app in a background thread, on a free port."""
+
+    def __init__(self, app: FastAPI) -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+@dataclass
+class Backend:
+    """A running backend and an HTTP client for the API."""
+
+    url: str
+    app: FastAPI
+    client: httpx.Client
+    traffic: Traffic
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, path: str, **params: Any) -> Any:
+        resp = self.client.get(path, params=params)
+        assert resp.status_code == 200, f"{path}: {resp.status_code} {resp.text[:300]}"
+        return resp.json()
+
+
+XSS_MODEL = XSS
+XSS_ROUTE = "/" + XSS
+
+
+
+@dataclass
+class PageProbe:
+    """A page plus everything suspicious it did: dialogs, JS errors, CSP violations."""
+
+    page: Any
+    dialogs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    responses: list[Any] = field(default_factory=list)
+
+
+def save_screenshot(pg: Any, name: str = "dashboard.png") -> Path:
+    """Save a full-page screenshot into test-artifacts/ (git-ignored)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    pg.screenshot(path=str(path), full_page=True)
+    return path

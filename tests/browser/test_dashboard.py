@@ -1,0 +1,424 @@
+"""The dashboard page in Debian's Chromium, against a real backend filled by the OTel SDK.
+
+Each test reads what the page shows and compares it with the JSON the page itself
+received from the API (captured from the network), so a number on screen is checked
+against the exact document it was rendered from.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from browser_testing import TOKEN, XSS_MODEL, XSS_ROUTE, Backend, PageProbe, save_screenshot
+
+pytestmark = pytest.mark.browser
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def responses(probe: PageProbe, path: str) -> list[Any]:
+    """The page's successful responses for an API path, oldest first."""
+    return [r for r in probe.responses if urlsplit(r.url).path == path and r.ok]
+
+
+def last_json(probe: PageProbe, path: str) -> Any:
+    found = responses(probe, path)
+    assert found, f"the page never fetched {path}"
+    return found[-1].json()
+
+
+def stable(probe: PageProbe, read: Any, tries: int = 20) -> Any:
+    """Run `read()` until no response arrived meanwhile (a live refresh can race a read)."""
+    for _ in range(tries):
+        before = len(probe.responses)
+        result = read()
+        probe.page.wait_for_timeout(150)
+        if len(probe.responses) == before:
+            return result
+    raise AssertionError("the page kept refreshing; could not read a stable state")
+
+
+def value_of(probe: PageProbe, selector: str) -> float | None:
+    """The raw number behind a displayed value (`data-value`), or None."""
+    raw = probe.page.locator(selector).first.get_attribute("data-value")
+    return None if raw in (None, "") else float(raw)
+
+
+def text_of(probe: PageProbe, selector: str) -> str:
+    return probe.page.locator(selector).first.inner_text().strip()
+
+
+def params(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+
+
+# -- panels -------------------------------------------------------------------------------
+
+
+def test_overview_models_and_api_panels_show_the_numbers_the_api_returns(
+    page: PageProbe,
+) -> None:
+    def read() -> tuple[dict[str, Any], dict[str, float | None], dict[str, str]]:
+        doc = last_json(page, "/metrics/current")
+        card = lambda key: f"[data-card='{key}'] [data-role=value]"  # noqa: E731
+        stat = lambda key: f"#api-perf [data-stat='{key}'] [data-role=value]"  # noqa: E731
+        values = {
+            "rpm": value_of(page, card("requests_per_minute")),
+            "errors": value_of(page, card("error_rate_percent")),
+            "latency": value_of(page, card("avg_response_time_ms")),
+            "cache": value_of(page, card("cache_hit_rate_percent")),
+            "uptime": value_of(page, card("uptime")),
+            "requests": value_of(page, stat("requests")),
+            "avg": value_of(page, stat("avg_response_time_ms")),
+            "p95": value_of(page, stat("p95_response_time_ms")),
+            "p99": value_of(page, stat("p99_response_time_ms")),
+            "throughput": value_of(page, stat("requests_per_minute")),
+            "error_rate": value_of(page, stat("error_rate_percent")),
+        }
+        texts = {
+            "p95": text_of(page, "#api-perf [data-stat='p95_response_time_ms'] dd"),
+            "rpm": text_of(page, card("requests_per_minute")),
+            "status": text_of(page, "[data-card='status'] [data-role=value]"),
+        }
+        return doc, values, texts
+
+    doc, values, texts = stable(page, read)
+    api, cache, system = doc["api_metrics"], doc["cache_metrics"], doc["system_metrics"]
+    assert api["total_requests"] > 0, "the backend has no traffic: the fixture did not ingest"
+
+    # Overview.
+    assert close(values["rpm"], api["requests_per_minute"])
+    assert close(values["errors"], api["error_rate_percent"])
+    assert close(values["latency"], api["avg_response_time_ms"])
+    assert close(values["cache"], cache["hit_rate_percent"])
+    assert close(values["uptime"], system["uptime_seconds"])
+    assert texts["rpm"] == f"{api['requests_per_minute']:.0f}" or texts["rpm"] == (
+        f"{api['requests_per_minute']:.1f}"
+    )
+    assert texts["status"] in ("Healthy", "Degraded")  # fresh data: never "Down" here
+
+    # API performance: counts, latency with the percentile's bucket bounds.
+    assert close(values["requests"], api["total_requests"])
+    assert close(values["avg"], api["avg_response_time_ms"])
+    assert close(values["p95"], api["p95_response_time_ms"])
+    assert close(values["p99"], api["p99_response_time_ms"])
+    assert close(values["throughput"], api["requests_per_minute"])
+    assert close(values["error_rate"], api["error_rate_percent"])
+    bounds = api["p95_response_time_bounds_ms"]
+    match = re.search("\\(([\\d.,]+)\u2013([\\d.,]+)\\)", texts["p95"])
+    assert match, f"p95 shows no bounds: {texts['p95']!r}"
+    lower, upper = (float(g.replace(",", "")) for g in match.groups())
+    assert lower == pytest.approx(bounds["lower"], rel=0.01, abs=0.05)
+    assert upper == pytest.approx(bounds["upper"], rel=0.01, abs=0.05)
+
+    # Model performance: every model of the snapshot, every number.
+    models = doc["model_metrics"]
+    assert {"result", "duration"} <= set(models)
+    for name, m in models.items():
+        card = page.page.locator("#models article.model").filter(
+            has=page.page.locator("h3", has_text=name)
+        )
+        assert card.count() == 1, name
+
+        def val(sel: str, card: Any = card) -> float | None:
+            raw = card.locator(sel).first.get_attribute("data-value")
+            return None if raw in (None, "") else float(raw)
+
+        assert close(val("[data-role=mae]"), m["avg_mae"]), name
+        assert close(val("[data-role=baseline]"), m["baseline_mae"]), name
+        assert close(val("[data-role=degradation]"), m["degradation_percent"]), name
+        assert close(val("[data-stat=rmse] [data-role=value]"), m["rmse"]), name
+        assert close(val("[data-stat=r2] [data-role=value]"), m["r2"]), name
+        assert close(val("[data-stat=predictions_count] [data-role=value]"), m["predictions_count"])
+        assert close(val("[data-stat=avg_confidence] [data-role=value]"), m["avg_confidence"])
+        assert close(val("[data-stat=feedback_count] [data-role=value]"), m["feedback_count"])
+        # The overview's model MAE line too.
+        line = page.page.locator("[data-card='model_mae'] .model-line").filter(
+            has=page.page.locator(".name", has_text=name)
+        )
+        raw = line.locator("[data-role=value]").get_attribute("data-value")
+        assert raw is not None and close(float(raw), m["avg_mae"]), name
+
+    assert not page.errors, page.errors
+
+
+def test_charts_have_the_data_of_the_history_api(page: PageProbe, backend: Backend) -> None:
+    pg = page.page
+    for chart in ("requests", "latency", "errors", "mae", "distribution", "cache"):
+        pg.wait_for_function(
+            f"() => Number(document.querySelector('[data-chart={chart}]').dataset.points || 0) > 0",
+            timeout=10_000,
+        )
+
+    def read() -> tuple[int, dict[str, Any], int, dict[str, Any], float | None]:
+        points = int(pg.locator("[data-chart=requests]").get_attribute("data-points") or 0)
+        rate = [
+            r
+            for r in responses(page, "/metrics/history")
+            if params(r.url).get("metric") == "request_rate"
+        ][-1].json()
+        total = int(pg.locator("[data-chart=distribution]").get_attribute("data-total") or 0)
+        dist = last_json(page, "/metrics/distribution")
+        gauge = value_of(page, "[data-chart=cache] [data-role=value]")
+        return points, rate, total, dist, gauge
+
+    points, rate, total, dist, gauge = stable(page, read)
+    expected = sum(1 for s in rate["series"] for _, v in s["points"] if v is not None)
+    assert points == expected > 30  # 30 minutes of history at the 1 h range's step
+    assert total == dist["count"] > 0  # every stored bucket counted in a bar
+    summary = last_json(page, "/metrics/summary")
+    assert close(gauge, summary["cache_metrics"]["hit_rate_percent"])
+
+    # Model accuracy: one series per model, named as text.
+    legend = pg.locator("#chart-mae .u-legend").inner_text()
+    assert "result" in legend and "duration" in legend
+
+    # Exemplars: links into Jaeger (the backend's setting), slowest first.
+    links = pg.locator("#exemplars a[data-trace]")
+    assert links.count() > 0
+    href = links.first.get_attribute("href") or ""
+    assert re.fullmatch(r"http://jaeger\.example:16686/trace/[0-9a-f]{32}", href), href
+    assert links.first.get_attribute("rel") == "noopener noreferrer"
+    assert not page.errors, page.errors
+
+
+def test_a_new_ingest_appears_without_a_reload(page: PageProbe, backend: Backend) -> None:
+    pg = page.page
+    pg.wait_for_selector("#conn[data-state=live]", timeout=10_000)
+    pg.evaluate("window.__sameDocument = true")
+    before_total = last_json(page, "/metrics/current")["api_metrics"]["total_requests"]
+    updates = int(pg.evaluate("Number(document.body.dataset.liveUpdates || 0)"))
+    history_calls = len(responses(page, "/metrics/history"))
+
+    backend.traffic.tick(at=time.time())  # one export, as mlapi does every 5 s
+
+    pg.wait_for_function(
+        f"() => Number(document.body.dataset.liveUpdates || 0) > {updates}", timeout=5_000
+    )
+
+    def read() -> tuple[dict[str, Any], float | None]:
+        return last_json(page, "/metrics/current"), value_of(
+            page, "#api-perf [data-stat='requests'] [data-role=value]"
+        )
+
+    doc, shown = stable(page, read)
+    assert doc["api_metrics"]["total_requests"] > before_total
+    assert close(shown, doc["api_metrics"]["total_requests"])
+    assert pg.evaluate("window.__sameDocument") is True  # no reload happened
+    # Charts appended: only the tail of the range was fetched, not the whole hour.
+    tails = responses(page, "/metrics/history")[history_calls:]
+    assert tails, "no chart update after the ingest"
+    for r in tails:
+        q = params(r.url)
+        assert float(q["to"]) - float(q["from"]) < 3600, q
+    assert not page.errors, page.errors
+
+
+def test_polling_takes_over_when_the_event_stream_is_down(
+    browser: Any, backend: Backend
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        pg = context.new_page()
+        pg.route("**/events", lambda route: route.abort())
+        pg.goto(backend.url + "/")
+        pg.wait_for_selector("body[data-ready='1']", timeout=20_000)
+        pg.wait_for_selector("#conn[data-state=polling]", timeout=10_000)
+        assert "Polling" in pg.locator("#conn").inner_text()
+        updates = int(pg.evaluate("Number(document.body.dataset.liveUpdates || 0)"))
+        backend.traffic.tick(at=time.time())
+        pg.wait_for_function(
+            f"() => Number(document.body.dataset.liveUpdates || 0) > {updates}", timeout=8_000
+        )
+    finally:
+        context.close()
+
+
+# -- time range and export ------------------------------------------------------------------
+
+
+def _history_windows(probe: PageProbe, since: int) -> list[tuple[float, float]]:
+    return [
+        (float(params(r.url)["from"]), float(params(r.url)["to"]))
+        for r in responses(probe, "/metrics/history")[since:]
+        if params(r.url).get("metric") == "request_rate"
+    ]
+
+
+def test_time_range_presets_custom_range_and_export(page: PageProbe, backend: Backend) -> None:
+    pg = page.page
+    assert pg.locator("[data-range='3600']").get_attribute("aria-pressed") == "true"
+
+    # Preset: 15 minutes.
+    seen = len(responses(page, "/metrics/history"))
+    with pg.expect_response(lambda r: "metric=request_rate" in r.url):
+        pg.click("[data-range='900']")
+    pg.wait_for_timeout(300)
+    assert any(round(t - f) == 900 for f, t in _history_windows(page, seen))
+    assert pg.locator("#range-label").inner_text() == "last 15 minutes"
+
+    # Custom: an absolute 20-minute window (the context's time zone is UTC).
+    end = datetime.fromtimestamp((int(time.time()) // 60) * 60, UTC)
+    start = datetime.fromtimestamp(end.timestamp() - 1200, UTC)
+    pg.click("#range-custom-btn")
+    pg.fill("#range-from", start.strftime("%Y-%m-%dT%H:%M"))
+    pg.fill("#range-to", end.strftime("%Y-%m-%dT%H:%M"))
+    seen = len(responses(page, "/metrics/history"))
+    with pg.expect_response(lambda r: "metric=request_rate" in r.url):
+        pg.click("#custom-range button[type=submit]")
+    assert (start.timestamp(), end.timestamp()) in _history_windows(page, seen)
+    pg.wait_for_function(
+        "() => Number(document.querySelector('[data-chart=requests]').dataset.points || 0) > 0"
+    )
+
+    # Export what is visible: CSV and JSON of exactly that window.
+    href = pg.locator("#export-csv").get_attribute("href") or ""
+    assert float(params(href)["from"]) == start.timestamp()
+    assert float(params(href)["to"]) == end.timestamp()
+    with pg.expect_download() as dl:
+        pg.click("#export-csv")
+    body = Path(dl.value.path()).read_text(encoding="utf-8")
+    rows = list(csv.DictReader(io.StringIO(body)))
+    assert rows, body[:300]
+    assert {"time", "signal", "value"} <= set(rows[0])
+    assert {r["signal"] for r in rows} >= {"request_rate"}
+    epochs = [float(r["epoch"]) for r in rows if r.get("epoch")]
+    assert epochs and min(epochs) >= start.timestamp() - 600 and max(epochs) < end.timestamp()
+
+    with pg.expect_download() as dl:
+        pg.click("#export-json")
+    doc = json.loads(Path(dl.value.path()).read_text(encoding="utf-8"))
+    assert doc["from"] == start.timestamp() and doc["to"] == end.timestamp()
+    assert any(r["signal"] == "request_rate" and r["value"] > 0 for r in doc["rows"])
+
+    # Comparison: the previous period is fetched and overlaid (dashed series).
+    seen = len(responses(page, "/metrics/history"))
+    with pg.expect_response(lambda r: "metric=request_rate" in r.url):
+        pg.check("#compare")
+    pg.wait_for_timeout(500)
+    windows = _history_windows(page, seen)
+    assert (start.timestamp() - 1200, end.timestamp() - 1200) in windows
+    assert "(previous)" in pg.locator("#chart-requests .u-legend").inner_text()
+    assert not page.errors, page.errors
+
+
+# -- alert rules ----------------------------------------------------------------------------
+
+
+def test_editing_a_rule_round_trips(page: PageProbe, backend: Backend) -> None:
+    pg = page.page
+    pg.click("a.tab[data-view=alerts]")
+    row = pg.locator("tr[data-rule=high_error_rate]")
+    row.wait_for(timeout=10_000)
+
+    row.locator("[data-field=threshold]").fill("7.5")
+    row.locator("[data-field=clear_threshold]").fill("6")
+    row.locator("[data-field=for]").fill("2m")
+    row.locator("input[data-channel=file]").uncheck()
+    row.locator("[data-field=enabled]").uncheck()
+    row.locator("[data-action=save]").click()
+
+    # The token is asked once, in the page's own dialog (never window.prompt).
+    pg.wait_for_selector("#token-dialog[open]")
+    pg.fill("#token-input", TOKEN)
+    pg.click("#token-dialog button[type=submit]")
+    pg.wait_for_selector(".toast:has-text('Saved high_error_rate')", timeout=10_000)
+    assert pg.evaluate("sessionStorage.getItem('mlpulse.token')") == TOKEN
+
+    rule = next(
+        r for r in backend.get("/alerts/configure")["rules"] if r["name"] == "high_error_rate"
+    )
+    assert rule["threshold"] == 7.5
+    assert rule["clear_threshold"] == 6
+    assert rule["for"] in ("2m", 120, 120.0)
+    assert rule["enabled"] is False
+    assert rule["channels"] == ["console"]
+
+    # A second change does not ask again; the page shows the saved values after a reload.
+    row = pg.locator("tr[data-rule=high_error_rate]")
+    row.locator("[data-field=enabled]").check()
+    row.locator("[data-action=save]").click()
+    pg.wait_for_selector(".toast:has-text('Saved high_error_rate') >> nth=0")
+    assert not pg.locator("#token-dialog[open]").count()
+    pg.reload()
+    pg.wait_for_selector("body[data-ready='1']")
+    row = pg.locator("tr[data-rule=high_error_rate]")
+    row.wait_for()
+    assert row.locator("[data-field=threshold]").input_value() == "7.5"
+    assert row.locator("[data-field=clear_threshold]").input_value() == "6"
+    assert row.locator("[data-field=for]").input_value() in ("2m", "2m0s")
+    assert row.locator("[data-field=enabled]").is_checked()
+    assert not row.locator("input[data-channel=file]").is_checked()
+    assert not page.dialogs and not page.errors, (page.dialogs, page.errors)
+
+
+def test_send_test_reports_the_delivery(page: PageProbe) -> None:
+    pg = page.page
+    pg.evaluate(f"sessionStorage.setItem('mlpulse.token', {json.dumps(TOKEN)})")
+    pg.click("a.tab[data-view=alerts]")
+    pg.locator("tr[data-channel=console] button").click()
+    pg.wait_for_selector(".toast:has-text('Test to console: delivered')", timeout=10_000)
+
+
+# -- safety ---------------------------------------------------------------------------------
+
+
+def test_markup_in_attribute_values_renders_as_text(page: PageProbe) -> None:
+    pg = page.page
+    # The model name: overview, model card, chart legend.
+    title = pg.locator("#models article.model h3").filter(has_text="<img")
+    assert title.count() == 1
+    assert title.inner_text() == XSS_MODEL
+    assert XSS_MODEL in pg.locator("[data-card='model_mae']").inner_text()
+    pg.wait_for_function(
+        "() => document.querySelector('#chart-mae .u-legend')?.textContent.includes('<img')"
+    )
+    # The route: the slowest exemplars name their route.
+    pg.wait_for_selector("#exemplars a[data-trace]")
+    assert XSS_ROUTE in pg.locator("#exemplars").inner_text()
+    # Nothing became an element; nothing ran.
+    assert pg.locator("img[src='x']").count() == 0
+    assert pg.evaluate("document.querySelectorAll('img:not([src$=\"logo.svg\"])').length") == 0
+    pg.wait_for_timeout(500)
+    assert page.dialogs == []
+    assert not page.errors, page.errors
+
+
+def test_page_is_served_with_a_strict_content_security_policy(backend: Backend) -> None:
+    resp = backend.client.get("/")
+    assert resp.status_code == 200
+    csp = resp.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "<script type=\"module\" src=" in resp.text
+    assert re.search(r"<script(?![^>]*\bsrc=)[^>]*>", resp.text) is None  # no inline script
+    assert backend.client.get("/js/main.js").headers["content-type"].startswith("text/javascript")
+    assert backend.client.get("/js/%2e%2e/%2e%2e/pyproject.toml").status_code == 404
+    assert backend.client.get("/dashboard/config").json()["jaeger_ui_url"] == (
+        "http://jaeger.example:16686"
+    )
+
+
+def test_full_page_screenshot(page: PageProbe) -> None:
+    pg = page.page
+    pg.wait_for_function(
+        "() => Number(document.querySelector('[data-chart=requests]').dataset.points || 0) > 0"
+    )
+    pg.wait_for_timeout(500)
+    path = save_screenshot(pg, "dashboard-test.png")
+    assert path.stat().st_size > 50_000
