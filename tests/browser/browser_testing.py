@@ -87,7 +87,6 @@ XSS_MODEL = XSS
 XSS_ROUTE = "/" + XSS
 
 
-
 @dataclass
 class PageProbe:
     """A page plus everything suspicious it did: dialogs, JS errors, CSP violations."""

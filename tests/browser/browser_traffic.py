@@ -141,9 +141,7 @@ class Traffic:
 
     def prediction(self, model: str, *, cache_hit: bool, feedback: bool) -> None:
         """Record one prediction, its cache lookup and maybe its ground truth."""
-        version, base_mae, _r2, typical, err_scale = MODELS.get(
-            model, ("1", 1.0, 0.5, 10.0, 1.0)
-        )
+        version, base_mae, _r2, typical, err_scale = MODELS.get(model, ("1", 1.0, 0.5, 10.0, 1.0))
         attrs = {m.MODEL_NAME: model, m.MODEL_VERSION: version}
         self.meters.predictions.add(1, {**attrs, m.PREDICTION_CACHE_HIT: cache_hit})
         self.meters.cache_lookups.add(

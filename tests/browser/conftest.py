@@ -97,5 +97,3 @@ def page(browser: Any, backend: Backend) -> Iterator[PageProbe]:
         yield probe
     finally:
         context.close()
-
-

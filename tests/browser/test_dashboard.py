@@ -230,9 +230,7 @@ def test_a_new_ingest_appears_without_a_reload(page: PageProbe, backend: Backend
     assert not page.errors, page.errors
 
 
-def test_polling_takes_over_when_the_event_stream_is_down(
-    browser: Any, backend: Backend
-) -> None:
+def test_polling_takes_over_when_the_event_stream_is_down(browser: Any, backend: Backend) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         pg = context.new_page()
@@ -405,7 +403,7 @@ def test_page_is_served_with_a_strict_content_security_policy(backend: Backend) 
     assert resp.status_code == 200
     csp = resp.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
-    assert "<script type=\"module\" src=" in resp.text
+    assert '<script type="module" src=' in resp.text
     assert re.search(r"<script(?![^>]*\bsrc=)[^>]*>", resp.text) is None  # no inline script
     assert backend.client.get("/js/main.js").headers["content-type"].startswith("text/javascript")
     assert backend.client.get("/js/%2e%2e/%2e%2e/pyproject.toml").status_code == 404
