@@ -52,10 +52,10 @@ def parse_time(value: str | None, param: str, default: float) -> float:
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
         t = dt.timestamp()
+    if math.isfinite(t) and 1e11 <= t < 1e14:  # epoch milliseconds
+        t /= 1000.0
     if not math.isfinite(t) or not 0 <= t < 1e11:
         raise bad(param, "time out of range")
-    if t > 1e10:  # epoch milliseconds
-        t /= 1000.0
     return t
 
 

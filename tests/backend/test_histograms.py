@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from backend.query.histograms import (
-    explicit_quantile,
     exp_quantile,
+    explicit_quantile,
     relative_error,
 )
 from backend.storage.aggregate import (

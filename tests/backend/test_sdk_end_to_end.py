@@ -254,7 +254,9 @@ def test_json_export_with_hex_trace_ids_is_understood(backend: Backend) -> None:
     now_ns = str(int(time.time() * 1e9))
     body = {
         "resourceMetrics": [{
-            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "mlapi"}}]},
+            "resource": {
+                "attributes": [{"key": "service.name", "value": {"stringValue": "mlapi"}}]
+            },
             "scopeMetrics": [{"scope": {"name": "t"}, "metrics": [{
                 "name": "http.server.request.duration", "unit": "s",
                 "histogram": {"aggregationTemporality": 1, "dataPoints": [{
