@@ -147,6 +147,9 @@ class MetricStore(Protocol):
     def delete_before(self, resolution: int, before: float) -> int:
         """Delete buckets of a resolution that start before `before`; return how many."""
 
+    def delete_orphan_series(self) -> int:
+        """Forget series with no bucket left at any resolution; return how many."""
+
     def ping(self) -> bool:
         """Return True when the store answers a trivial query."""
 

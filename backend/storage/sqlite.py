@@ -435,6 +435,26 @@ class SQLiteStore:
             )
             return int(cur.rowcount)
 
+    def delete_orphan_series(self) -> int:
+        """Forget series with no bucket left at any resolution (and their ingest state)."""
+        with self._write_lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                orphans = (
+                    "SELECT id FROM series s WHERE NOT EXISTS (SELECT 1 FROM buckets b"
+                    " WHERE b.resolution IN (10, 60, 3600) AND b.series_id = s.id)"
+                )
+                self._writer.execute(f"DELETE FROM ingest_state WHERE series_id IN ({orphans})")  # noqa: S608
+                cur = self._writer.execute(f"DELETE FROM series WHERE id IN ({orphans})")  # noqa: S608
+                self._writer.execute("COMMIT")
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            if cur.rowcount:
+                self._series_ids.clear()
+                self._info.clear()
+            return int(cur.rowcount)
+
     def ping(self) -> bool:
         """Return True when the store answers a trivial query."""
         try:

@@ -163,8 +163,14 @@ def test_retention_deletes_old_buckets_per_resolution(tmp_path: Path) -> None:
 
     assert [count(r) for r in (10, 60, 3600)] == [4, 4, 4]
     deleted = apply_retention(store, {10: 86400, 60: 7 * 86400, 3600: 90 * 86400}, now)
-    assert deleted == {10: 2, 60: 1, 3600: 0}
+    assert deleted == {10: 2, 60: 1, 3600: 0, 0: 0}
     assert [count(r) for r in (10, 60, 3600)] == [2, 3, 4]
+    # Once nothing is left, the series and its ingest state are forgotten as well.
+    assert apply_retention(store, {10: 1, 60: 1, 3600: 1}, now + 3600)[0] == 1
+    assert store.metrics() == []
+    ingest(store, _delta_request(now + 1, 5), Limits())
+    ids = [s.id for s in store.series("ml.model.predictions")]
+    assert [a.sum for _, _, a in store.read(ids, 10, 0, now + 10)] == [5]
     store.close()
 
 
