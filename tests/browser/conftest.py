@@ -46,7 +46,7 @@ def backend(
         traffic.extra_model = XSS_MODEL
         traffic.extra_route = XSS_ROUTE
     try:
-        traffic.backfill(minutes=30)
+        traffic.backfill(minutes=getattr(request.module, "HISTORY_MINUTES", 30))
         yield Backend(url, app, client, traffic)
     finally:
         traffic.shutdown()

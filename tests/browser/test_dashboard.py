@@ -180,7 +180,9 @@ def test_charts_have_the_data_of_the_history_api(page: PageProbe, backend: Backe
 
     points, rate, total, dist, gauge = stable(page, read)
     expected = sum(1 for s in rate["series"] for _, v in s["points"] if v is not None)
-    assert points == expected > 30  # 30 minutes of history at the 1 h range's step
+    # 30 minutes of history at the 1 h range's step; a step still filling is not drawn.
+    assert expected > 30
+    assert points in (expected, expected - 1)
     assert total == dist["count"] > 0  # every stored bucket counted in a bar
     summary = last_json(page, "/metrics/summary")
     assert close(gauge, summary["cache_metrics"]["hit_rate_percent"])

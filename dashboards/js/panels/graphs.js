@@ -79,7 +79,8 @@ const svcLabel = (prefix) => (labels) => {
 class SignalChart {
   /**
    * @param {HTMLElement} el
-   * @param {{specs: Spec[], format: (v:number)=>string, yMax?: number, emptyHint: string, fill?: boolean}} opts
+   * @param {{specs: Spec[], format: (v:number)=>string, axisFormat?: (v:number)=>string, yMax?: number,
+   *          emptyHint: string, fill?: boolean, completeOnly?: boolean}} opts
    */
   constructor(el, opts) {
     this.el = el;
@@ -149,7 +150,13 @@ class SignalChart {
     defs.forEach((d, i) => { if (!d.color && i < keys.length) d.colorIndex = i; });
     prevKeys.forEach((k, j) => { defs[keys.length + j].colorIndex = Math.max(0, keys.indexOf(k)); });
 
-    const cur = this.now.columns(keys);
+    let cur = this.now.columns(keys);
+    if (this.opts.completeOnly) {
+      // A rate over a step that is still filling reads as a drop: show complete steps only.
+      const cutoff = Date.now() / 1000 - w.step;
+      const keep = cur[0].map((t) => t <= cutoff);
+      cur = cur.map((col) => col.filter((_, i) => keep[i]));
+    }
     const old = this.prev.columns(prevKeys);
     const data = joinColumns(cur, old);
     // Pin the x scale to the visible window so a sparse series still reads in time.
@@ -190,7 +197,8 @@ export class GraphsPanel {
     this.charts = {
       requests: new SignalChart(els.requests, {
         specs: [{ signal: "request_rate", group_by: "service", label: svcLabel("") }],
-        format: (v) => f.num(v), axisFormat: f.axis, fill: true, emptyHint: "Requests appear once mlapi exports metrics.",
+        format: (v) => f.num(v), axisFormat: f.axis, fill: true, completeOnly: true,
+        emptyHint: "Requests appear once mlapi exports metrics.",
       }),
       latency: new SignalChart(els.latency, {
         specs: [

@@ -55,8 +55,8 @@ export class OverviewPanel {
 
     c.uptime.set({
       text: f.duration(sys.uptime_seconds), raw: sys.uptime_seconds,
-      sub: [f.isNum(sys.cpu_percent) ? `CPU ${f.pct(sys.cpu_percent, 1)}` : "",
-        f.isNum(sys.memory_usage_mb) ? `mem ${f.mb(sys.memory_usage_mb)}` : ""].filter(Boolean).join(" · "),
+      sub: [f.isNum(sys.cpu_percent) ? `CPU ${f.pct(sys.cpu_percent, 0)}` : "",
+        f.isNum(sys.memory_usage_mb) ? f.mb(sys.memory_usage_mb) : ""].filter(Boolean).join(" · "),
     });
     c.rpm.set({ text: f.rate(api.requests_per_minute), raw: api.requests_per_minute, sub: "requests per minute" });
 
