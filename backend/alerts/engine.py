@@ -79,6 +79,11 @@ class AlertEngine:
         self.rule_errors: dict[str, str] = {}
         self.last_evaluation: float | None = None
 
+    def close(self) -> None:
+        """Close the store once no evaluation is running."""
+        with self._lock:
+            self.store.close()
+
     # -- configuration ------------------------------------------------------------
 
     @property

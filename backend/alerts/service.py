@@ -134,3 +134,5 @@ async def alerts_job(app: FastAPI) -> None:
         await asyncio.Event().wait()  # disabled: idle until shutdown
     finally:
         engine.dispatcher.stop(timeout=2.0)
+        engine.close()
+        app.state.alerts = None
