@@ -36,7 +36,7 @@ class _Channel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=_NAME, description="unique channel name, referenced by rules")
-    description: str = Field("", max_length=1000)
+    description: str = Field(default="", max_length=1000)
 
 
 class ConsoleChannel(_Channel):
@@ -50,7 +50,7 @@ class FileChannel(_Channel):
     """Append each notification as one JSON line to a file (relative paths: the data dir)."""
 
     type: Literal["file"] = "file"
-    path: str = Field("alerts.jsonl", min_length=1, max_length=1000)
+    path: str = Field(default="alerts.jsonl", min_length=1, max_length=1000)
 
     def resolve(self, data_dir: Path) -> Path:
         """Return the absolute file path, relative paths taken from the data dir."""
@@ -68,8 +68,10 @@ class WebhookChannel(_Channel):
     type: Literal["webhook"] = "webhook"
     url: str = Field(max_length=2000)
     secret: SecretStr | None = None
-    timeout: float | None = Field(None, gt=0, le=120, description="seconds; default setting")
-    max_attempts: int | None = Field(None, ge=1, le=20)
+    timeout: float | None = Field(
+        default=None, gt=0, le=120, description="seconds; default setting"
+    )
+    max_attempts: int | None = Field(default=None, ge=1, le=20)
 
     @field_validator("url")
     @classmethod
@@ -95,18 +97,18 @@ class EmailChannel(_Channel):
 
     type: Literal["email"] = "email"
     host: str = Field(min_length=1, max_length=255)
-    port: int = Field(587, ge=1, le=65535)
-    username: str | None = Field(None, max_length=255)
+    port: int = Field(default=587, ge=1, le=65535)
+    username: str | None = Field(default=None, max_length=255)
     password: SecretStr | None = None
     starttls: Literal["auto", "always", "never"] = Field(
-        "auto", description="auto: upgrade when the server offers STARTTLS"
+        default="auto", description="auto: upgrade when the server offers STARTTLS"
     )
-    ssl: bool = Field(False, description="implicit TLS (SMTPS, usually port 465)")
+    ssl: bool = Field(default=False, description="implicit TLS (SMTPS, usually port 465)")
     from_addr: str = Field(min_length=3, max_length=320, pattern=r"^[^\s@<>]+@[^\s@<>]+$")
     to_addrs: list[
         Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^\s@<>]+@[^\s@<>]+$")]
     ] = Field(min_length=1, max_length=50)
-    timeout: float = Field(10.0, gt=0, le=120)
+    timeout: float = Field(default=10.0, gt=0, le=120)
 
     @field_serializer("password")
     def _password(self, value: SecretStr | None, info: SerializationInfo) -> str | None:
