@@ -164,9 +164,14 @@ class Child:
 
 
 def backend_child(data_dir: Path, port: int, log: Path | None = None, **env: str) -> Child:
-    """Start `mlpulse backend` (uvicorn, one process) on `port` with its data in `data_dir`."""
+    """Start the backend (uvicorn, one process) on `port` with its data in `data_dir`."""
+    # What `mlpulse backend` runs, without the CLI's imports (it pulls in scikit-learn).
+    code = (
+        "import uvicorn; from backend.app import create_app; "
+        f"uvicorn.run(create_app(), host='127.0.0.1', port={port}, log_level='warning')"
+    )
     child = Child(
-        [PYTHON, "-m", "mlpulse", "backend", "--host", "127.0.0.1", "--port", str(port)],
+        [PYTHON, "-c", code],
         env={
             "MLPULSE_DATA_DIR": str(data_dir),
             "MLPULSE_API_TOKEN": TOKEN,

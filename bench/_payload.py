@@ -62,116 +62,171 @@ def build_streams(
     ]
 
 
+def _views() -> list[Any]:
+    """mlpulse's aggregations (docs/contracts.md): exponential latency and value
+    histograms (160 buckets, like the instrumentation), explicit 0.05-step confidence."""
+    from opentelemetry.sdk.metrics.view import (
+        ExplicitBucketHistogramAggregation,
+        ExponentialBucketHistogramAggregation,
+        View,
+    )
+
+    views = [
+        View(
+            instrument_name=name,
+            aggregation=ExponentialBucketHistogramAggregation(max_size=160, max_scale=20),
+        )
+        for name in (
+            "http.server.request.duration",
+            "ml.model.inference.duration",
+            "ml.model.prediction.value",
+        )
+    ]
+    views.append(
+        View(
+            instrument_name="ml.model.prediction.confidence",
+            aggregation=ExplicitBucketHistogramAggregation(
+                boundaries=[round(i * 0.05, 2) for i in range(1, 20)]
+            ),
+        )
+    )
+    return views
+
+
+class Instance:
+    """One simulated mlapi instance: a real SDK MeterProvider with 200 series.
+
+    `export(ts)` records one window of activity, collects, encodes and re-times it to
+    `ts` (epoch seconds), and returns the request.
+    """
+
+    HIST = frozenset(
+        {
+            "http.server.request.duration",
+            "ml.model.inference.duration",
+            "ml.model.prediction.confidence",
+            "ml.model.prediction.value",
+        }
+    )
+
+    def __init__(self, instance: str, seed: int, per_window: int, started: float) -> None:
+        from opentelemetry.metrics import CallbackOptions, Observation
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.resources import Resource
+
+        self.instance = instance
+        self.per_window = per_window
+        self.started_ns = int(started * 1e9)
+        self.rng = rng = np.random.default_rng(seed)
+        self.reader = InMemoryMetricReader()
+        self.provider = MeterProvider(
+            metric_readers=[self.reader],
+            resource=Resource.create(
+                {
+                    "service.name": "mlapi",
+                    "service.version": "0.1.0",
+                    "service.instance.id": instance,
+                    "deployment.environment.name": "bench",
+                }
+            ),
+            views=_views(),
+        )
+        m = self.provider.get_meter("mlpulse.instrumentation", "0.1.0")
+        self.http = m.create_histogram("http.server.request.duration", unit="s")
+        self.preds = m.create_counter("ml.model.predictions", unit="{prediction}")
+        self.infer = m.create_histogram("ml.model.inference.duration", unit="s")
+        self.conf = m.create_histogram("ml.model.prediction.confidence", unit="1")
+        self.value = m.create_histogram("ml.model.prediction.value", unit="1")
+        self.fb = m.create_counter("ml.model.feedback", unit="{feedback}")
+        self.eabs = m.create_counter("ml.model.error.absolute", unit="1")
+        self.esq = m.create_counter("ml.model.error.squared", unit="1")
+        self.act = m.create_up_down_counter("ml.model.actual", unit="1")
+        self.actsq = m.create_counter("ml.model.actual.squared", unit="1")
+        self.bmae = m.create_gauge("ml.model.baseline.mae", unit="1")
+        self.br2 = m.create_gauge("ml.model.baseline.r2", unit="1")
+        self.lookups = m.create_counter("ml.cache.lookups", unit="{lookup}")
+        self.t = 0.0
+
+        def gauge(name: str, unit: str, fn: Any, attrs: list[dict[str, str]] | None = None) -> None:
+            def cb(_: CallbackOptions) -> list[Observation]:
+                return [Observation(fn(), a) for a in (attrs or [{}])]
+
+            m.create_observable_gauge(name, [cb], unit=unit)
+
+        gauge("ml.cache.entries", "{entry}", lambda: 1000 + self.t % 97)
+        gauge("ml.cache.size", "By", lambda: 2e6 + self.t % 1e4)
+        gauge("process.cpu.utilization", "1", lambda: float(rng.uniform(0.05, 0.4)))
+        gauge("process.memory.usage", "By", lambda: 1.5e8 + float(rng.uniform(0, 1e6)))
+        gauge("process.uptime", "s", lambda: self.t)
+        gauge("system.cpu.utilization", "1", lambda: float(rng.uniform(0.1, 0.6)))
+        gauge("system.memory.utilization", "1", lambda: float(rng.uniform(0.3, 0.5)))
+        gauge(
+            "system.filesystem.utilization",
+            "1",
+            lambda: float(rng.uniform(0.2, 0.8)),
+            [{"system.filesystem.mountpoint": p} for p in ("/", "/data", "/var")],
+        )
+        self.http_attrs = [
+            {
+                "http.request.method": "POST" if r.startswith("/predict") else "GET",
+                "http.route": r,
+                "http.response.status_code": s,
+                **({"error.type": str(s)} if s >= 500 else {}),
+            }
+            for r in ROUTES
+            for s in STATUSES
+        ]
+        self.mv = [{"ml.model.name": mo, "ml.model.version": v} for mo in MODELS for v in VERSIONS]
+
+    def export(self, ts: float) -> Any:
+        """Record one window, collect it and time it at `ts`; return the request."""
+        rng = self.rng
+        self.t = ts
+        for a in self.http_attrs:
+            for v in rng.lognormal(math.log(0.03), 0.8, self.per_window).tolist():
+                self.http.record(v, a)
+        for a in self.mv:
+            for hit in (True, False):
+                self.preds.add(int(rng.integers(1, 20)), {**a, "ml.prediction.cache_hit": hit})
+            for v in rng.lognormal(math.log(0.004), 0.5, 4).tolist():
+                self.infer.record(v, a)
+            for v in rng.uniform(0.3, 0.99, 4).tolist():
+                self.conf.record(v, a)
+            for v in rng.lognormal(4.0, 0.7, 4).tolist():
+                self.value.record(v, a)
+            e = rng.normal(0, 10, 3)
+            y = rng.lognormal(4.0, 0.7, 3)
+            self.fb.add(3, a)
+            self.eabs.add(float(np.abs(e).sum()), a)
+            self.esq.add(float((e**2).sum()), a)
+            self.act.add(float(y.sum()), a)
+            self.actsq.add(float((y**2).sum()), a)
+            self.bmae.set(8.0, a)
+            self.br2.set(0.8, a)
+        for mo in MODELS:
+            for res in ("hit", "miss"):
+                self.lookups.add(
+                    int(rng.integers(1, 30)), {"ml.cache.result": res, "ml.model.name": mo}
+                )
+        req = collect(self.reader)
+        retime(req, self.started_ns, int(ts * 1e9))
+        return req
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()
+
+
 def _build(
     instance: str, windows: int, t_first: float, step: float, seed: int, per_window: int
 ) -> Stream:
-    from opentelemetry.metrics import CallbackOptions, Observation
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.resources import Resource
-
-    from instrumentation import metric_views
-
-    rng = np.random.default_rng(seed)
-    reader = InMemoryMetricReader()
-    provider = MeterProvider(
-        metric_readers=[reader],
-        resource=Resource.create(
-            {
-                "service.name": "mlapi",
-                "service.version": "0.1.0",
-                "service.instance.id": instance,
-                "deployment.environment.name": "bench",
-            }
-        ),
-        views=metric_views(),
-    )
-    m = provider.get_meter("mlpulse.instrumentation", "0.1.0")
-    http = m.create_histogram("http.server.request.duration", unit="s")
-    preds = m.create_counter("ml.model.predictions", unit="{prediction}")
-    infer = m.create_histogram("ml.model.inference.duration", unit="s")
-    conf = m.create_histogram("ml.model.prediction.confidence", unit="1")
-    value = m.create_histogram("ml.model.prediction.value", unit="1")
-    fb = m.create_counter("ml.model.feedback", unit="{feedback}")
-    eabs = m.create_counter("ml.model.error.absolute", unit="1")
-    esq = m.create_counter("ml.model.error.squared", unit="1")
-    act = m.create_up_down_counter("ml.model.actual", unit="1")
-    actsq = m.create_counter("ml.model.actual.squared", unit="1")
-    bmae = m.create_gauge("ml.model.baseline.mae", unit="1")
-    br2 = m.create_gauge("ml.model.baseline.r2", unit="1")
-    lookups = m.create_counter("ml.cache.lookups", unit="{lookup}")
-    state = {"t": 0.0}
-
-    def gauge(name: str, unit: str, fn: Any, attrs: list[dict[str, str]] | None = None) -> None:
-        def cb(_: CallbackOptions) -> list[Observation]:
-            return [Observation(fn(), a) for a in (attrs or [{}])]
-
-        m.create_observable_gauge(name, [cb], unit=unit)
-
-    gauge("ml.cache.entries", "{entry}", lambda: 1000 + state["t"] % 97)
-    gauge("ml.cache.size", "By", lambda: 2e6 + state["t"] % 1e4)
-    gauge("process.cpu.utilization", "1", lambda: float(rng.uniform(0.05, 0.4)))
-    gauge("process.memory.usage", "By", lambda: 1.5e8 + float(rng.uniform(0, 1e6)))
-    gauge("process.uptime", "s", lambda: state["t"])
-    gauge("system.cpu.utilization", "1", lambda: float(rng.uniform(0.1, 0.6)))
-    gauge("system.memory.utilization", "1", lambda: float(rng.uniform(0.3, 0.5)))
-    gauge(
-        "system.filesystem.utilization",
-        "1",
-        lambda: float(rng.uniform(0.2, 0.8)),
-        [{"system.filesystem.mountpoint": p} for p in ("/", "/data", "/var")],
-    )
-
-    http_attrs = [
-        {
-            "http.request.method": "POST" if r.startswith("/predict") else "GET",
-            "http.route": r,
-            "http.response.status_code": s,
-            **({"error.type": str(s)} if s >= 500 else {}),
-        }
-        for r in ROUTES
-        for s in STATUSES
-    ]
-    mv = [{"ml.model.name": mo, "ml.model.version": v} for mo in MODELS for v in VERSIONS]
+    # Instances started an hour before the backend: their first export is a baseline.
+    inst = Instance(instance, seed, per_window, started=t_first - 3600)
     stream = Stream(instance)
-    hist_names = {
-        "http.server.request.duration",
-        "ml.model.inference.duration",
-        "ml.model.prediction.confidence",
-        "ml.model.prediction.value",
-    }
     prev_hist = 0.0
     for w in range(windows):
-        state["t"] = w * step
-        # Every series gets values in every window (cumulative: all are exported anyway).
-        for a in http_attrs:
-            for v in rng.lognormal(math.log(0.03), 0.8, per_window).tolist():
-                http.record(v, a)
-        for a in mv:
-            for hit in (True, False):
-                preds.add(int(rng.integers(1, 20)), {**a, "ml.prediction.cache_hit": hit})
-            for v in rng.lognormal(math.log(0.004), 0.5, 4).tolist():
-                infer.record(v, a)
-            for v in rng.uniform(0.3, 0.99, 4).tolist():
-                conf.record(v, a)
-            for v in rng.lognormal(4.0, 0.7, 4).tolist():
-                value.record(v, a)
-            e = rng.normal(0, 10, 3)
-            y = rng.lognormal(4.0, 0.7, 3)
-            fb.add(3, a)
-            eabs.add(float(np.abs(e).sum()), a)
-            esq.add(float((e**2).sum()), a)
-            act.add(float(y.sum()), a)
-            actsq.add(float((y**2).sum()), a)
-            bmae.set(8.0, a)
-            br2.set(0.8, a)
-        for mo in MODELS:
-            for res in ("hit", "miss"):
-                lookups.add(int(rng.integers(1, 30)), {"ml.cache.result": res, "ml.model.name": mo})
-        req = collect(reader)
         ts = t_first + w * step
-        # Instances started an hour before the backend: their first export is a baseline.
-        retime(req, int((t_first - 3600) * 1e9), int(ts * 1e9))
+        req = inst.export(ts)
         n = count_points(req)
         hist_total = 0.0
         n_sum = n_gauge = 0
@@ -180,7 +235,7 @@ def _build(
                 for metric in sm.metrics:
                     kind = metric.WhichOneof("data")
                     pts = getattr(metric, kind).data_points
-                    if metric.name in hist_names:
+                    if metric.name in Instance.HIST:
                         hist_total += sum(p.count for p in pts)
                     elif kind == "sum":
                         n_sum += len(pts)
@@ -198,7 +253,7 @@ def _build(
         stream.bodies.append(req.SerializeToString())
         stream.times.append(ts)
         stream.points.append(n)
-    provider.shutdown()
+    inst.shutdown()
     return stream
 
 
@@ -259,4 +314,4 @@ def total_points(streams: list[Stream]) -> int:
     return sum(sum(s.points) for s in streams)
 
 
-__all__ = ["Stream", "build_streams", "data_points", "rows_for_sqlite", "total_points"]
+__all__ = ["Instance", "Stream", "build_streams", "data_points", "rows_for_sqlite", "total_points"]
