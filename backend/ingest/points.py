@@ -84,9 +84,9 @@ def _exp_buckets(point: metrics_pb2.ExponentialHistogramDataPoint) -> ExpBuckets
         zero_count=int(point.zero_count),
         zero_threshold=point.zero_threshold,
         pos_offset=point.positive.offset,
-        pos_counts=[int(c) for c in pos],
+        pos_counts=pos,
         neg_offset=point.negative.offset,
-        neg_counts=[int(c) for c in neg],
+        neg_counts=neg,
     )
 
 

@@ -117,6 +117,8 @@ def downscale(h: ExpBuckets, scale: int) -> ExpBuckets:
     by = h.scale - scale
     if by < 0:
         raise ValueError("cannot upscale an exponential histogram")
+    if by == 0:
+        return h  # histograms are never mutated in place, so sharing is safe
     po, pc = _downscale_range(h.pos_offset, h.pos_counts, by)
     no, nc = _downscale_range(h.neg_offset, h.neg_counts, by)
     return ExpBuckets(scale, h.zero_count, h.zero_threshold, po, pc, no, nc)
@@ -129,11 +131,14 @@ def _add_range(
         return ao, list(ac)
     if not ac:
         return bo, [sign * c for c in bc]
+    if ao == bo and len(ac) == len(bc):  # the common case: same range
+        if sign > 0:
+            return ao, [x + y for x, y in zip(ac, bc, strict=True)]
+        return ao, [x - y for x, y in zip(ac, bc, strict=True)]
     lo = min(ao, bo)
     hi = max(ao + len(ac), bo + len(bc))
     out = [0] * (hi - lo)
-    for i, c in enumerate(ac):
-        out[ao - lo + i] += c
+    out[ao - lo : ao - lo + len(ac)] = ac
     for i, c in enumerate(bc):
         out[bo - lo + i] += sign * c
     return lo, out
@@ -183,7 +188,7 @@ def subtract_exp(cur: ExpBuckets, prev: ExpBuckets) -> ExpBuckets | None:
     po, pc = _add_range(cur.pos_offset, cur.pos_counts, p.pos_offset, p.pos_counts, -1)
     no, nc = _add_range(cur.neg_offset, cur.neg_counts, p.neg_offset, p.neg_counts, -1)
     zero = cur.zero_count - p.zero_count
-    if zero < 0 or any(c < 0 for c in pc) or any(c < 0 for c in nc):
+    if zero < 0 or (pc and min(pc) < 0) or (nc and min(nc) < 0):
         return None
     po, pc = _trim(po, pc)
     no, nc = _trim(no, nc)

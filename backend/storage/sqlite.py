@@ -99,6 +99,11 @@ _SELECT_STATES = (
     "SELECT series_id, start_ns, time_ns, cum_count, cum_sum, cum_min, cum_max, cum_hist"
     " FROM ingest_state WHERE series_id IN "
 )
+_SELECT_BUCKETS = (
+    "SELECT series_id, "  # noqa: S608
+    + _BUCKET_COLUMNS
+    + " FROM buckets WHERE resolution = ? AND ts = ? AND series_id IN "
+)
 _UPSERT_BUCKET = (
     "INSERT OR REPLACE INTO buckets (resolution, series_id, ts, "  # noqa: S608
     + _BUCKET_COLUMNS
@@ -226,14 +231,21 @@ class _SQLiteWrite:
     def merge_aggregates(
         self, rows: Mapping[tuple[int, int, int], Aggregate], max_exemplars: int
     ) -> None:
+        # Read what is stored for these keys, grouped by (resolution, bucket start): one
+        # export usually puts every series in the same bucket of each resolution.
+        by_bucket: dict[tuple[int, int], list[int]] = {}
+        for res, sid, ts in rows:
+            by_bucket.setdefault((res, ts), []).append(sid)
+        stored: dict[tuple[int, int, int], Aggregate] = {}
+        for (res, ts), sids in by_bucket.items():
+            for chunk in _chunks(sids):
+                sql = _SELECT_BUCKETS + f"({','.join('?' * len(chunk))})"
+                for row in self._conn.execute(sql, (res, ts, *chunk)):
+                    stored[(res, int(row[0]), ts)] = _row_to_aggregate(row[1:])
         out = []
         for (res, sid, ts), agg in rows.items():
-            row = self._conn.execute(
-                f"SELECT {_BUCKET_COLUMNS} FROM buckets"  # noqa: S608
-                " WHERE resolution = ? AND series_id = ? AND ts = ?",
-                (res, sid, ts),
-            ).fetchone()
-            merged = merge(_row_to_aggregate(row), agg, max_exemplars) if row else agg
+            old = stored.get((res, sid, ts))
+            merged = merge(old, agg, max_exemplars) if old is not None else agg
             out.append(
                 (
                     res,
