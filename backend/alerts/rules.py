@@ -30,51 +30,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from backend.alerts.durations import DURATION_FIELDS, Duration, format_duration
 from backend.notify.channels import Channel
+from backend.query.signals import SIGNALS as QUERY_SIGNALS
 
-SIGNALS: tuple[str, ...] = (
-    "request_rate",
-    "error_rate_percent",
-    "avg_latency_ms",
-    "p50_latency_ms",
-    "p95_latency_ms",
-    "p99_latency_ms",
-    "prediction_rate",
-    "avg_confidence",
-    "model_mae",
-    "model_rmse",
-    "model_r2",
-    "mae_degradation_percent",
-    "feedback_coverage_percent",
-    "cache_hit_rate_percent",
-    "cpu_percent",
-    "memory_percent",
-    "disk_percent",
-)
-"""The signals of docs/contracts.md a rule can watch."""
+SIGNALS: tuple[str, ...] = tuple(QUERY_SIGNALS)
+"""The signals a rule can watch: every named signal of the query layer (docs/contracts.md)."""
 
-Signal = Literal[
-    "request_rate",
-    "error_rate_percent",
-    "avg_latency_ms",
-    "p50_latency_ms",
-    "p95_latency_ms",
-    "p99_latency_ms",
-    "prediction_rate",
-    "avg_confidence",
-    "model_mae",
-    "model_rmse",
-    "model_r2",
-    "mae_degradation_percent",
-    "feedback_coverage_percent",
-    "cache_hit_rate_percent",
-    "cpu_percent",
-    "memory_percent",
-    "disk_percent",
-]
 Comparison = Literal[">", ">=", "<", "<="]
 Severity = Literal["info", "warning", "critical"]
 GroupBy = Literal["service", "route", "model", "none"]
@@ -108,7 +79,7 @@ class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: str = Field(pattern=_NAME)
-    signal: Signal
+    signal: str = Field(description="a signal of docs/contracts.md, e.g. p95_latency_ms")
     comparison: Comparison
     threshold: float = Field(allow_inf_nan=False)
     clear_threshold: float | None = Field(
@@ -129,6 +100,13 @@ class Rule(BaseModel):
         default=None, description="re-notify while firing; default: the repeat_interval setting"
     )
     description: str = Field(default="", max_length=2000)
+
+    @field_validator("signal")
+    @classmethod
+    def _known_signal(cls, signal: str) -> str:
+        if signal not in QUERY_SIGNALS:
+            raise ValueError(f"unknown signal {signal[:100]!r}; one of: {', '.join(SIGNALS)}")
+        return signal
 
     @model_validator(mode="after")
     def _check(self) -> Rule:

@@ -19,7 +19,8 @@ SMTP_PASSWORD = "smtp-pw-77aa13"
 MLAPI_SECRET = "mlapi-side-secret-5521"
 
 # OTLP exporters (the SDK, collectors) post metrics without the API token: ingest is the
-# one state-changing route open by design (see docs/alerts.md and the issue report).
+# one state-changing route open by default (docs/contracts.md, "Auth");
+# MLPULSE_INGEST_REQUIRE_TOKEN closes it too, checked below.
 OPEN_BY_DESIGN = {("POST", "/v1/metrics")}
 
 
@@ -179,6 +180,14 @@ def test_every_state_changing_route_needs_the_token_and_no_get_leaks_a_secret(
     assert admin_config["mlapi"]["api_token"] == "[REDACTED]"
     assert admin_config["mlapi"]["model_dir"] == "/models"
     assert admin_config["backend"]["mlapi_url"] == mlapi.url
+
+
+def test_ingest_needs_the_token_when_configured(alert_backend):
+    backend = alert_backend(backend={"ingest_require_token": True})
+    resp = backend.client.post(
+        "/v1/metrics", content=b"", headers={"Content-Type": "application/x-protobuf"}
+    )
+    assert resp.status_code == 401
 
 
 def test_admin_routes_proxy_to_mlapi_with_the_token(alert_backend, mlapi):
