@@ -29,6 +29,8 @@ def _configure_logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
     )
+    # One line per HTTP request drowns the lines people need; keep httpx's warnings only.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _run_backend(args: argparse.Namespace) -> int:

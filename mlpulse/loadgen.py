@@ -127,9 +127,10 @@ class LoadGenerator:
                 wait = self._random.expovariate(self._args.rate)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=wait)
-            # Let answers and due feedback land, but do not wait for far-future feedback.
+            # Let in-flight answers land; feedback still waiting for its delay is dropped,
+            # as it would be when a real client goes away.
             if self._tasks:
-                await asyncio.wait(self._tasks, timeout=self._delay[1] + 2.0)
+                await asyncio.wait(self._tasks, timeout=2.0)
             for task in self._tasks:
                 task.cancel()
         log.info("done: %s", self.stats.line())
