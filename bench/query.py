@@ -1,0 +1,133 @@
+"""B6 query latency: `/metrics/history` and `/metrics/current` over a day of data.
+
+The backend (one uvicorn process) serves the day database of bench/_dataset.py (20
+series, 24 h of 5 s windows, filled through OTLP ingest). A client with one keep-alive
+connection sends the queries round-robin (so every query sees the same machine noise),
+each many times, and times them end to end (request sent → body read). The history
+queries are the dashboard's charts for the "24h" range at the server's automatic step,
+plus one at a fine step (60 s: 1440 points); `/metrics/current` is the snapshot over the
+default 5 min window and over 24 h.
+"""
+
+from __future__ import annotations
+
+import http.client
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from bench._common import backend_child, fig, free_port, percentile, rnd
+from bench._dataset import day_database
+
+TITLE = "Query latency over 24 h (/metrics/history, /metrics/current)"
+
+
+def _queries(t0: float, t1: float) -> dict[str, tuple[str, dict[str, Any]]]:
+    day = {"from": t0, "to": t1}
+    return {
+        "history request_rate 24h (auto step)": (
+            "/metrics/history",
+            {"metric": "request_rate", "group_by": "service", **day},
+        ),
+        "history p95_latency_ms 24h (auto step)": (
+            "/metrics/history",
+            {"metric": "p95_latency_ms", "group_by": "service", **day},
+        ),
+        "history p99_latency_ms by route 24h (auto step)": (
+            "/metrics/history",
+            {"metric": "p99_latency_ms", "group_by": "route", **day},
+        ),
+        "history error_rate_percent 24h (auto step)": (
+            "/metrics/history",
+            {"metric": "error_rate_percent", "group_by": "service", **day},
+        ),
+        "history model_mae 24h (auto step)": (
+            "/metrics/history",
+            {"metric": "model_mae", "group_by": "model", **day},
+        ),
+        "history p95_latency_ms 24h at 60 s step": (
+            "/metrics/history",
+            {"metric": "p95_latency_ms", "group_by": "service", "step": "60", **day},
+        ),
+        "current (5 min window)": ("/metrics/current", {}),
+        "current (24 h window)": ("/metrics/current", {"window": "24h"}),
+    }
+
+
+def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, int, float]:
+    t = time.perf_counter()
+    conn.request("GET", path, headers={"Accept": "application/json"})
+    resp = conn.getresponse()
+    body = resp.read()
+    return resp.status, len(body), (time.perf_counter() - t) * 1000
+
+
+def run(quick: bool, workdir: Path) -> dict[str, Any]:
+    hours = 1.0 if quick else 24.0
+    reps = 3 if quick else 40
+    data = workdir / "data"
+    meta = day_database(data, hours, log=workdir / "fill.log")
+    port = free_port()
+    lat: dict[str, list[float]] = {}
+    sizes: dict[str, int] = {}
+    points: dict[str, int] = {}
+    with backend_child(data, port, log=workdir / "backend.log") as backend:
+        qs = _queries(meta["from"], meta["to"])
+        paths = {k: f"{p}?{urllib.parse.urlencode(q)}" if q else p for k, (p, q) in qs.items()}
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        import json
+
+        for k, path in paths.items():  # warm (and check) each query once
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"{k}: {resp.status} {body[:300]!r}")
+            doc = json.loads(body)
+            points[k] = sum(len(s.get("points", [])) for s in doc.get("series", []))
+            lat[k] = []
+        c0 = backend.cpu_s()
+        for _ in range(reps):
+            for k, path in paths.items():
+                status, size, ms = _get(conn, path)
+                if status != 200:
+                    raise RuntimeError(f"{k}: {status}")
+                lat[k].append(ms)
+                sizes[k] = size
+        cpu = backend.cpu_s() - c0
+        conn.close()
+    figures = []
+    rows = []
+    for k in qs:
+        p50, p95 = percentile(lat[k], 50), percentile(lat[k], 95)
+        figures.append(fig(f"{k}: p50", p50, "ms"))
+        figures.append(fig(f"{k}: p95", p95, "ms"))
+        rows.append([k, p50, p95, min(lat[k]), points.get(k) or None, sizes.get(k)])
+    return {
+        "method": (__doc__ or "").split("\n\n", 1)[1].strip(),
+        "figures": figures,
+        "tables": [
+            {
+                "title": f"Latency over {reps} interleaved repetitions (ms)",
+                "columns": ["query", "p50 ms", "p95 ms", "min ms", "points returned", "bytes"],
+                "rows": rows,
+            }
+        ],
+        "notes": [
+            f"Data: {meta['points']:,} points ({hours:g} h x 20 series at 5 s) "
+            + (
+                "from the cache; "
+                if meta.get("cached")
+                else f"ingested in {meta['fill_s']:.0f} s; "
+            )
+            + f"backend CPU {cpu:.1f} s for {reps * len(qs)} queries "
+            f"({cpu / (reps * len(qs)) * 1000:.0f} ms per query on average).",
+            "No target in the design for these; the dashboard's cold-load target (B5) is "
+            "what they feed.",
+        ],
+        "details": {
+            "latencies_ms": {k: [rnd(x) for x in v] for k, v in lat.items()},
+            "dataset": meta,
+        },
+    }
