@@ -102,9 +102,18 @@ class AlertEngine:
         digest = hashlib.sha256(text.encode()).hexdigest()
         saved = self.store.get_meta(CONFIG_KEY)
         if saved is not None and self.store.get_meta(FILE_HASH_KEY) == digest:
-            self._config = AlertConfig.model_validate_json(saved)
-            log.info("alert rules: %d rules from the saved configuration", len(self._config.rules))
-            return
+            try:
+                self._config = AlertConfig.model_validate_json(saved)
+            except ValueError as exc:  # saved by another version: the file is the fallback
+                log.warning(
+                    "alert rules: saved configuration unreadable (%s); using the file",
+                    type(exc).__name__,
+                )
+            else:
+                log.info(
+                    "alert rules: %d rules from the saved configuration", len(self._config.rules)
+                )
+                return
         source = rules_file or "the shipped default_rules.yaml"
         log.info("alert rules: %d rules loaded from %s", len(from_file.rules), source)
         self._config = from_file

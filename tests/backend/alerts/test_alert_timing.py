@@ -282,3 +282,29 @@ def test_prune_deletes_old_history_only(engine, clock, script):
     assert total == 1
     assert entries[0]["to"] == "firing"
     assert entries[0]["notifications"][0]["kind"] == "firing"
+
+
+def test_rules_file_seeds_then_api_edits_persist_until_the_file_changes(store, script, tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "channels: [{name: console, type: console}]\n"
+        "rules: [{name: a, signal: cpu_percent, comparison: '>', threshold: 80}]\n"
+    )
+    engine = AlertEngine(store, script)
+    engine.load(path)
+    assert [r.name for r in engine.config.rules] == ["a"]
+    engine.set_config(make_config(dict(RULE, name="edited")))
+    # A restart with the same file keeps the API edit.
+    again = AlertEngine(store, script)
+    again.load(path)
+    assert [r.name for r in again.config.rules] == ["edited"]
+    # A changed file wins.
+    path.write_text(path.read_text().replace("threshold: 80", "threshold: 90"))
+    third = AlertEngine(store, script)
+    third.load(path)
+    assert [(r.name, r.threshold) for r in third.config.rules] == [("a", 90)]
+    # An unreadable saved configuration falls back to the file.
+    store.set_meta({"config": '{"rules": "garbage"}'})
+    fourth = AlertEngine(store, script)
+    fourth.load(path)
+    assert [r.name for r in fourth.config.rules] == ["a"]
