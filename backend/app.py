@@ -43,9 +43,10 @@ def _routers() -> list[APIRouter]:
 
 def _background_jobs() -> list[Job]:
     from backend.alerts.service import alerts_job
+    from backend.live import close_streams_on_exit
     from backend.maintenance import retention_job
 
-    return [retention_job, alerts_job]
+    return [retention_job, alerts_job, close_streams_on_exit]
 
 
 @contextlib.asynccontextmanager

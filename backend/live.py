@@ -13,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 router = APIRouter(tags=["live"])
+_CLOSE = ""  # sentinel message: the stream ends
 
 
 class Subscription:
@@ -56,10 +58,24 @@ class Broker:
         self._subs: set[Subscription] = set()
         self._lock = threading.Lock()
         self._seq = 0
+        self._closed = False
 
     @property
     def subscribers(self) -> int:
         return len(self._subs)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """End every stream (at shutdown: a server waits for open responses to finish)."""
+        with self._lock:
+            self._closed = True
+            subs = list(self._subs)
+        for sub in subs:
+            with contextlib.suppress(RuntimeError):
+                sub.loop.call_soon_threadsafe(sub.offer, _CLOSE)
 
     def publish(self, event: str, data: Mapping[str, Any]) -> None:
         """Send `data` as event `event` to every subscriber; safe from any thread."""
@@ -96,12 +112,14 @@ class Broker:
 
 async def _stream(broker: Broker, sub: Subscription) -> AsyncIterator[str]:
     yield "retry: 2000\n: connected\n\n"
-    while True:
+    while not broker.closed:
         try:
             message = await asyncio.wait_for(sub.queue.get(), timeout=broker.keepalive_s)
         except TimeoutError:
             yield ": keepalive\n\n"
             continue
+        if message is _CLOSE:
+            return
         yield message
 
 
@@ -120,3 +138,33 @@ async def events(request: Request) -> StreamingResponse:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def close_streams_on_exit(app: FastAPI) -> None:
+    """Background job: end every event stream when the server is asked to stop.
+
+    uvicorn waits for open responses before running the lifespan shutdown, and an event
+    stream never finishes on its own; so SIGINT/SIGTERM first close the broker, then reach
+    the server's own handler. (Only possible in the main thread; elsewhere, e.g. a server
+    in a test thread, use uvicorn's `timeout_graceful_shutdown`.)
+    """
+    broker: Broker = app.state.broker
+    chained: list[tuple[signal.Signals, Any]] = []
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue
+
+            def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+                broker.close()
+                previous(signum, frame)
+
+            signal.signal(sig, handler)
+            chained.append((sig, previous))
+    try:
+        await asyncio.Event().wait()  # until cancelled at shutdown
+    finally:
+        broker.close()
+        for signum, previous in chained:
+            signal.signal(signum, previous)

@@ -231,3 +231,32 @@ def test_wal_and_synchronous_settings(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(ValueError):
         SQLiteStore(tmp_path / "x.sqlite", synchronous="OFF")
+
+
+def test_sigterm_stops_the_backend_with_an_event_stream_open(tmp_path: Path) -> None:
+    import threading
+
+    proc, url = _start(tmp_path)
+    lines: list[str] = []
+    connected = threading.Event()
+
+    def listen() -> None:
+        with httpx.stream("GET", f"{url}/events", timeout=30) as resp:
+            for line in resp.iter_lines():
+                lines.append(line)
+                connected.set()
+
+    reader = threading.Thread(target=listen, daemon=True)
+    reader.start()
+    try:
+        assert connected.wait(10)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)  # a stream that never ends would keep uvicorn waiting
+        assert time.monotonic() - started < 5
+        reader.join(5)
+        assert not reader.is_alive()  # the stream ended cleanly
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
