@@ -1,8 +1,8 @@
 """Synthetic but realistic traffic for the dashboard tests, sent with the real OTel SDK.
 
 `Traffic` records what an instrumented mlapi would (requests, predictions, ground truth,
-cache lookups, system gauges) with the instruments of `instrumentation._meters`, and
-exports through the SDK's OTLP/HTTP exporter to the backend's `/v1/metrics`.
+cache lookups, system gauges) with plain SDK instruments named as in docs/contracts.md,
+and exports through the SDK's OTLP/HTTP exporter to the backend's `/v1/metrics`.
 
 The SDK stamps points with `time.time_ns()`; `Traffic` points that clock at its own
 `now`, so one test can send 30 minutes of history in a few seconds (each `tick()` is one
@@ -28,10 +28,13 @@ from opentelemetry.sdk.metrics._internal import (
     metric_reader_storage,
 )
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import (
+    ExplicitBucketHistogramAggregation,
+    ExponentialBucketHistogramAggregation,
+    View,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-
-from instrumentation import _meters as m
 
 XSS = "<img src=x onerror=alert(1)>"
 """An attribute value that must show up as text, never as markup."""
@@ -87,27 +90,54 @@ class Traffic:
                 "deployment.environment.name": "test",
             }
         )
-        self.provider = MeterProvider(
-            metric_readers=[self.reader], resource=resource, views=m.metric_views()
+        # Latency and value histograms are base-2 exponential, confidence explicit (contract).
+        exponential = ExponentialBucketHistogramAggregation(max_size=160, max_scale=20)
+        views = [
+            View(instrument_name=name, aggregation=exponential)
+            for name in (
+                "http.server.request.duration",
+                "ml.model.inference.duration",
+                "ml.model.prediction.value",
+            )
+        ]
+        views.append(
+            View(
+                instrument_name="ml.model.prediction.confidence",
+                aggregation=ExplicitBucketHistogramAggregation(
+                    boundaries=[round(i * 0.05, 2) for i in range(1, 20)]
+                ),
+            )
         )
+        self.provider = MeterProvider(metric_readers=[self.reader], resource=resource, views=views)
         meter = self.provider.get_meter("mlpulse.test")
-        self.meters = m.init_meters(
-            meter,
-            cache_entries_callback=self._cache_entries,
-            cache_size_callback=self._cache_size,
-        )
-        m.init_system_meters(
-            meter,
-            m.SystemCallbacks(
-                process_cpu=self._gauge(lambda: 0.08 + 0.04 * self.rng.random()),
-                process_memory=self._gauge(lambda: 182e6 + 4e6 * self.rng.random()),
-                process_uptime=self._gauge(lambda: self.now - self.started + 5400),
-                system_cpu=self._gauge(lambda: 0.23 + 0.05 * self.rng.random()),
-                system_memory=self._gauge(lambda: 0.41),
-                filesystem=lambda _o: [
-                    Observation(0.37, {m.FILESYSTEM_MOUNTPOINT: "/"}),
-                ],
-            ),
+        self.http_duration = meter.create_histogram("http.server.request.duration", "s")
+        self.predictions = meter.create_counter("ml.model.predictions", "{prediction}")
+        self.inference = meter.create_histogram("ml.model.inference.duration", "s")
+        self.confidence = meter.create_histogram("ml.model.prediction.confidence", "1")
+        self.value = meter.create_histogram("ml.model.prediction.value", "1")
+        self.feedback = meter.create_counter("ml.model.feedback", "{feedback}")
+        self.err_abs = meter.create_counter("ml.model.error.absolute", "1")
+        self.err_sq = meter.create_counter("ml.model.error.squared", "1")
+        self.actual = meter.create_up_down_counter("ml.model.actual", "1")
+        self.actual_sq = meter.create_counter("ml.model.actual.squared", "1")
+        self.baseline_mae = meter.create_gauge("ml.model.baseline.mae", "1")
+        self.baseline_r2 = meter.create_gauge("ml.model.baseline.r2", "1")
+        self.cache_lookups = meter.create_counter("ml.cache.lookups", "{lookup}")
+        meter.create_observable_gauge("ml.cache.entries", [self._cache_entries], "{entry}")
+        meter.create_observable_gauge("ml.cache.size", [self._cache_size], "By")
+        gauges: dict[str, tuple[str, Any]] = {
+            "process.cpu.utilization": ("1", lambda: 0.08 + 0.04 * self.rng.random()),
+            "process.memory.usage": ("By", lambda: 182e6 + 4e6 * self.rng.random()),
+            "process.uptime": ("s", lambda: self.now - self.started + 5400),
+            "system.cpu.utilization": ("1", lambda: 0.23 + 0.05 * self.rng.random()),
+            "system.memory.utilization": ("1", lambda: 0.41),
+        }
+        for name, (unit, fn) in gauges.items():
+            meter.create_observable_gauge(name, [self._gauge(fn)], unit)
+        meter.create_observable_gauge(
+            "system.filesystem.utilization",
+            [lambda _o: [Observation(0.37, {"system.filesystem.mountpoint": "/"})]],
+            "1",
         )
         self.tracer = TracerProvider().get_tracer("mlpulse.test")
 
@@ -130,39 +160,39 @@ class Traffic:
     def request(self, route: str, seconds: float, status: int = 200) -> None:
         """Record one HTTP request inside a sampled span, so its bucket gets an exemplar."""
         attrs: dict[str, Any] = {
-            m.HTTP_REQUEST_METHOD: "GET" if route == "/health" else "POST",
-            m.HTTP_ROUTE: route,
-            m.HTTP_RESPONSE_STATUS_CODE: status,
+            "http.request.method": "GET" if route == "/health" else "POST",
+            "http.route": route,
+            "http.response.status_code": status,
         }
         if status >= 500:
-            attrs[m.ERROR_TYPE] = str(status)
+            attrs["error.type"] = str(status)
         with self.tracer.start_as_current_span(f"POST {route}"):
-            self.meters.http_duration.record(seconds, attrs)
+            self.http_duration.record(seconds, attrs)
 
     def prediction(self, model: str, *, cache_hit: bool, feedback: bool) -> None:
         """Record one prediction, its cache lookup and maybe its ground truth."""
         version, base_mae, _r2, typical, err_scale = MODELS.get(model, ("1", 1.0, 0.5, 10.0, 1.0))
-        attrs = {m.MODEL_NAME: model, m.MODEL_VERSION: version}
-        self.meters.predictions.add(1, {**attrs, m.PREDICTION_CACHE_HIT: cache_hit})
-        self.meters.cache_lookups.add(
-            1, {m.CACHE_RESULT: "hit" if cache_hit else "miss", m.MODEL_NAME: model}
+        attrs = {"ml.model.name": model, "ml.model.version": version}
+        self.predictions.add(1, {**attrs, "ml.prediction.cache_hit": cache_hit})
+        self.cache_lookups.add(
+            1, {"ml.cache.result": "hit" if cache_hit else "miss", "ml.model.name": model}
         )
         if not cache_hit:
             self.cache_entries += 1
-            self.meters.inference_duration.record(self.rng.lognormvariate(-4.6, 0.4), attrs)
-        self.meters.confidence.record(min(1.0, max(0.0, self.rng.gauss(0.82, 0.08))), attrs)
+            self.inference.record(self.rng.lognormvariate(-4.6, 0.4), attrs)
+        self.confidence.record(min(1.0, max(0.0, self.rng.gauss(0.82, 0.08))), attrs)
         predicted = max(0.0, self.rng.gauss(typical, typical * 0.3))
-        self.meters.prediction_value.record(predicted, attrs)
+        self.value.record(predicted, attrs)
         if feedback:
             error = self.rng.gauss(0, err_scale * 1.25)
             actual = predicted + error
-            self.meters.feedback.add(1, attrs)
-            self.meters.error_absolute.add(abs(error), attrs)
-            self.meters.error_squared.add(error * error, attrs)
-            self.meters.actual.add(actual, attrs)
-            self.meters.actual_squared.add(actual * actual, attrs)
-        self.meters.baseline_mae.set(base_mae, attrs)
-        self.meters.baseline_r2.set(MODELS.get(model, (0, 0, 0.5))[2], attrs)
+            self.feedback.add(1, attrs)
+            self.err_abs.add(abs(error), attrs)
+            self.err_sq.add(error * error, attrs)
+            self.actual.add(actual, attrs)
+            self.actual_sq.add(actual * actual, attrs)
+        self.baseline_mae.set(base_mae, attrs)
+        self.baseline_r2.set(MODELS.get(model, (0, 0, 0.5))[2], attrs)
 
     def interval(self, seconds: float = 5.0) -> None:
         """Generate one export interval of traffic ending at `now`."""

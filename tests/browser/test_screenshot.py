@@ -25,7 +25,12 @@ def _fire_an_alert(backend: Backend) -> None:
     rule = next(
         r for r in backend.get("/alerts/configure")["rules"] if r["name"] == "model_mae_degradation"
     )
-    rule.update(threshold=15, clear_threshold=12, **{"for": "0s"})
+    rule.update(
+        threshold=15,
+        clear_threshold=12,
+        description="A model's MAE is more than 15 % above its version's training baseline.",
+        **{"for": "0s"},
+    )
     resp = backend.client.post(
         "/alerts/configure",
         json={"rules": [rule]},
