@@ -1,0 +1,188 @@
+"""B5 dashboard cold load: headless Chromium, a day of 5 s data for 20 series.
+
+The backend serves the day database of bench/_dataset.py. Each load uses a new browser
+context (empty HTTP cache, no storage: a cold load for the page; the server's SQLite
+cache is warm after the first). An init script marks, with `performance.now()` (ms since
+navigation start), the moment the page sets `body[data-ready="1"]` — which
+dashboards/js/main.js does after the snapshot numbers and every chart's data have been
+fetched and drawn — and the next animation frame after it (painted). After each load the
+script checks every chart panel (`[data-chart]`) has its data (`data-points` > 0).
+Then, in the same page, the "24h" range button is clicked and the time until the
+network is idle again (every chart's 24 h query answered) is recorded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench._common import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Skip,
+    backend_child,
+    fig,
+    free_port,
+    percentile,
+    rnd,
+)
+from bench._dataset import day_database
+
+TITLE = "Dashboard cold load (headless Chromium, 24 h of 5 s data, 20 series)"
+
+HOOK = """
+(() => {
+  const b = (window.__bench = { inflight: 0, lastDone: 0, fetches: 0 });
+  const origFetch = window.fetch.bind(window);
+  window.fetch = async (...args) => {
+    b.inflight += 1; b.fetches += 1;
+    try { return await origFetch(...args); }
+    finally { b.inflight -= 1; b.lastDone = performance.now(); }
+  };
+  const mark = () => {
+    if (b.ready !== undefined) return;
+    b.ready = performance.now();
+    requestAnimationFrame(() => { b.painted = performance.now(); });
+  };
+  document.addEventListener("DOMContentLoaded", () => {
+    b.dcl = performance.now();
+    new MutationObserver(() => { if (document.body.dataset.ready === "1") mark(); })
+      .observe(document.body, { attributes: true, attributeFilter: ["data-ready"] });
+    if (document.body.dataset.ready === "1") mark();
+  });
+})();
+"""
+
+PANELS = """
+() => [...document.querySelectorAll("[data-chart]")].map((el) => [
+  el.dataset.chart,
+  Number(el.dataset.points || 0),
+  el.querySelectorAll("canvas, .gauge-value").length,
+])
+"""
+
+
+WATERFALL = """
+() => performance.getEntriesByType("resource")
+  .filter((e) => e.startTime <= window.__bench.ready)
+  .map((e) => [new URL(e.name).pathname + (new URL(e.name).search.includes("metric=")
+      ? " " + new URLSearchParams(new URL(e.name).search).get("metric") : ""),
+    e.initiatorType, e.startTime, e.responseEnd])
+"""
+
+
+def _waterfall(loads: list[list[Any]]) -> list[list[Any]]:
+    """Median start and end (ms since navigation start) of each resource over the loads."""
+    by: dict[str, list[tuple[float, float]]] = {}
+    for load in loads:
+        for name, _kind, start, end in load:
+            if name.startswith("/events"):
+                continue
+            by.setdefault(name, []).append((start, end))
+    rows = []
+    for name, v in by.items():
+        starts = [a for a, _ in v]
+        ends = [b for _, b in v]
+        durs = [b - a for a, b in v]
+        rows.append([name, percentile(starts, 50), percentile(ends, 50), percentile(durs, 50)])
+    rows.sort(key=lambda r: r[1] or 0)
+    return rows
+
+
+def run(quick: bool, workdir: Path) -> dict[str, Any]:
+    if not Path(CHROMIUM).is_file():
+        raise Skip(f"Chromium not found at {CHROMIUM}: scripts/install-system-deps.sh")
+    from playwright.sync_api import sync_playwright
+
+    hours = 1.0 if quick else 24.0
+    loads = 3 if quick else 15
+    data = workdir / "data"
+    meta = day_database(data, hours, log=workdir / "fill.log")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    ready: list[float] = []
+    painted: list[float] = []
+    dcl: list[float] = []
+    switch: list[float] = []
+    fetches: list[int] = []
+    panels_seen: list[Any] = []
+    incomplete = 0
+    waterfalls: list[list[Any]] = []
+    with backend_child(data, port, log=workdir / "backend.log"), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            for i in range(loads + 1):  # load 0 warms the server and the browser; not counted
+                ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
+                page = ctx.new_page()
+                page.add_init_script(HOOK)
+                page.goto(url, wait_until="commit")
+                page.wait_for_function(
+                    "() => window.__bench && window.__bench.painted !== undefined",
+                    timeout=60_000,
+                )
+                b = page.evaluate("() => window.__bench")
+                panels = page.evaluate(PANELS)
+                waterfall = page.evaluate(WATERFALL)
+                # 24 h range: click and wait until the queries it started are answered.
+                t_click = page.evaluate("() => performance.now()")
+                page.click("button[data-range='86400']")
+                page.wait_for_function(
+                    "() => window.__bench.inflight === 0 && "
+                    f"window.__bench.lastDone > {t_click} && "
+                    "performance.now() - window.__bench.lastDone > 150",
+                    timeout=60_000,
+                )
+                b2 = page.evaluate("() => window.__bench")
+                ctx.close()
+                if i == 0:
+                    continue
+                ready.append(b["ready"])
+                painted.append(b["painted"])
+                dcl.append(b.get("dcl", 0.0))
+                fetches.append(b["fetches"])
+                switch.append(b2["lastDone"] - t_click)
+                panels_seen = panels
+                waterfalls.append(waterfall)
+                if any(n <= 0 for _, n, _c in panels if _ != "cache"):
+                    incomplete += 1
+        finally:
+            browser.close()
+    p50, p95 = percentile(painted, 50), percentile(painted, 95)
+    figures = [
+        fig("cold load → every panel rendered (painted), p50", p50, "ms", at_most=500),
+        fig("cold load → every panel rendered (painted), p95", p95, "ms", at_most=500),
+        fig("cold load → data-ready (before paint), p50", percentile(ready, 50), "ms"),
+        fig("DOMContentLoaded, p50", percentile(dcl, 50), "ms"),
+        fig("switch to the 24 h range → network idle, p50", percentile(switch, 50), "ms"),
+        fig("loads where a chart had no data", float(incomplete), "loads", at_most=0, target="= 0"),
+    ]
+    figures[-1]["ok"] = incomplete == 0
+    figures[-1].pop("ratio", None)
+    return {
+        "method": (__doc__ or "").split("\n\n", 1)[1].strip(),
+        "figures": figures,
+        "tables": [
+            {
+                "title": "Chart panels after the last load (data-points, drawn elements)",
+                "columns": ["panel", "points", "canvas/gauge elements"],
+                "rows": [list(x) for x in panels_seen],
+            },
+            {
+                "title": "Where a cold load's time goes: each request's median start, end and "
+                "duration (ms since navigation start), up to data-ready",
+                "columns": ["resource", "start ms", "end ms", "duration ms"],
+                "rows": _waterfall(waterfalls),
+            },
+        ],
+        "notes": [
+            f"{loads} cold loads (after one warm-up), viewport 1440x1000, default range "
+            f"(1 h) on a database holding {meta['points']:,} points ({hours:g} h); "
+            f"{rnd(percentile([float(f) for f in fetches], 50))} fetches per load (median).",
+        ],
+        "details": {
+            "ready_ms": [rnd(x) for x in ready],
+            "painted_ms": [rnd(x) for x in painted],
+            "switch_24h_ms": [rnd(x) for x in switch],
+            "dataset": meta,
+        },
+    }
