@@ -34,8 +34,22 @@ def backend(
     and a route that are HTML markup, which the page must show as text.
     """
     data_dir = tmp_path_factory.mktemp("browser-data")
+    mlapi_server = None
+    mlapi_url = "http://127.0.0.1:9"  # nothing listens: admin actions answer 502
+    if getattr(request.module, "WITH_MLAPI", False):
+        from mlapi.app import create_app as create_mlapi
+        from mlapi.config import MlapiSettings
+
+        mlapi_settings = MlapiSettings(
+            api_token=TOKEN, telemetry_enabled=False, training_samples=300, model_trees=8
+        )
+        mlapi_server = ServerThread(create_mlapi(mlapi_settings))
+        mlapi_url = mlapi_server.start()
     settings = BackendSettings(
-        data_dir=data_dir, api_token=TOKEN, jaeger_ui_url="http://jaeger.example:16686"
+        data_dir=data_dir,
+        api_token=TOKEN,
+        jaeger_ui_url="http://jaeger.example:16686",
+        mlapi_url=mlapi_url,
     )
     app = create_app(settings)
     server = ServerThread(app)
@@ -52,6 +66,8 @@ def backend(
         traffic.shutdown()
         client.close()
         server.stop()
+        if mlapi_server is not None:
+            mlapi_server.stop()
 
 
 @pytest.fixture(scope="session")
