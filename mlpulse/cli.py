@@ -44,6 +44,7 @@ def _run_backend(args: argparse.Namespace) -> int:
 
 def _run_mlapi(args: argparse.Namespace) -> int:
     import uvicorn
+
     from mlapi.app import create_app
 
     uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
