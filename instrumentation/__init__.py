@@ -29,7 +29,6 @@ every instrumentation at exit. See docs/instrumentation.md.
 """
 
 from instrumentation._cache import CacheTelemetry
-from instrumentation._meters import metric_views
 from instrumentation._model import ModelTelemetry
 from instrumentation._setup import (
     Telemetry,
@@ -47,7 +46,6 @@ __all__ = [
     "build_resource",
     "get_telemetry",
     "instrument_app",
-    "metric_views",
     "shutdown",
     "uninstrument_app",
 ]

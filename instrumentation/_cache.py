@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable
 
-from opentelemetry.metrics import CallbackOptions, Counter, Observation
+from opentelemetry.metrics import CallbackOptions, Observation
 
+from instrumentation._aggregate import FOLD_THRESHOLD, SumTable
 from instrumentation._meters import CACHE_RESULT, MODEL_NAME
 
 _log = logging.getLogger(__name__)
@@ -28,29 +30,33 @@ class CacheTelemetry:
         telemetry.cache.record_lookup("result", hit=True)
     """
 
-    __slots__ = ("_attrs", "_lock", "_lookups", "_sources")
+    __slots__ = ("_buffers", "_lock", "_lookups", "_sources")
 
     def __init__(self) -> None:
-        self._lookups: Counter | None = None
+        self._lookups: SumTable | None = None
         self._sources: list[SizeSource] = []
         self._lock = threading.Lock()
-        self._attrs: dict[tuple[str, bool], Mapping[str, str]] = {}
+        self._buffers: dict[tuple[str, bool], deque[float]] = {}
 
-    def bind(self, lookups: Counter) -> None:
+    def bind(self, lookups: SumTable) -> None:
         """Attach the lookup counter (done by instrument_app)."""
         self._lookups = lookups
 
     def record_lookup(self, model: str, *, hit: bool) -> None:
         """Count one lookup of `model`'s cache as a hit or a miss."""
-        if self._lookups is None:
-            return
-        key = (model, hit)
-        attrs = self._attrs.get(key)
-        if attrs is None:
+        buffer = self._buffers.get((model, hit))
+        if buffer is None:
+            if self._lookups is None:
+                return
+            key = (model, hit)
             attrs = {CACHE_RESULT: "hit" if hit else "miss", MODEL_NAME: model}
-            if len(self._attrs) < _MAX_CACHED_ATTRIBUTE_SETS:
-                self._attrs[key] = attrs
-        self._lookups.add(1, attrs)
+            if len(self._buffers) >= _MAX_CACHED_ATTRIBUTE_SETS:
+                self._lookups.add(1, key, attrs)
+                return
+            buffer = self._buffers[key] = self._lookups.buffer(key, attrs)
+        buffer.append(1)
+        if len(buffer) > FOLD_THRESHOLD and self._lookups is not None:
+            self._lookups.fold_pending()
 
     def track(self, source: SizeSource) -> None:
         """Report `source()` = (entries, bytes) as the cache gauges from now on."""

@@ -9,13 +9,14 @@ number of series.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping
 from time import perf_counter
 from typing import Any
 
-from opentelemetry.metrics import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from instrumentation._aggregate import FOLD_THRESHOLD, ExponentialHistogram
 from instrumentation._meters import (
     ERROR_TYPE,
     HTTP_REQUEST_METHOD,
@@ -53,15 +54,18 @@ def route_template(scope: Scope) -> str | None:
 class HttpMetricsMiddleware:
     """Records the duration of each HTTP request with method, route and status."""
 
-    __slots__ = ("_attrs", "_excluded", "_histogram", "app")
+    __slots__ = ("_attrs", "_buffers", "_excluded", "_histogram", "app")
 
     def __init__(
-        self, app: ASGIApp, *, histogram: Histogram, excluded_paths: Iterable[str] = ()
+        self, app: ASGIApp, *, histogram: ExponentialHistogram, excluded_paths: Iterable[str] = ()
     ) -> None:
         self.app = app
         self._histogram = histogram
         self._excluded = frozenset(excluded_paths)
         self._attrs: dict[_AttrKey, Mapping[str, Any]] = {}
+        # (method, route, status) -> the series' raw buffer, for requests that ended with
+        # a response and need no exemplar: one append per request.
+        self._buffers: dict[tuple[str, str | None, int], deque[float]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self._excluded:
@@ -82,12 +86,21 @@ class HttpMetricsMiddleware:
             # The outer ServerErrorMiddleware turns the exception into a 500.
             self._record(perf_counter() - start, scope, status or 500, type(exc).__qualname__)
             raise
-        if status:  # no response at all (client gone): nothing meaningful to record
-            self._record(perf_counter() - start, scope, status, None)
+        duration = perf_counter() - start
+        if not status:  # no response at all (client gone): nothing meaningful to record
+            return
+        buffer = self._buffers.get((scope["method"], route_template(scope), status))
+        if buffer is None:
+            self._record(duration, scope, status, None)
+            return
+        buffer.append(duration)
+        if len(buffer) > FOLD_THRESHOLD:
+            self._histogram.fold_pending()
 
     def _record(self, duration: float, scope: Scope, status: int, error: str | None) -> None:
         method = scope["method"]
         route = route_template(scope)
+        response_error = error
         if error is None and status >= 500:
             error = str(status)
         key = (method, route, status, error)
@@ -96,7 +109,14 @@ class HttpMetricsMiddleware:
             attrs = _attributes(method, route, status, error)
             if len(self._attrs) < _MAX_CACHED_ATTRIBUTE_SETS:
                 self._attrs[key] = attrs
-        self._histogram.record(duration, attrs)
+        histogram = self._histogram
+        histogram.record(duration, key, attrs)
+        if (
+            response_error is None
+            and not histogram.exemplars_enabled
+            and len(self._buffers) < _MAX_CACHED_ATTRIBUTE_SETS
+        ):
+            self._buffers[(method, route, status)] = histogram.buffer(key, attrs)
 
 
 def _attributes(method: str, route: str | None, status: int, error: str | None) -> dict[str, Any]:

@@ -1,25 +1,19 @@
-"""Every instrument mlpulse emits, defined in one place (names per docs/contracts.md)."""
+"""Every instrument mlpulse emits, defined in one place (names per docs/contracts.md).
+
+Histograms and sums are updated on the request path through `_aggregate` (about a
+microsecond each); the SDK sees them at collection time only: sums through observable
+counters, histograms merged into each reader's collection. Gauges are SDK instruments.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from opentelemetry.metrics import (
-    CallbackOptions,
-    Counter,
-    Histogram,
-    Meter,
-    ObservableGauge,
-    Observation,
-    UpDownCounter,
-)
+from opentelemetry.metrics import CallbackOptions, Meter, ObservableGauge, Observation
 from opentelemetry.metrics import _Gauge as Gauge  # the synchronous gauge, still "_" in the API
-from opentelemetry.sdk.metrics.view import (
-    ExplicitBucketHistogramAggregation,
-    ExponentialBucketHistogramAggregation,
-    View,
-)
+
+from instrumentation._aggregate import ExplicitHistogram, ExponentialHistogram, SumTable
 
 Callback = Callable[[CallbackOptions], Iterable[Observation]]
 
@@ -64,53 +58,36 @@ _TARGET_UNIT = "1"
 #: Confidence buckets: 0.05 steps on [0, 1] (20 buckets).
 CONFIDENCE_BOUNDARIES: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(1, 20))
 
-#: Histograms aggregated as base-2 exponential histograms.
-EXPONENTIAL_HISTOGRAMS: tuple[str, ...] = (
-    HTTP_SERVER_REQUEST_DURATION,
-    MODEL_INFERENCE_DURATION,
-    MODEL_PREDICTION_VALUE,
-)
-
-
-def metric_views(*, max_size: int = 160, max_scale: int = 20) -> list[View]:
-    """Return the SDK views that give mlpulse histograms their aggregation."""
-    views = [
-        View(
-            instrument_name=name,
-            aggregation=ExponentialBucketHistogramAggregation(
-                max_size=max_size, max_scale=max_scale
-            ),
-        )
-        for name in EXPONENTIAL_HISTOGRAMS
-    ]
-    views.append(
-        View(
-            instrument_name=MODEL_PREDICTION_CONFIDENCE,
-            aggregation=ExplicitBucketHistogramAggregation(boundaries=CONFIDENCE_BOUNDARIES),
-        )
-    )
-    return views
-
 
 @dataclass(frozen=True, slots=True)
 class Meters:
-    """The synchronous instruments of mlpulse, created by `init_meters`."""
+    """The instruments of mlpulse's HTTP, model and cache telemetry (see `init_meters`)."""
 
-    http_duration: Histogram
-    predictions: Counter
-    inference_duration: Histogram
-    confidence: Histogram
-    prediction_value: Histogram
-    feedback: Counter
-    error_absolute: Counter
-    error_squared: Counter
-    actual: UpDownCounter
-    actual_squared: Counter
+    http_duration: ExponentialHistogram
+    inference_duration: ExponentialHistogram
+    prediction_value: ExponentialHistogram
+    confidence: ExplicitHistogram
+    predictions: SumTable
+    feedback: SumTable
+    error_absolute: SumTable
+    error_squared: SumTable
+    actual: SumTable
+    actual_squared: SumTable
+    cache_lookups: SumTable
     baseline_mae: Gauge
     baseline_r2: Gauge
-    cache_lookups: Counter
     cache_entries: ObservableGauge
     cache_size: ObservableGauge
+
+    @property
+    def histograms(self) -> tuple[ExponentialHistogram | ExplicitHistogram, ...]:
+        """The histograms, which the setup merges into each reader's collection."""
+        return (
+            self.http_duration,
+            self.inference_duration,
+            self.prediction_value,
+            self.confidence,
+        )
 
 
 def init_meters(
@@ -118,50 +95,62 @@ def init_meters(
     *,
     cache_entries_callback: Callback,
     cache_size_callback: Callback,
+    max_size: int = 160,
+    max_scale: int = 20,
 ) -> Meters:
-    """Create every HTTP, model and cache instrument on `meter`."""
+    """Create every HTTP, model and cache instrument; sums are observed through `meter`."""
+
+    def exponential(name: str, unit: str, description: str) -> ExponentialHistogram:
+        return ExponentialHistogram(name, unit, description, max_size=max_size, max_scale=max_scale)
+
+    def counter(name: str, unit: str, description: str, *, monotonic: bool = True) -> SumTable:
+        table = SumTable()
+        if monotonic:
+            meter.create_observable_counter(name, [table.observe], unit, description)
+        else:
+            meter.create_observable_up_down_counter(name, [table.observe], unit, description)
+        return table
+
     return Meters(
-        http_duration=meter.create_histogram(
+        http_duration=exponential(
             HTTP_SERVER_REQUEST_DURATION, "s", "Duration of HTTP server requests."
         ),
-        predictions=meter.create_counter(
-            MODEL_PREDICTIONS, "{prediction}", "Predictions served, cached ones included."
-        ),
-        inference_duration=meter.create_histogram(
+        inference_duration=exponential(
             MODEL_INFERENCE_DURATION, "s", "Model compute time per prediction (cache misses only)."
         ),
-        confidence=meter.create_histogram(
+        prediction_value=exponential(
+            MODEL_PREDICTION_VALUE, _TARGET_UNIT, "Predicted values, in the target's unit."
+        ),
+        confidence=ExplicitHistogram(
             MODEL_PREDICTION_CONFIDENCE,
             "1",
             "Confidence of each prediction, on [0, 1].",
-            explicit_bucket_boundaries_advisory=CONFIDENCE_BOUNDARIES,
+            boundaries=CONFIDENCE_BOUNDARIES,
         ),
-        prediction_value=meter.create_histogram(
-            MODEL_PREDICTION_VALUE, _TARGET_UNIT, "Predicted values, in the target's unit."
+        predictions=counter(
+            MODEL_PREDICTIONS, "{prediction}", "Predictions served, cached ones included."
         ),
-        feedback=meter.create_counter(
+        feedback=counter(
             MODEL_FEEDBACK, "{feedback}", "Ground-truth values received (n of the error sums)."
         ),
-        error_absolute=meter.create_counter(
+        error_absolute=counter(
             MODEL_ERROR_ABSOLUTE, _TARGET_UNIT, "Sum of absolute errors |actual - predicted|."
         ),
-        error_squared=meter.create_counter(
+        error_squared=counter(
             MODEL_ERROR_SQUARED, _TARGET_UNIT, "Sum of squared errors (actual - predicted)^2."
         ),
-        actual=meter.create_up_down_counter(
-            MODEL_ACTUAL, _TARGET_UNIT, "Sum of actual values (may be negative)."
+        actual=counter(
+            MODEL_ACTUAL, _TARGET_UNIT, "Sum of actual values (may be negative).", monotonic=False
         ),
-        actual_squared=meter.create_counter(
-            MODEL_ACTUAL_SQUARED, _TARGET_UNIT, "Sum of squared actual values."
+        actual_squared=counter(MODEL_ACTUAL_SQUARED, _TARGET_UNIT, "Sum of squared actual values."),
+        cache_lookups=counter(
+            CACHE_LOOKUPS, "{lookup}", "Prediction cache lookups by result (hit or miss)."
         ),
         baseline_mae=meter.create_gauge(
             MODEL_BASELINE_MAE, _TARGET_UNIT, "Holdout MAE of the model version at training."
         ),
         baseline_r2=meter.create_gauge(
             MODEL_BASELINE_R2, "1", "Holdout R² of the model version at training."
-        ),
-        cache_lookups=meter.create_counter(
-            CACHE_LOOKUPS, "{lookup}", "Prediction cache lookups by result (hit or miss)."
         ),
         cache_entries=meter.create_observable_gauge(
             CACHE_ENTRIES, [cache_entries_callback], "{entry}", "Entries in the cache."

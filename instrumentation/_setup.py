@@ -8,6 +8,7 @@ import re
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -32,12 +33,14 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SpanExporter,
 )
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NoOpTracer, Tracer
 from starlette.middleware import Middleware
 
+from instrumentation._aggregate import HistogramSet
 from instrumentation._cache import CacheTelemetry
 from instrumentation._http import HttpMetricsMiddleware
-from instrumentation._meters import init_meters, init_system_meters, metric_views
+from instrumentation._meters import init_meters, init_system_meters
 from instrumentation._model import ModelTelemetry
 from instrumentation._system import SystemSampler
 
@@ -156,7 +159,7 @@ def instrument_app(
         if metric_readers is not None
         else _env_metric_readers(metrics_endpoint, export_interval_s)
     )
-    meter_provider = MeterProvider(metric_readers=readers, resource=resource, views=metric_views())
+    meter_provider = MeterProvider(metric_readers=readers, resource=resource)
     meter = meter_provider.get_meter(SCOPE_NAME, SCOPE_VERSION)
     cache = CacheTelemetry()
     meters = init_meters(
@@ -165,6 +168,13 @@ def instrument_app(
         cache_size_callback=cache.observe_size,
     )
     cache.bind(meters.cache_lookups)
+    histograms = HistogramSet(
+        meters.histograms,
+        resource=resource,
+        scope=InstrumentationScope(SCOPE_NAME, SCOPE_VERSION),
+    )
+    for reader in readers:
+        _merge_histograms_on_collect(reader, histograms)
     if system_metrics:
         init_system_meters(meter, SystemSampler(filesystem_mountpoints).callbacks())
 
@@ -178,6 +188,8 @@ def instrument_app(
         tracer_provider = TracerProvider(resource=resource)
         for processor in processors:
             tracer_provider.add_span_processor(processor)
+        if _env("OTEL_METRICS_EXEMPLAR_FILTER") != "always_off":
+            histograms.enable_exemplars()
 
     # Innermost of the two: the server span is current when the duration is recorded,
     # which is what gives the HTTP histogram its exemplars.
@@ -266,6 +278,20 @@ def build_resource(
         attrs[DEPLOYMENT_ENVIRONMENT_NAME] = deployment_environment
     attrs.update(attributes or {})
     return Resource.create(attrs).merge(OTELResourceDetector().detect())
+
+
+def _merge_histograms_on_collect(reader: MetricReader, histograms: HistogramSet) -> None:
+    """Make each collection of `reader` carry the hot-path histograms too."""
+    # The SDK hands every reader a collect callback when the MeterProvider registers it;
+    # wrapping it is the one hook that serves periodic, in-memory and pull readers alike.
+    sdk_collect: Any = reader._collect
+    if sdk_collect is None:
+        raise RuntimeError("metric reader is not registered with a MeterProvider")
+
+    def collect(metric_reader: MetricReader, timeout_millis: float = 10_000) -> Any:
+        return histograms.merge_into(sdk_collect(metric_reader, timeout_millis=timeout_millis))
+
+    reader._collect = collect  # type: ignore[assignment]
 
 
 def _env(name: str) -> str | None:

@@ -13,8 +13,8 @@ from mlapi.service import MlService
 _bearer = HTTPBearer(auto_error=False, description="MLPULSE_API_TOKEN")
 
 
-def get_service(request: Request) -> MlService:
-    """Return the app's service."""
+async def get_service(request: Request) -> MlService:
+    """Return the app's service (async: sync dependencies cost a thread hop)."""
     service: MlService = request.app.state.service
     return service
 
@@ -22,7 +22,7 @@ def get_service(request: Request) -> MlService:
 ServiceDep = Annotated[MlService, Depends(get_service)]
 
 
-def require_admin(
+async def require_admin(
     service: ServiceDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

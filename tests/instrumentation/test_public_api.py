@@ -13,7 +13,6 @@ def test_exported_members_are_pinned() -> None:
         "build_resource",
         "get_telemetry",
         "instrument_app",
-        "metric_views",
         "shutdown",
         "uninstrument_app",
     ]
