@@ -20,7 +20,8 @@ Usage::
 * process and host CPU, memory and filesystem gauges (psutil), read at collection time.
 
 Model and cache activity is recorded through `Telemetry.models` (`ModelTelemetry`) and
-`Telemetry.cache` (`CacheTelemetry`). Export follows the standard ``OTEL_*`` variables
+`Telemetry.cache` (`CacheTelemetry`). A measurement costs a deque append on the request
+path; buffers are folded into cumulative state when a reader collects. Export follows the standard ``OTEL_*`` variables
 (endpoint, protocol ``http/protobuf`` or ``grpc``, headers, service name, resource
 attributes, sampler, ``OTEL_METRIC_EXPORT_INTERVAL``); the default export interval is 5 s.
 Tests inject ``metric_readers=[InMemoryMetricReader()]`` and ``span_processors=[...]``.
