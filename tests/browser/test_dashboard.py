@@ -422,3 +422,29 @@ def test_full_page_screenshot(page: PageProbe) -> None:
     pg.wait_for_timeout(500)
     path = save_screenshot(pg, "dashboard-test.png")
     assert path.stat().st_size > 50_000
+
+
+def test_a_firing_latency_alert_links_to_its_slowest_trace(
+    page: PageProbe, backend: Backend
+) -> None:
+    rule = next(
+        r for r in backend.get("/alerts/configure")["rules"] if r["name"] == "high_p95_latency"
+    )
+    rule.update(threshold=50, clear_threshold=40, min_samples=1, **{"for": "0s"})
+    resp = backend.client.post(
+        "/alerts/configure",
+        json={"rules": [rule]},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert resp.status_code == 200, resp.text
+    # The engine evaluates every 5 s and pushes an `alert` event: no reload needed.
+    pg = page.page
+    alert = pg.locator("#alerts-active [data-alert]").filter(has_text="high_p95_latency")
+    alert.wait_for(timeout=20_000)
+    link = alert.locator("a[data-trace]")
+    link.wait_for(timeout=10_000)
+    href = link.get_attribute("href") or ""
+    assert re.fullmatch(r"http://jaeger\.example:16686/trace/[0-9a-f]{32}", href), href
+    assert "Slowest trace" in link.inner_text()
+    pg.wait_for_selector("#status-pill[data-status=degraded]", timeout=10_000)
+    assert not page.errors, page.errors

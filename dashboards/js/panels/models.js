@@ -3,7 +3,7 @@
  * degradation %, RMSE, R², predictions, mean confidence and feedback count.
  */
 
-import { h, replace, setValue, empty } from "../dom.js";
+import { h, replace, setValue, empty, loading } from "../dom.js";
 import * as f from "../format.js";
 import { makeStat } from "./cards.js";
 
@@ -14,6 +14,7 @@ export class ModelsPanel {
     /** @type {Map<string, ReturnType<typeof modelCard>>} */
     this.cards = new Map();
     this.degradationLimit = 20;
+    replace(root, h("div", { class: "panel" }, loading()));
   }
 
   /** @param {number} limit the degradation % at which the MAE rule fires */
