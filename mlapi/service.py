@@ -13,6 +13,7 @@ from time import perf_counter
 from typing import Any
 
 import psutil
+from opentelemetry.trace import Tracer, get_current_span
 
 from instrumentation import CacheTelemetry, ModelTelemetry
 from mlapi.cache import TTLCache
@@ -54,8 +55,10 @@ class MlService:
         *,
         model_telemetry: ModelTelemetry | None = None,
         cache_telemetry: CacheTelemetry | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.settings = settings
+        self._tracer = tracer
         self.registry = ModelRegistry(
             TrainingSettings(
                 n_samples=settings.training_samples,
@@ -114,15 +117,31 @@ class MlService:
 
         duration = 0.0
         if cached is None:
-            started = perf_counter()
-            prediction = model.predict(features)
-            duration = perf_counter() - started
+            if self._tracer is not None:
+                with self._tracer.start_as_current_span(f"{name} inference"):
+                    started = perf_counter()
+                    prediction = model.predict(features)
+                    duration = perf_counter() - started
+            else:
+                started = perf_counter()
+                prediction = model.predict(features)
+                duration = perf_counter() - started
             if not bypass:
                 self.cache.put(key, prediction)
         else:
             prediction = cached
         value = prediction.value * faults.drift_factor()
         prediction_id = uuid.uuid4().hex
+        if self._tracer is not None:
+            # On the server span: find a prediction's trace from its id (never a metric label).
+            get_current_span().set_attributes(
+                {
+                    "ml.model.name": name,
+                    "ml.model.version": model.version,
+                    "ml.prediction.cache_hit": cached is not None,
+                    "ml.prediction.id": prediction_id,
+                }
+            )
         self.feedback.add(
             prediction_id,
             PendingPrediction(name, model.version, value, created_at=time.monotonic()),
