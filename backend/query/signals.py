@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from backend.query.histograms import quantile, relative_error
-from backend.storage.aggregate import Aggregate, merge, merge_all
+from backend.storage.aggregate import Aggregate, merge_all
 from backend.storage.base import RESOLUTIONS, MetricStore, SeriesInfo
 from backend.storage.rollup import bucket_start, regroup
 
@@ -121,6 +121,7 @@ class Signal:
     default_group: tuple[str, ...]
     compute: Callable[[Frame, float], Computed]
     description: str = ""
+    histograms: bool = False  # needs histogram buckets (percentiles), not just counts
 
 
 # --- computation helpers ---------------------------------------------------------------
@@ -357,6 +358,7 @@ SIGNALS: dict[str, Signal] = {
                 (HTTP_DURATION,),
                 ("service", "route"),
                 _percentile(HTTP_DURATION, p / 100),
+                histograms=True,
             )
             for p in (50, 90, 95, 99)
         ],
@@ -457,7 +459,7 @@ def raw_signal(metric: str, kind: str, monotonic: bool, stat: str | None = None)
             return Computed(_ratio(agg.sum, agg.count, 1.0), n)
         return Computed(agg.min if stat == "min" else agg.max, n)
 
-    return Signal(f"{metric}:{stat}", "", (metric,), (), compute)
+    return Signal(f"{metric}:{stat}", "", (metric,), (), compute, histograms=stat.startswith("p"))
 
 
 def resolve(store: MetricStore, name: str, stat: str | None = None) -> Signal:
@@ -516,16 +518,29 @@ def _read(
     end: float,
     res: int,
     filters: Mapping[str, str] | None,
+    step: int,
+    origin: int,
 ) -> dict[str, list[tuple[SeriesInfo, int, Aggregate]]]:
+    """Read a signal's metrics as (series, window start, aggregate), merged per window.
+
+    Windows are `[origin + k*step, origin + (k+1)*step)` over buckets starting in
+    `[start aligned down to res, end)`. Without histograms the merge runs in SQL.
+    """
     mapped = {LABEL_KEYS.get(k, k): v for k, v in (filters or {}).items()}
     out: dict[str, list[tuple[SeriesInfo, int, Aggregate]]] = {}
     lo = bucket_start(start, res)
     for metric in sig.metrics:
-        series = store.series(metric, mapped)
-        by_id = {s.id: s for s in series}
-        out[metric] = [
-            (by_id[sid], ts, agg) for sid, ts, agg in store.read(list(by_id), res, lo, end)
-        ]
+        by_id = {s.id: s for s in store.series(metric, mapped)}
+        if not by_id:
+            out[metric] = []
+            continue
+        if sig.histograms:
+            buckets = store.read(list(by_id), res, lo, end, histograms=True)
+            merged = regroup(buckets, step, origin).items()
+            out[metric] = [(by_id[sid], w, agg) for (sid, w), agg in merged]
+        else:
+            windows = store.read_windows(list(by_id), res, max(lo, origin), end, step, origin)
+            out[metric] = [(by_id[sid], w, agg) for sid, w, agg in windows]
     return out
 
 
@@ -548,16 +563,6 @@ def _frames(
     return groups
 
 
-def _per_series(
-    rows: Sequence[tuple[SeriesInfo, int, Aggregate]],
-) -> list[tuple[SeriesInfo, Aggregate]]:
-    merged: dict[int, tuple[SeriesInfo, Aggregate]] = {}
-    for s, _, agg in rows:
-        cur = merged.get(s.id)
-        merged[s.id] = (s, agg if cur is None else merge(cur[1], agg))
-    return list(merged.values())
-
-
 def evaluate(
     store: MetricStore,
     signal: str | Signal,
@@ -575,8 +580,9 @@ def evaluate(
     sig = signal if isinstance(signal, Signal) else _named(signal)
     keys = tuple(sig.default_group if group_by is None else group_by)
     res = resolution or choose_resolution(start, end)
-    data = _read(store, sig, start, end, res, filters)
-    rows = {metric: _per_series(r) for metric, r in data.items()}
+    lo = bucket_start(start, res)
+    data = _read(store, sig, start, end, res, filters, max(res, math.ceil(end) - lo), lo)
+    rows = {metric: [(s, agg) for s, _, agg in r] for metric, r in data.items()}
     out = []
     for labels, frame in sorted(_frames(sig, keys, rows).items()):
         c = sig.compute(frame, end - start)
@@ -605,13 +611,11 @@ def evaluate_range(
     res = resolution or choose_resolution(start, end, step)
     origin = bucket_start(start, step)
     times = list(range(origin, math.ceil(end), step))
-    data = _read(store, sig, origin, end, res, filters)
+    data = _read(store, sig, origin, end, res, filters, step, origin)
     by_step: dict[int, dict[str, list[tuple[SeriesInfo, Aggregate]]]] = defaultdict(dict)
     for metric, rows in data.items():
-        info = {s.id: s for s, _, _ in rows}
-        windows = regroup(((s.id, ts, agg) for s, ts, agg in rows), step, origin)
-        for (sid, t), agg in windows.items():
-            by_step[t].setdefault(metric, []).append((info[sid], agg))
+        for info, t, agg in rows:
+            by_step[t].setdefault(metric, []).append((info, agg))
     series: dict[tuple[str, ...], SignalSeries] = {}
     for t in times:
         for labels, frame in _frames(sig, keys, by_step.get(t, {})).items():
@@ -641,9 +645,10 @@ def percentile_error_bound(
     store: MetricStore, metric: str, start: float, end: float
 ) -> float | None:
     """Worst-case relative error of exponential-histogram percentiles of `metric` in a window."""
-    sig = raw_signal(metric, "exp_histogram", True, "count")
+    sig = raw_signal(metric, "exp_histogram", True, "p50")
     res = choose_resolution(start, end)
-    rows = _read(store, sig, start, end, res, None)[metric]
+    lo = bucket_start(start, res)
+    rows = _read(store, sig, start, end, res, None, max(res, math.ceil(end) - lo), lo)[metric]
     agg = merge_all([a for _, _, a in rows])
     return relative_error(agg.exponential.scale) if agg.exponential is not None else None
 
@@ -661,6 +666,6 @@ def latest_time(
     latest = 0
     for metric in metrics:
         ids = [s.id for s in store.series(metric, mapped)]
-        for _, _, agg in store.read(ids, res, bucket_start(start, res), end):
+        for _, _, agg in store.read(ids, res, bucket_start(start, res), end, histograms=False):
             latest = max(latest, agg.last_ns)
     return latest / 1e9 if latest else None

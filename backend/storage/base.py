@@ -131,9 +131,32 @@ class MetricStore(Protocol):
         """Return the series of a metric whose labels match every filter."""
 
     def read(
-        self, series_ids: Sequence[int], resolution: int, start: float, end: float
+        self,
+        series_ids: Sequence[int],
+        resolution: int,
+        start: float,
+        end: float,
+        *,
+        histograms: bool = True,
     ) -> Iterator[tuple[int, int, Aggregate]]:
-        """Yield (series id, bucket start, aggregate) for buckets starting in [start, end)."""
+        """Yield (series id, bucket start, aggregate) for buckets starting in [start, end).
+
+        With `histograms=False` the histogram buckets and exemplars are left out (counts,
+        sums, min/max/last stay), which is much cheaper for count and rate queries.
+        """
+
+    def read_windows(
+        self,
+        series_ids: Sequence[int],
+        resolution: int,
+        start: float,
+        end: float,
+        step: int,
+        origin: int,
+    ) -> Iterator[tuple[int, int, Aggregate]]:
+        """Yield (series id, window start, aggregate) of buckets starting in [start, end),
+        merged per series and window [origin + k*step, origin + (k+1)*step), without
+        histograms: count and sum added, min/max kept, `last` of the latest point."""
 
     def metrics(self) -> list[MetricInfo]:
         """Return every metric name with its kind, unit and series count."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping
 
-from backend.storage.aggregate import Aggregate, merge
+from backend.storage.aggregate import Aggregate, merge, merge_all
 from backend.storage.base import RESOLUTIONS
 
 
@@ -46,9 +46,7 @@ def regroup(
     Windows start at `origin + k * step`; the result maps (series id, window start) to
     the merged aggregate.
     """
-    out: dict[tuple[int, int], Aggregate] = {}
+    groups: dict[tuple[int, int], list[Aggregate]] = {}
     for sid, ts, agg in buckets:
-        w = origin + ((ts - origin) // step) * step
-        cur = out.get((sid, w))
-        out[(sid, w)] = agg if cur is None else merge(cur, agg, max_exemplars)
-    return out
+        groups.setdefault((sid, origin + ((ts - origin) // step) * step), []).append(agg)
+    return {key: merge_all(aggs, max_exemplars) for key, aggs in groups.items()}

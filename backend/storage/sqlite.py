@@ -95,10 +95,27 @@ CREATE INDEX IF NOT EXISTS buckets_by_time ON buckets (resolution, ts);
 """
 
 _BUCKET_COLUMNS = "count, sum, min, max, last, last_ns, hist, exemplars"
+_SCALAR_COLUMNS = "count, sum, min, max, last, last_ns, NULL, NULL"
 _SELECT_STATES = (
     "SELECT series_id, start_ns, time_ns, cum_count, cum_sum, cum_min, cum_max, cum_hist"
     " FROM ingest_state WHERE series_id IN "
 )
+# Per series and window: sums, min/max, and the `last` of the latest bucket (a window
+# function picks it; SQLite's bare-column rule is ambiguous with several min/max).
+_WINDOWS_SQL = """
+SELECT series_id, w, SUM(count), SUM(sum), MIN(min), MAX(max), MAX(last_ns),
+       MAX(CASE WHEN rn = 1 THEN last END)
+FROM (
+    SELECT series_id, count, sum, min, max, last, last_ns,
+           ((ts - ?) / ?) * ? + ? AS w,
+           ROW_NUMBER() OVER (
+               PARTITION BY series_id, (ts - ?) / ? ORDER BY last_ns DESC
+           ) AS rn
+    FROM buckets
+    WHERE resolution = ? AND series_id IN ({marks}) AND ts >= ? AND ts < ?
+)
+GROUP BY series_id, w
+"""
 _SELECT_BUCKETS = (
     "SELECT series_id, "  # noqa: S608
     + _BUCKET_COLUMNS
@@ -408,20 +425,57 @@ class SQLiteStore:
         return out
 
     def read(
-        self, series_ids: Sequence[int], resolution: int, start: float, end: float
+        self,
+        series_ids: Sequence[int],
+        resolution: int,
+        start: float,
+        end: float,
+        *,
+        histograms: bool = True,
     ) -> Iterator[tuple[int, int, Aggregate]]:
         """Yield (series id, bucket start, aggregate) for buckets starting in [start, end)."""
         conn = self._reader()
+        columns = _BUCKET_COLUMNS if histograms else _SCALAR_COLUMNS
         for chunk in _chunks(list(series_ids)):
             marks = ",".join("?" * len(chunk))
             rows = conn.execute(
-                f"SELECT series_id, ts, {_BUCKET_COLUMNS} FROM buckets"  # noqa: S608
-                f" WHERE resolution = ? AND series_id IN ({marks}) AND ts >= ? AND ts < ?"
-                " ORDER BY ts",
+                f"SELECT series_id, ts, {columns} FROM buckets"  # noqa: S608
+                f" WHERE resolution = ? AND series_id IN ({marks}) AND ts >= ? AND ts < ?",
                 (resolution, *chunk, start, end),
             ).fetchall()
             for row in rows:
                 yield int(row[0]), int(row[1]), _row_to_aggregate(row[2:])
+
+    def read_windows(
+        self,
+        series_ids: Sequence[int],
+        resolution: int,
+        start: float,
+        end: float,
+        step: int,
+        origin: int,
+    ) -> Iterator[tuple[int, int, Aggregate]]:
+        """Scalar aggregates merged per series and step window, in SQL."""
+        if step <= 0 or start < origin:
+            raise ValueError("need step > 0 and start >= origin")
+        conn = self._reader()
+        for chunk in _chunks(list(series_ids)):
+            marks = ",".join("?" * len(chunk))
+            sql = _WINDOWS_SQL.replace("{marks}", marks)
+            params = (origin, step, step, origin, origin, step, resolution, *chunk, start, end)
+            for row in conn.execute(sql, params):
+                yield (
+                    int(row[0]),
+                    int(row[1]),
+                    Aggregate(
+                        count=row[2],
+                        sum=row[3],
+                        min=row[4],
+                        max=row[5],
+                        last_ns=row[6],
+                        last=row[7],
+                    ),
+                )
 
     def metrics(self) -> list[MetricInfo]:
         """Return every metric name with its kind, unit and series count."""
