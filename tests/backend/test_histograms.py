@@ -18,8 +18,11 @@ from backend.storage.aggregate import (
     ExpBuckets,
     ExplicitBuckets,
     downscale,
+    dump_hist,
     keep_exemplars,
+    load_hist,
     merge,
+    merge_all,
     merge_exp,
 )
 
@@ -110,3 +113,41 @@ def test_keep_exemplars_spreads_over_magnitudes() -> None:
     kept = keep_exemplars(exs, 4)
     assert [e.value for e in kept] == [40.0, 3.1, 0.5, 0.011]
     assert math.isclose(relative_error(3), (2 ** (1 / 8) - 1) / (2 ** (1 / 8) + 1))
+
+
+def test_merge_all_equals_folding_merge() -> None:
+    rng = np.random.default_rng(11)
+    aggs = []
+    for i in range(40):
+        xs = rng.lognormal(i % 3, 0.5, 200)
+        aggs.append(
+            Aggregate(
+                count=200, sum=float(xs.sum()), min=float(xs.min()), max=float(xs.max()),
+                last=float(i), last_ns=1000 - i, exponential=_exp_from(xs, 2 + i % 4),
+                exemplars=[Exemplar(float(xs.max()), i, "ab" * 16, "cd" * 8)],
+            )
+        )  # fmt: skip
+    folded = Aggregate()
+    for a in aggs:
+        folded = merge(folded, a)
+    fast = merge_all(aggs)
+    assert fast.exponential == folded.exponential
+    assert (fast.count, fast.min, fast.max, fast.last, fast.last_ns) == (
+        folded.count, folded.min, folded.max, folded.last, folded.last_ns,
+    )  # fmt: skip
+    assert fast.sum == pytest.approx(folded.sum)
+    assert sorted(e.value for e in fast.exemplars) == sorted(e.value for e in folded.exemplars)
+    explicit = [
+        Aggregate(count=3, explicit=ExplicitBuckets((1.0, 2.0), [i, 1, 2 - i % 2]))
+        for i in range(5)
+    ]
+    assert merge_all(explicit).explicit == ExplicitBuckets((1.0, 2.0), [10, 5, 8])
+
+
+def test_binary_histogram_columns_round_trip() -> None:
+    exp = Aggregate(exponential=ExpBuckets(-3, 5, 1e-9, -7, [1, 0, 2**40], 3, [4]))
+    assert load_hist(dump_hist(exp)) == (None, exp.exponential)
+    explicit = Aggregate(explicit=ExplicitBuckets((0.5, 1.5), [1, 2, 3]))
+    assert load_hist(dump_hist(explicit)) == (explicit.explicit, None)
+    legacy = '{"s":2,"z":0,"zt":0.0,"po":1,"pc":[3],"no":0,"nc":[]}'
+    assert load_hist(legacy) == (None, ExpBuckets(2, 0, 0.0, 1, [3], 0, []))

@@ -260,3 +260,37 @@ def test_sigterm_stops_the_backend_with_an_event_stream_open(tmp_path: Path) -> 
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_sql_windows_equal_python_merges(tmp_path: Path) -> None:
+    from backend.storage.rollup import regroup
+
+    store = SQLiteStore(tmp_path / "db.sqlite")
+    base = (int(time.time()) // 600 - 3) * 600
+    for i in range(60):
+        t = base + 17 * i + 3
+        for metric, kind in (("system.cpu.utilization", "gauge"), ("ml.model.actual", "sum")):
+            req = metric_request(
+                metric,
+                kind=kind,
+                temporality=2,
+                monotonic=False,
+                points=[{"value": (i * 7) % 11 - 3, "time_s": t, "start_s": base - 1}],
+            )
+            ingest(store, req, Limits())
+    for metric in ("system.cpu.utilization", "ml.model.actual"):
+        ids = [s.id for s in store.series(metric)]
+        for res, step in ((10, 60), (60, 300), (10, 1020)):
+            python = regroup(store.read(ids, res, base, base + 1200), step, base)
+            sql = {
+                (sid, w): a
+                for sid, w, a in store.read_windows(ids, res, base, base + 1200, step, base)
+            }
+            assert python.keys() == sql.keys()
+            for key, a in python.items():
+                b = sql[key]
+                assert (a.count, a.min, a.max, a.last, a.last_ns) == (
+                    b.count, b.min, b.max, b.last, b.last_ns,
+                ), (metric, res, step, key)  # fmt: skip
+                assert a.sum == pytest.approx(b.sum)
+    store.close()
