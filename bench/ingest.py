@@ -243,7 +243,7 @@ def _profile(streams: list[Stream], workdir: Path) -> dict[str, Any]:
 
 
 def run(quick: bool, workdir: Path) -> dict[str, Any]:
-    rounds, per_round = (2, 4) if quick else (5, 24)
+    rounds, per_round = (1, 3) if quick else (5, 24)
     windows = 1 + rounds * per_round  # window 0: the baseline, sent before round 0
     now = time.time()
     t_first = now - windows * 5 - 30
@@ -263,7 +263,7 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
     refused = {"backend": 0, "collector": 0}
     first = sum(s.points[0] for s in streams)
     sent = {"backend": first, "collector": first}
-    collector_reps = 5 if quick else 10
+    collector_reps = 3 if quick else 10
     col, col_port, col_error = _collector(workdir)
     targets = [t for t in TARGETS if t != "collector" or col is not None]
     with backend_child(workdir / "data", port, log=workdir / "backend.log") as backend:

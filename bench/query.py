@@ -6,7 +6,8 @@ connection sends the queries round-robin (so every query sees the same machine n
 each many times, and times them end to end (request sent → body read). The history
 queries are the dashboard's charts for the "24h" range at the server's automatic step,
 plus one at a fine step (60 s: 1440 points); `/metrics/current` is the snapshot over the
-default 5 min window and over 24 h.
+default 5 min window and over 24 h. `/metrics/distribution` and `/metrics/summary` over
+24 h are timed too: the page's cold load asks for both (see B5's waterfall).
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ def _queries(t0: float, t1: float) -> dict[str, tuple[str, dict[str, Any]]]:
             "/metrics/history",
             {"metric": "p95_latency_ms", "group_by": "service", "step": "60", **day},
         ),
+        "distribution http.server.request.duration 24h": (
+            "/metrics/distribution",
+            {"metric": "http.server.request.duration", **day},
+        ),
+        "summary 24h": ("/metrics/summary", day),
         "current (5 min window)": ("/metrics/current", {}),
         "current (24 h window)": ("/metrics/current", {"window": "24h"}),
     }

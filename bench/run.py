@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--markdown", type=Path, default=DEFAULT_MARKDOWN)
     parser.add_argument("--no-markdown", action="store_true", help="write the JSON only")
+    parser.add_argument(
+        "--render-only", action="store_true", help="rebuild the markdown from the JSON only"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("names", nargs="*", help=f"which to run: {', '.join(BENCHMARKS)}")
     args = parser.parse_args(argv)
@@ -88,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         doc = _run_child(args.child, args.quick, args.results_dir)
         return 1 if "error" in doc else 0
 
+    if args.render_only:
+        from bench.report import write_markdown
+
+        write_markdown(args.results_dir, args.markdown, BENCHMARKS)
+        print(f"==> wrote {args.markdown}")
+        return 0
     names = args.names or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
