@@ -91,7 +91,7 @@ class SignalChart {
     this.overlay = h("div", { class: "chart-overlay" });
     el.append(this.overlay);
     this.showState(loading());
-    this.signature = "";
+    this.token = 0;
   }
 
   showState(node) {
@@ -101,6 +101,8 @@ class SignalChart {
 
   /** Fetch every spec over `w` (and the previous period when comparing). */
   async load(w, compare) {
+    // A newer load (the user picked another range) supersedes this one and any tail.
+    const token = ++this.token;
     const now = new SeriesSet();
     const prev = new SeriesSet();
     const jobs = [];
@@ -114,9 +116,10 @@ class SignalChart {
     try {
       await Promise.all(jobs);
     } catch (err) {
-      this.showState(failed(`Could not load: ${err.message}`));
+      if (token === this.token) this.showState(failed(`Could not load: ${err.message}`));
       throw err;
     }
+    if (token !== this.token) return;
     this.now = now;
     this.prev = prev;
     this.render(w);
@@ -124,10 +127,12 @@ class SignalChart {
 
   /** Fetch the newest steps only and append them. */
   async tail(w) {
+    const token = this.token;
     const last = this.now.last();
     const from = last === null ? w.from : Math.max(w.from, last - w.step);
-    await Promise.all(this.opts.specs.map((spec) =>
-      history(spec, from, w.to, w.step).then((r) => this.now.merge(spec.signal, r.series, spec.label))));
+    const results = await Promise.all(this.opts.specs.map((spec) => history(spec, from, w.to, w.step)));
+    if (token !== this.token) return; // a full load replaced the data meanwhile
+    this.opts.specs.forEach((spec, i) => this.now.merge(spec.signal, results[i].series, spec.label));
     this.now.prune(w.from);
     this.prev.prune(w.from);
     this.render(w);
