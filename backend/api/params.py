@@ -6,9 +6,11 @@ import math
 import re
 import time
 from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
 
 from fastapi import HTTPException
 
+_T = TypeVar("_T")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _RELATIVE = re.compile(r"^\s*now\s*(?:-\s*(.+))?$")
@@ -76,6 +78,21 @@ def parse_list(value: str | None) -> list[str] | None:
     if value is None:
         return None
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _finite(doc: Any) -> Any:
+    if isinstance(doc, float):
+        return doc if math.isfinite(doc) else None
+    if isinstance(doc, dict):
+        return {k: _finite(v) for k, v in doc.items()}
+    if isinstance(doc, list | tuple):
+        return [_finite(v) for v in doc]
+    return doc
+
+
+def finite(doc: _T) -> _T:
+    """Replace NaN and ±inf (which JSON cannot carry) by None, recursively."""
+    return cast(_T, _finite(doc))
 
 
 def iso(t: float) -> str:

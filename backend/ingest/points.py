@@ -79,6 +79,13 @@ def _exp_buckets(point: metrics_pb2.ExponentialHistogramDataPoint) -> ExpBuckets
     pos, neg = list(point.positive.bucket_counts), list(point.negative.bucket_counts)
     if len(pos) + len(neg) > MAX_BUCKETS_PER_POINT:
         raise ValueError("exponential histogram has too many buckets")
+    # Bucket i spans (2**(i/2**scale), 2**((i+1)/2**scale)]: keep every bound a finite double.
+    for offset, counts in ((point.positive.offset, pos), (point.negative.offset, neg)):
+        if counts and not (
+            offset * 2.0**-point.scale >= -1074
+            and (offset + len(counts)) * 2.0**-point.scale < 1023
+        ):
+            raise ValueError("exponential histogram buckets outside the range of a double")
     return ExpBuckets(
         scale=point.scale,
         zero_count=int(point.zero_count),

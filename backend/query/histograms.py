@@ -17,6 +17,7 @@ walking cumulative counts, and its bounds are reported: the exact sample lies in
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 from backend.storage.aggregate import Aggregate, ExpBuckets, ExplicitBuckets
@@ -40,6 +41,22 @@ class Quantile:
 
     def as_dict(self) -> dict[str, float | None]:
         return {"value": self.value, "lower": self.lower, "upper": self.upper}
+
+
+def _pow(base: float, i: int) -> float:
+    """base**i, saturating at the largest double instead of overflowing."""
+    try:
+        value: float = base**i
+    except OverflowError:
+        return sys.float_info.max if i > 0 else 0.0
+    return min(value, sys.float_info.max)
+
+
+def _mid(lo: float, hi: float) -> float:
+    """2·lo·hi/(lo+hi), written so that it cannot overflow."""
+    if lo == 0.0 or hi == 0.0:
+        return (lo + hi) / 2.0
+    return 2.0 / (1.0 / lo + 1.0 / hi)
 
 
 def relative_error(scale: int) -> float:
@@ -80,8 +97,8 @@ def exp_quantile(
         seen += c
         if c and seen >= k:
             i = h.neg_offset + j
-            lo, hi = -(base ** (i + 1)), -(base**i)
-            return _clamp(lo, hi, 2.0 * lo * hi / (lo + hi), mn, mx)
+            lo, hi = -_pow(base, i + 1), -_pow(base, i)
+            return _clamp(lo, hi, _mid(lo, hi), mn, mx)
     seen += h.zero_count
     if h.zero_count and seen >= k:
         return _clamp(-h.zero_threshold, h.zero_threshold, 0.0, mn, mx)
@@ -89,8 +106,8 @@ def exp_quantile(
         seen += c
         if c and seen >= k:
             i = h.pos_offset + j
-            lo, hi = base**i, base ** (i + 1)
-            return _clamp(lo, hi, 2.0 * lo * hi / (lo + hi), mn, mx)
+            lo, hi = _pow(base, i), _pow(base, i + 1)
+            return _clamp(lo, hi, _mid(lo, hi), mn, mx)
     return None  # counts inconsistent with total; cannot happen for stored data
 
 
@@ -143,13 +160,13 @@ def distribution(agg: Aggregate) -> list[tuple[float | None, float | None, int]]
         for j in range(len(h.neg_counts) - 1, -1, -1):
             if h.neg_counts[j]:
                 i = h.neg_offset + j
-                out.append((-(base ** (i + 1)), -(base**i), h.neg_counts[j]))
+                out.append((-_pow(base, i + 1), -_pow(base, i), h.neg_counts[j]))
         if h.zero_count:
             out.append((-h.zero_threshold, h.zero_threshold, h.zero_count))
         for j, c in enumerate(h.pos_counts):
             if c:
                 i = h.pos_offset + j
-                out.append((base**i, base ** (i + 1), c))
+                out.append((_pow(base, i), _pow(base, i + 1), c))
     elif agg.explicit is not None:
         h2 = agg.explicit
         for j, c in enumerate(h2.counts):

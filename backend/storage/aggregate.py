@@ -166,9 +166,29 @@ def _fit(h: ExpBuckets) -> ExpBuckets:
     return h
 
 
+def _merge_scale(hs: list[ExpBuckets]) -> int:
+    """The scale to merge at: the coarsest input scale, coarser still if the merged range
+    would exceed MAX_EXP_BUCKETS (so far-apart ranges never allocate a huge array)."""
+    scale = min(h.scale for h in hs)
+    while True:
+        widest = 0
+        for ranges in ([(h.pos_offset, h.pos_counts, h.scale) for h in hs],
+                       [(h.neg_offset, h.neg_counts, h.scale) for h in hs]):  # fmt: skip
+            spans = [
+                (off >> (sc - scale), (off + len(c) - 1) >> (sc - scale))
+                for off, c, sc in ranges
+                if c
+            ]
+            if spans:
+                widest = max(widest, max(b for _, b in spans) - min(a for a, _ in spans) + 1)
+        if widest <= MAX_EXP_BUCKETS:
+            return scale
+        scale -= max(1, (widest // MAX_EXP_BUCKETS).bit_length() - 1)
+
+
 def merge_exp(a: ExpBuckets, b: ExpBuckets) -> ExpBuckets:
     """Add two exponential histograms, downscaling to the coarser scale."""
-    scale = min(a.scale, b.scale)
+    scale = _merge_scale([a, b])
     a2, b2 = downscale(a, scale), downscale(b, scale)
     po, pc = _add_range(a2.pos_offset, a2.pos_counts, b2.pos_offset, b2.pos_counts)
     no, nc = _add_range(a2.neg_offset, a2.neg_counts, b2.neg_offset, b2.neg_counts)
@@ -308,7 +328,7 @@ def _accumulate(ranges: list[tuple[int, list[int]]], shifts: list[int]) -> tuple
 
 
 def _merge_exp_many(hs: list[ExpBuckets]) -> ExpBuckets:
-    scale = min(h.scale for h in hs)
+    scale = _merge_scale(hs)
     shifts = [h.scale - scale for h in hs]
     po, pc = _accumulate([(h.pos_offset, h.pos_counts) for h in hs], shifts)
     no, nc = _accumulate([(h.neg_offset, h.neg_counts) for h in hs], shifts)

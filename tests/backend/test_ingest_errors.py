@@ -276,3 +276,40 @@ def test_ingest_token_when_required(backend_factory: Any) -> None:
         headers={"Content-Type": "application/x-protobuf", "Authorization": "Bearer test-token"},
     )
     assert ok.status_code == 200
+
+
+def test_hostile_numbers_never_break_the_query_api(backend: Backend) -> None:
+    """Far-apart exponential ranges, out-of-range buckets and overflowing sums."""
+    now = time.time()
+    hists = [
+        {"scale": 20, "count": 1, "sum": 1.0, "positive": {"offset": -1_000_000_000, "bucket_counts": [1]}},
+        {"scale": 0, "count": 1, "sum": 1.0, "positive": {"offset": 2_000_000_000, "bucket_counts": [1]}},
+        {"scale": 0, "count": 2, "sum": 1e308, "positive": {"offset": 1000, "bucket_counts": [1, 1]}},
+        {"scale": 20, "count": 2, "sum": 1e308, "positive": {"offset": 1_000_000_000, "bucket_counts": [1, 1]}},
+        {"scale": -10, "count": 1, "sum": 1.0, "negative": {"offset": 0, "bucket_counts": [1]}},
+    ]  # fmt: skip
+    refused = []
+    for i, hist in enumerate(hists):
+        req = metric_request(
+            "http.server.request.duration",
+            kind="exp",
+            unit="s",
+            points=[{"hist": hist, "time_s": now + i, "attributes": {"n": i}}],
+        )
+        refused.append(_partial(post_otlp(backend, req.SerializeToString())).partial_success)
+    assert [r.rejected_data_points for r in refused] == [0, 1, 0, 0, 1]
+    assert "outside the range of a double" in refused[1].error_message
+    for value in (1e308, 1e308, -1e308):
+        req = metric_request("ml.model.predictions", points=[{"value": value, "time_s": now}])
+        post_otlp(backend, req.SerializeToString())
+        now += 0.001
+    for path in ("/metrics/current", "/metrics/distribution", "/metrics/summary"):
+        assert backend.client.get(path, params={"from": "now-1m"}).status_code == 200, path
+    for metric in ("p99_latency_ms", "prediction_count", "http.server.request.duration"):
+        resp = backend.client.get("/metrics/history", params={"metric": metric, "from": "now-5m"})
+        assert resp.status_code == 200, metric
+    dist = backend.get("/metrics/distribution", **{"from": "now-1m"})
+    # The accepted points merged at a scale coarse enough to hold their far-apart ranges
+    # in a bounded number of buckets.
+    assert dist["count"] == 5
+    assert len(dist["buckets"]) <= 2048

@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 
 from backend.api.deps import SettingsDep, StoreDep
-from backend.api.params import bad, iso, parse_duration, parse_list, parse_range
+from backend.api.params import bad, finite, iso, parse_duration, parse_list, parse_range
 from backend.query import export as export_q
 from backend.query import history as history_q
 from backend.query.signals import HTTP_DURATION, Signal, UnknownSignalError, resolve
@@ -53,7 +53,7 @@ def current(
 ) -> dict[str, Any]:
     """The seed's snapshot over the last `window` (default 5m)."""
     span = parse_duration(window, "window")
-    return snapshot(store, time.time(), span, service)
+    return finite(snapshot(store, time.time(), span, service))
 
 
 @router.get("/summary")
@@ -62,7 +62,7 @@ def summary(
 ) -> dict[str, Any]:
     """The snapshot's panels over a range (default: the last hour)."""
     t0, t1 = parse_range(start, end)
-    return snapshot(store, t1, t1 - t0, service)
+    return finite(snapshot(store, t1, t1 - t0, service))
 
 
 @router.get("/history")
@@ -82,7 +82,7 @@ def history(
     """A signal (or raw metric) at each step of a range, one series per group."""
     t0, t1 = parse_range(start, end)
     sig = _signal(store, metric, stat)
-    return history_q.history(
+    doc = history_q.history(
         store,
         sig,
         t0,
@@ -92,6 +92,7 @@ def history(
         _filters(service=service, route=route, model=model),
         settings.retention_seconds(),
     )
+    return finite(doc)
 
 
 @router.get("/distribution")
@@ -108,8 +109,10 @@ def distribution(
     t0, t1 = parse_range(start, end)
     if not store.series(metric):
         raise HTTPException(status_code=404, detail=f"unknown metric {metric!r}")
-    return history_q.distribution(
-        store, metric, t0, t1, _filters(service=service, route=route, model=model)
+    return finite(
+        history_q.distribution(
+            store, metric, t0, t1, _filters(service=service, route=route, model=model)
+        )
     )
 
 
@@ -142,7 +145,7 @@ def exemplars(
     base = settings.jaeger_ui_url.rstrip("/")
     for ex in found:
         ex["trace_url"] = f"{base}/trace/{ex['trace_id']}" if ex["trace_id"] else None
-    return {"metric": metric, "from": t0, "to": t1, "exemplars": found}
+    return finite({"metric": metric, "from": t0, "to": t1, "exemplars": found})
 
 
 @router.get("/catalog")
@@ -181,7 +184,7 @@ def export(
     )
     stamp = f"{iso(t0)}_{iso(t1)}".replace(":", "")
     if format == "json":
-        body: str = json.dumps({"from": t0, "to": t1, "rows": list(items)})
+        body: str = json.dumps(finite({"from": t0, "to": t1, "rows": list(items)}))
         media = "application/json"
     else:
         body = export_q.to_csv(items)
