@@ -281,13 +281,18 @@ def test_ingest_token_when_required(backend_factory: Any) -> None:
 def test_hostile_numbers_never_break_the_query_api(backend: Backend) -> None:
     """Far-apart exponential ranges, out-of-range buckets and overflowing sums."""
     now = time.time()
+
+    def exp(scale: int, count: int, total: float, side: str, offset: int) -> dict[str, Any]:
+        buckets = {"offset": offset, "bucket_counts": [1] * count}
+        return {"scale": scale, "count": count, "sum": total, side: buckets}
+
     hists = [
-        {"scale": 20, "count": 1, "sum": 1.0, "positive": {"offset": -1_000_000_000, "bucket_counts": [1]}},
-        {"scale": 0, "count": 1, "sum": 1.0, "positive": {"offset": 2_000_000_000, "bucket_counts": [1]}},
-        {"scale": 0, "count": 2, "sum": 1e308, "positive": {"offset": 1000, "bucket_counts": [1, 1]}},
-        {"scale": 20, "count": 2, "sum": 1e308, "positive": {"offset": 1_000_000_000, "bucket_counts": [1, 1]}},
-        {"scale": -10, "count": 1, "sum": 1.0, "negative": {"offset": 0, "bucket_counts": [1]}},
-    ]  # fmt: skip
+        exp(20, 1, 1.0, "positive", -1_000_000_000),
+        exp(0, 1, 1.0, "positive", 2_000_000_000),  # 2**2e9: not a double
+        exp(0, 2, 1e308, "positive", 1000),
+        exp(20, 2, 1e308, "positive", 1_000_000_000),
+        exp(-10, 1, 1.0, "negative", 0),  # (1, 2**1024]: not a double
+    ]
     refused = []
     for i, hist in enumerate(hists):
         req = metric_request(
