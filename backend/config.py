@@ -46,7 +46,7 @@ class BackendSettings(BaseSettings):
     max_attributes_per_point: int = Field(default=32, gt=0)  # resource and point, each
     max_attribute_key_length: int = Field(default=128, gt=0)
     max_attribute_value_length: int = Field(default=1024, gt=0)
-    max_series: int = Field(default=50_000, gt=0)
+    max_series: int = Field(default=50_000, gt=0)  # active: with a point in the last hour
     max_exemplars_per_bucket: int = Field(default=4, ge=0)
     max_inflight_exports: int = Field(default=8, gt=0)  # beyond it: 429 + Retry-After
     # OTLP ingest is open by default, like a collector's receiver on loopback; set this

@@ -46,6 +46,9 @@ from backend.storage.base import (
 )
 
 SCHEMA_VERSION = 1
+ACTIVE_WINDOW_S = (
+    3600.0  # a series counts against MLPULSE_MAX_SERIES this long after its last point
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -173,7 +176,7 @@ class _SQLiteWrite:
                     self.new_series[fp] = sid
             if sid is None:
                 if count is None:
-                    count = int(self._conn.execute("SELECT count(*) FROM series").fetchone()[0])
+                    count = self._active_series()
                 if count >= max_series:
                     out.append(None)
                     continue
@@ -200,6 +203,21 @@ class _SQLiteWrite:
                 count += 1
             out.append(sid)
         return out
+
+    def _active_series(self) -> int:
+        """Series that received a point in the last ACTIVE_WINDOW_S (plus any without state).
+
+        Counting active series, not every row, keeps the limit about cardinality: a
+        producer restarting with a new `service.instance.id` leaves idle series behind,
+        which stop counting after an hour and are deleted once their data has expired.
+        """
+        since = int((time.time() - ACTIVE_WINDOW_S) * 1e9)
+        row = self._conn.execute(
+            "SELECT (SELECT count(*) FROM ingest_state WHERE time_ns >= ?)"
+            " + (SELECT count(*) FROM series WHERE id NOT IN (SELECT series_id FROM ingest_state))",
+            (since,),
+        ).fetchone()
+        return int(row[0])
 
     def load_states(self, series_ids: Iterable[int]) -> dict[int, PointState]:
         ids = list(set(series_ids))

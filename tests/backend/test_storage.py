@@ -294,3 +294,20 @@ def test_sql_windows_equal_python_merges(tmp_path: Path) -> None:
                 ), (metric, res, step, key)  # fmt: skip
                 assert a.sum == pytest.approx(b.sum)
     store.close()
+
+
+def test_series_limit_counts_active_series_only(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "db.sqlite")
+    now = time.time()
+
+    def send(instance: str, t: float) -> int:
+        req = metric_request(
+            "ml.model.predictions", instance=instance, points=[{"value": 1, "time_s": t}]
+        )
+        return ingest(store, req, Limits(max_series=2)).rejected
+
+    assert send("a", now - 7200) == 0  # idle for two hours
+    assert send("b", now) == 0
+    assert send("c", now) == 0  # "a" no longer counts
+    assert send("d", now) == 1  # "b" and "c" are active: the limit holds
+    store.close()
