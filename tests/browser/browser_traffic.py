@@ -217,11 +217,19 @@ class Traffic:
             # Slow, so its exemplar is among the slowest and its route shows in the page.
             self.request(self.extra_route, 2.5)
 
-    def tick(self, seconds: float = 5.0, *, at: float | None = None) -> None:
-        """Advance the clock by one export interval (or to `at`), generate traffic, export."""
+    def tick(
+        self, seconds: float = 5.0, *, at: float | None = None, new_models: tuple[str, ...] = ()
+    ) -> None:
+        """Advance the clock by one export interval (or to `at`), generate traffic, export.
+
+        `new_models` also get a prediction with feedback in this interval (a model the
+        page has not seen yet proves a live update unambiguously).
+        """
         self.now = at if at is not None else self.now + seconds
         with sdk_clock(self):
             self.interval(seconds)
+            for name in new_models:
+                self.prediction(name, cache_hit=False, feedback=True)
             assert self.provider.force_flush(10_000), "export failed"
 
     def backfill(self, minutes: float, seconds: float = 5.0) -> None:

@@ -204,11 +204,15 @@ def test_a_new_ingest_appears_without_a_reload(page: PageProbe, backend: Backend
     pg = page.page
     pg.wait_for_selector("#conn[data-state=live]", timeout=10_000)
     pg.evaluate("window.__sameDocument = true")
-    before_total = last_json(page, "/metrics/current")["api_metrics"]["total_requests"]
+    pg.evaluate("document.querySelector('[data-chart=requests] .uplot').__sameChart = true")
+    points_before = pg.locator("[data-chart=requests]").get_attribute("data-points")
     updates = int(pg.evaluate("Number(document.body.dataset.liveUpdates || 0)"))
     history_calls = len(responses(page, "/metrics/history"))
 
-    backend.traffic.tick(at=time.time())  # one export, as mlapi does every 5 s
+    new_model = f"live-{time.monotonic_ns()}"
+    assert not pg.locator(f"#models article[data-model='{new_model}']").count()
+    # One export, as mlapi does every 5 s, with a model the page has never seen.
+    backend.traffic.tick(at=time.time(), new_models=(new_model,))
 
     pg.wait_for_function(
         f"() => Number(document.body.dataset.liveUpdates || 0) > {updates}", timeout=5_000
@@ -220,9 +224,17 @@ def test_a_new_ingest_appears_without_a_reload(page: PageProbe, backend: Backend
         )
 
     doc, shown = stable(page, read)
-    assert doc["api_metrics"]["total_requests"] > before_total
+    assert new_model in doc["model_metrics"]
+    card = pg.locator(f"#models article[data-model='{new_model}']")
+    card.wait_for(timeout=5_000)
+    mae = card.locator("[data-role=mae]").get_attribute("data-value")
+    assert close(float(mae or "nan"), doc["model_metrics"][new_model]["avg_mae"])
     assert close(shown, doc["api_metrics"]["total_requests"])
     assert pg.evaluate("window.__sameDocument") is True  # no reload happened
+    # The chart is the same uPlot instance (data replaced, not rebuilt) and still full.
+    assert pg.evaluate("document.querySelector('[data-chart=requests] .uplot').__sameChart")
+    points_after = pg.locator("[data-chart=requests]").get_attribute("data-points")
+    assert int(points_after or 0) >= int(points_before or 0) > 0
     # Charts appended: only the tail of the range was fetched, not the whole hour.
     tails = responses(page, "/metrics/history")[history_calls:]
     assert tails, "no chart update after the ingest"
@@ -447,4 +459,20 @@ def test_a_firing_latency_alert_links_to_its_slowest_trace(
     assert re.fullmatch(r"http://jaeger\.example:16686/trace/[0-9a-f]{32}", href), href
     assert "Slowest trace" in link.inner_text()
     pg.wait_for_selector("#status-pill[data-status=degraded]", timeout=10_000)
+
+    # Acknowledge, then silence it, from the page (the token is asked once).
+    pg.evaluate(f"sessionStorage.setItem('mlpulse.token', {json.dumps(TOKEN)})")
+    alert.locator(".tag", has_text="firing").wait_for(timeout=15_000)
+    alert.locator("button", has_text="Acknowledge").click()
+    pg.wait_for_selector(".toast:has-text('Acknowledged high_p95_latency')")
+    acked = [a for a in backend.get("/alerts/active")["alerts"] if a["rule"] == "high_p95_latency"]
+    assert acked and all(a["acknowledged_at"] for a in acked)
+    alert.filter(has_text="acknowledged by dashboard").wait_for(timeout=10_000)
+    alert.locator("button", has_text="Silence 1 h").click()
+    pg.wait_for_selector(".toast:has-text('Silenced high_p95_latency for 1 hour')")
+    silences = backend.get("/alerts/silences")["silences"]
+    assert any(
+        {"name": "alertname", "op": "=", "value": "high_p95_latency"} in s["matchers"]
+        for s in silences
+    )
     assert not page.errors, page.errors

@@ -330,7 +330,7 @@ export class GraphsPanel {
  * @param {string} base @param {string} traceId @param {string} text @param {number} [at]
  */
 export function traceLink(base, traceId, text, at) {
-  if (!base || !/^[0-9a-f]{16,32}$/i.test(String(traceId || ""))) return null;
+  if (!/^https?:\/\//.test(base || "") || !/^[0-9a-f]{16,32}$/i.test(String(traceId || ""))) return null;
   return h("a", {
     class: "chip", href: `${base}/trace/${traceId}`, target: "_blank", rel: "noopener noreferrer",
     title: `trace ${traceId}${f.isNum(at) ? ` at ${f.dateTime(at)}` : ""}`, "data-trace": traceId,
