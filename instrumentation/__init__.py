@@ -21,9 +21,10 @@ Usage::
 
 Model and cache activity is recorded through `Telemetry.models` (`ModelTelemetry`) and
 `Telemetry.cache` (`CacheTelemetry`). A measurement costs a deque append on the request
-path; buffers are folded into cumulative state when a reader collects. Export follows the standard ``OTEL_*`` variables
-(endpoint, protocol ``http/protobuf`` or ``grpc``, headers, service name, resource
-attributes, sampler, ``OTEL_METRIC_EXPORT_INTERVAL``); the default export interval is 5 s.
+path; buffers are folded into cumulative state when a reader collects. Export follows
+the standard ``OTEL_*`` variables (endpoint, protocol ``http/protobuf`` or ``grpc``,
+headers, service name, resource attributes, sampler, ``OTEL_METRIC_EXPORT_INTERVAL``);
+the default export interval is 5 s.
 Tests inject ``metric_readers=[InMemoryMetricReader()]`` and ``span_processors=[...]``.
 No global provider is set. `uninstrument_app(app)` undoes everything, `shutdown()` flushes
 every instrumentation at exit. See docs/instrumentation.md.

@@ -338,7 +338,7 @@ def _env_metric_readers(
     interval = _export_interval_millis(export_interval_s)
     exporters: list[MetricExporter] = []
     if "otlp" in kinds:
-        exporters.append(_otlp_metric_exporter(default_endpoint))
+        exporters.append(_otlp_metric_exporter(default_endpoint, _export_timeout_s(interval)))
     if "console" in kinds:
         exporters.append(ConsoleMetricExporter())
     return [
@@ -347,7 +347,18 @@ def _env_metric_readers(
     ]
 
 
-def _otlp_metric_exporter(default_endpoint: str | None) -> MetricExporter:
+def _export_timeout_s(interval_millis: float | None) -> float | None:
+    """An export (retries included) should not outlast its interval: a collector or
+    backend that is still starting would otherwise hold back the next exports by the
+    SDK's 10 s. OTEL_EXPORTER_OTLP_(METRICS_)TIMEOUT, when set, wins."""
+    if _env("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT") or _env("OTEL_EXPORTER_OTLP_TIMEOUT"):
+        return None
+    if interval_millis is None:
+        interval_millis = float(_env("OTEL_METRIC_EXPORT_INTERVAL") or 60_000)
+    return min(max(interval_millis / 1000, 1.0), 10.0)
+
+
+def _otlp_metric_exporter(default_endpoint: str | None, timeout_s: float | None) -> MetricExporter:
     # With an OTEL_* endpoint (or none at all) the exporter reads the environment itself;
     # the default endpoint only fills the gap (mlapi's embedded default: the backend).
     endpoint = None if _endpoint_from_env("METRICS") else default_endpoint
@@ -356,12 +367,12 @@ def _otlp_metric_exporter(default_endpoint: str | None) -> MetricExporter:
             OTLPMetricExporter as GrpcMetricExporter,
         )
 
-        return GrpcMetricExporter()
+        return GrpcMetricExporter(timeout=timeout_s)
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
         OTLPMetricExporter as HttpMetricExporter,
     )
 
-    return HttpMetricExporter(endpoint=endpoint)
+    return HttpMetricExporter(endpoint=endpoint, timeout=timeout_s)
 
 
 def _env_span_processors(default_endpoint: str | None) -> list[SpanProcessor]:
