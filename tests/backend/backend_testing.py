@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -70,7 +71,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> BackendSettings:
 
 
 def meter_provider(
-    url: str, service: str = "mlapi", instance: str = "i-1", **resource: str
+    url: str, service: str = "mlapi", instance: str = "i-1", gzip: bool = False, **resource: str
 ) -> MeterProvider:
     """A real SDK MeterProvider exporting OTLP/HTTP protobuf to the backend on flush only.
 
@@ -79,6 +80,7 @@ def meter_provider(
     exporter = OTLPMetricExporter(
         endpoint=f"{url}/v1/metrics",
         preferred_aggregation={Histogram: ExponentialBucketHistogramAggregation()},
+        compression=Compression.Gzip if gzip else Compression.NoCompression,
     )
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
     attrs = {"service.name": service, "service.instance.id": instance, **resource}

@@ -170,3 +170,19 @@ def test_history_grouped_with_filters_and_percentile_bounds(backend: Backend) ->
     _, v = next(p for p in series["points"] if p[1] is not None)
     _, lo, hi = next(b for b in series["bounds"] if b[1] is not None)
     assert lo <= 100.0 <= hi and lo <= v <= hi
+
+
+def test_health_reports_version_ingest_age_and_unreachable_storage(backend: Backend) -> None:
+    h = backend.get("/health")
+    assert (h["status"], h["storage"], h["last_ingest_at"]) == ("ok", {"reachable": True}, None)
+    assert h["version"]
+    _post(
+        backend,
+        metric_request("ml.model.predictions", points=[{"value": 1, "time_s": time.time()}]),
+    )
+    h = backend.get("/health")
+    assert 0 <= h["last_ingest_age_seconds"] < 10
+    backend.app.state.store.close()
+    resp = backend.client.get("/health")
+    assert resp.status_code == 503
+    assert resp.json()["storage"] == {"reachable": False}

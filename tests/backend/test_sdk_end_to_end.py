@@ -180,7 +180,7 @@ def test_producer_restart_counts_from_zero_without_loss_or_double(backend: Backe
 
 def test_two_instances_add_up(backend: Backend) -> None:
     a = meter_provider(backend.url, instance="i-1")
-    b = meter_provider(backend.url, instance="i-2")
+    b = meter_provider(backend.url, instance="i-2", gzip=True)  # the SDK's gzip encoding
     rng = np.random.default_rng(3)
     xa, xb = rng.lognormal(-3, 0.5, 3000), rng.lognormal(-2, 0.5, 1000)
     for provider, xs, errors in ((a, xa, 30), (b, xb, 70)):
