@@ -21,11 +21,12 @@ everywhere. Signals and their units are listed in docs/contracts.md ("Signals").
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from backend.query.histograms import quantile, relative_error
+from backend.query.histograms import quantile
 from backend.storage.aggregate import Aggregate, merge_all
 from backend.storage.base import RESOLUTIONS, MetricStore, SeriesInfo
 from backend.storage.rollup import bucket_start, regroup
@@ -492,8 +493,6 @@ def choose_resolution(
     Without a step: 10 s up to 2 h, 1 min up to 2 days, else 1 h. With a step: the
     coarsest resolution that divides it. Then coarser while `start` is past retention.
     """
-    import time
-
     if step is None:
         span = end - start
         res = 10 if span <= 7200 else 60 if span <= 172_800 else 3600
@@ -639,18 +638,6 @@ def _named(name: str) -> Signal:
         return SIGNALS[name]
     except KeyError:
         raise UnknownSignalError(f"unknown signal {name!r}") from None
-
-
-def percentile_error_bound(
-    store: MetricStore, metric: str, start: float, end: float
-) -> float | None:
-    """Worst-case relative error of exponential-histogram percentiles of `metric` in a window."""
-    sig = raw_signal(metric, "exp_histogram", True, "p50")
-    res = choose_resolution(start, end)
-    lo = bucket_start(start, res)
-    rows = _read(store, sig, start, end, res, None, max(res, math.ceil(end) - lo), lo)[metric]
-    agg = merge_all([a for _, _, a in rows])
-    return relative_error(agg.exponential.scale) if agg.exponential is not None else None
 
 
 def latest_time(
