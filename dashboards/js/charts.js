@@ -295,9 +295,10 @@ export class Gauge {
     // Threshold ticks at `bad` and `warn`.
     const tick = (p) => {
       const a = Math.PI * (1 - p / 100);
-      const x1 = cx + (r - 16) * Math.cos(a), y1 = cy - (r - 16) * Math.sin(a);
-      const x2 = cx + (r + 16) * Math.cos(a), y2 = cy - (r + 16) * Math.sin(a);
-      return svg("line", { x1, y1, x2, y2, class: "gauge-tick" });
+      // A short mark just outside the arc: the alert thresholds, read like a scale.
+      const x1 = cx + (r + 12) * Math.cos(a), y1 = cy - (r + 12) * Math.sin(a);
+      const x2 = cx + (r + 18) * Math.cos(a), y2 = cy - (r + 18) * Math.sin(a);
+      return svg("line", { x1, y1, x2, y2, class: "gauge-tick" }, svg("title", {}, `${p} %`));
     };
     this.value = h("div", { class: "gauge-value", "data-role": "value" }, "—");
     this.caption = h("div", { class: "gauge-caption" }, opts.label);
