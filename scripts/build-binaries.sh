@@ -22,7 +22,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="${MLPULSE_BIN_CACHE:-${HOME}/.cache/mlpulse/bin}"
+CACHE="${MLPULSE_BIN_CACHE:-${HOME:?HOME is unset: set MLPULSE_BIN_CACHE}/.cache/mlpulse/bin}"
 CONFIG_DIR="${ROOT}/collector-config"
 MANIFEST="${CONFIG_DIR}/builder-config.yaml"
 JAEGER_MOD_DIR="${CONFIG_DIR}/jaeger-build"
@@ -51,6 +51,10 @@ for arg in "$@"; do
 done
 [ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(otelcol jaeger)
 
+# Go's default install location, for shells whose PATH lacks it.
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+  export PATH="/usr/local/go/bin:${PATH}"
+fi
 command -v go >/dev/null 2>&1 || die "go not found on PATH (Go >= 1.24 is needed)"
 [ -f "$MANIFEST" ] || die "missing $MANIFEST"
 [ -f "${JAEGER_MOD_DIR}/go.mod" ] || die "missing ${JAEGER_MOD_DIR}/go.mod"

@@ -55,14 +55,14 @@ class Binaries:
     jaeger: Path
 
 
-def _bin_cache() -> Path:
+def bin_cache() -> Path:
     env = os.environ.get("MLPULSE_BIN_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "mlpulse" / "bin"
 
 
 def _find_binary(env_name: str, default_name: str) -> tuple[Path | None, str]:
     env = os.environ.get(env_name)
-    path = Path(env) if env else _bin_cache() / default_name
+    path = Path(env) if env else bin_cache() / default_name
     where = f"{env_name}={env}" if env else f"default path {path} (override with {env_name})"
     if path.is_file() and os.access(path, os.X_OK):
         return path, where
