@@ -50,7 +50,7 @@ def create_app(
         settings,
         model_telemetry=telemetry.models if telemetry else None,
         cache_telemetry=telemetry.cache if telemetry else None,
-        tracer=telemetry.tracer if telemetry and telemetry.traces_enabled else None,
+        traced=telemetry is not None and telemetry.traces_enabled,
     )
     app.state.service = service
     app.state.telemetry = telemetry

@@ -13,7 +13,7 @@ from time import perf_counter
 from typing import Any
 
 import psutil
-from opentelemetry.trace import Tracer, get_current_span
+from opentelemetry.trace import get_current_span
 
 from instrumentation import CacheTelemetry, ModelTelemetry
 from mlapi.cache import TTLCache
@@ -55,10 +55,10 @@ class MlService:
         *,
         model_telemetry: ModelTelemetry | None = None,
         cache_telemetry: CacheTelemetry | None = None,
-        tracer: Tracer | None = None,
+        traced: bool = False,
     ) -> None:
         self.settings = settings
-        self._tracer = tracer
+        self._traced = traced
         self.registry = ModelRegistry(
             TrainingSettings(
                 n_samples=settings.training_samples,
@@ -117,29 +117,25 @@ class MlService:
 
         duration = 0.0
         if cached is None:
-            if self._tracer is not None:
-                with self._tracer.start_as_current_span(f"{name} inference"):
-                    started = perf_counter()
-                    prediction = model.predict(features)
-                    duration = perf_counter() - started
-            else:
-                started = perf_counter()
-                prediction = model.predict(features)
-                duration = perf_counter() - started
+            started = perf_counter()
+            prediction = model.predict(features)
+            duration = perf_counter() - started
             if not bypass:
                 self.cache.put(key, prediction)
         else:
             prediction = cached
         value = prediction.value * faults.drift_factor()
         prediction_id = uuid.uuid4().hex
-        if self._tracer is not None:
-            # On the server span: find a prediction's trace from its id (never a metric label).
+        if self._traced:
+            # On the server span (no child span: a span costs more than the inference
+            # it would time): find a prediction's trace from its id, never a metric label.
             get_current_span().set_attributes(
                 {
                     "ml.model.name": name,
                     "ml.model.version": model.version,
                     "ml.prediction.cache_hit": cached is not None,
                     "ml.prediction.id": prediction_id,
+                    "ml.model.inference.duration": duration,
                 }
             )
         self.feedback.add(

@@ -201,22 +201,20 @@ def test_health_creates_no_span_while_predictions_do(
     assert health.json()["model_versions"] == {"result": "v1", "duration": "v1"}
     assert span_exporter.get_finished_spans() == ()
     body = _predict(client)
-    inference, server = span_exporter.get_finished_spans()
-    assert (inference.name, server.name) == ("result inference", "POST /predict/result")
-    assert inference.parent is not None and inference.parent.span_id == server.context.span_id
+    (server,) = span_exporter.get_finished_spans()
+    assert server.name == "POST /predict/result"
     assert server.attributes is not None
     assert server.attributes["ml.prediction.id"] == body["prediction_id"]
     assert server.attributes["ml.model.version"] == "v1"
     assert server.attributes["ml.prediction.cache_hit"] is False
-    _predict(client)  # a cache hit computes nothing: no inference span
-    assert [s.name for s in span_exporter.get_finished_spans()][2:] == ["POST /predict/result"]
+    assert 0 < server.attributes["ml.model.inference.duration"] < 1
 
 
 def test_http_and_model_exemplars_carry_the_request_trace(
     client: TestClient, reader: InMemoryMetricReader, span_exporter: InMemorySpanExporter
 ) -> None:
     _predict(client, "duration")
-    _inference, span = span_exporter.get_finished_spans()
+    (span,) = span_exporter.get_finished_spans()
     ids = (span.context.trace_id, span.context.span_id)
     metrics = collect(reader)
     http = point(
