@@ -118,3 +118,20 @@ export function axis(v) {
   if (a >= 100) return String(Math.round(v));
   return String(+v.toPrecision(3));
 }
+
+/**
+ * A percentile's bounds as "208–217" (ms) or "2.48 s–2.59 s", with just enough decimals
+ * that the two ends differ when they do.
+ */
+export function msRange(lo, hi) {
+  if (!isNum(lo) || !isNum(hi)) return "";
+  const inSeconds = Math.max(Math.abs(lo), Math.abs(hi)) >= 1000;
+  const scale = inSeconds ? 1000 : 1;
+  const unit = inSeconds ? " s" : "";
+  const base = inSeconds ? 2 : Math.abs(hi) >= 100 ? 0 : Math.abs(hi) >= 10 ? 1 : 2;
+  for (let d = base; d <= base + 3; d++) {
+    const a = fixed(lo / scale, d), b = fixed(hi / scale, d);
+    if (a !== b || lo === hi) return `${a}${unit}–${b}${unit}`;
+  }
+  return `${fixed(lo / scale, base + 3)}${unit}–${fixed(hi / scale, base + 3)}${unit}`;
+}

@@ -99,7 +99,7 @@ function renderStatus() {
 let snapshotWindowMin = 5;
 
 async function refreshNumbers() {
-  const [current, hl] = await Promise.allSettled([getJSON("metrics/current"), getJSON("health")]);
+  const [current, hl] = await Promise.allSettled([getJSON("metrics/current"), getJSON("health"), apiPanel.loadRoutes()]);
   if (hl.status === "fulfilled") {
     health.reachable = true;
     health.ageAtFetch = hl.value.last_ingest_age_seconds ?? null;

@@ -155,6 +155,27 @@ def test_overview_models_and_api_panels_show_the_numbers_the_api_returns(
         raw = line.locator("[data-role=value]").get_attribute("data-value")
         assert raw is not None and close(float(raw), m["avg_mae"]), name
 
+    # Per-route requests: the sum of the 10 s request counts the page received.
+    def routes() -> tuple[dict[str, float], dict[str, float]]:
+        counts = [
+            r
+            for r in responses(page, "/metrics/history")
+            if params(r.url).get("metric") == "request_count"
+        ][-1].json()
+        expected = {
+            s["labels"]["route"]: sum(v for _, v in s["points"] if v) for s in counts["series"]
+        }
+        shown = {
+            row.get_attribute("data-route") or "": float(
+                row.locator("td.num").first.get_attribute("data-value") or "nan"
+            )
+            for row in page.page.locator("#api-perf tr[data-route]").all()
+        }
+        return expected, shown
+
+    expected, shown = stable(page, routes)
+    assert shown == {k: v for k, v in expected.items() if v > 0}
+    assert "/predict/results" in shown
     assert not page.errors, page.errors
 
 
@@ -401,7 +422,10 @@ def test_markup_in_attribute_values_renders_as_text(page: PageProbe) -> None:
     pg.wait_for_function(
         "() => document.querySelector('#chart-mae .u-legend')?.textContent.includes('<img')"
     )
-    # The route: the slowest exemplars name their route.
+    # The route: the per-route table and the slowest exemplars name it.
+    cell = pg.locator("#api-perf td.route").filter(has_text="<img")
+    cell.wait_for(timeout=10_000)
+    assert cell.inner_text() == XSS_ROUTE
     pg.wait_for_selector("#exemplars a[data-trace]")
     assert XSS_ROUTE in pg.locator("#exemplars").inner_text()
     # Nothing became an element; nothing ran.

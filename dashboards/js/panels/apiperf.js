@@ -3,6 +3,7 @@
  * percentile's bucket bounds ("212 ms (208–217)"), and throughput.
  */
 
+import { getJSON } from "../api.js";
 import { h, replace } from "../dom.js";
 import * as f from "../format.js";
 import { makeStat } from "./cards.js";
@@ -27,10 +28,55 @@ export class ApiPanel {
     this.splitBad = h("div", { class: "split-bad" });
     this.legendOk = h("span");
     this.legendBad = h("span");
+    this.routes = h("div", { class: "routes" });
     replace(root,
       h("dl", { class: "stats api-grid" }, ...Object.values(this.stats).map((s) => s.root)),
       h("div", { class: "split", title: "success vs errors" }, this.splitOk, this.splitBad),
-      h("div", { class: "split-legend" }, this.legendOk, this.legendBad));
+      h("div", { class: "split-legend" }, this.legendOk, this.legendBad),
+      this.routes);
+  }
+
+  /**
+   * Per-route requests, error % and average latency over the last `seconds`, from 10 s
+   * steps: counts add up, and error % and average latency are count-weighted means of the
+   * steps, so the numbers are exact (not averages of averages).
+   */
+  async loadRoutes(seconds = 300) {
+    const step = 10;
+    const to = Math.ceil(Date.now() / 1000);
+    const from = Math.floor((to - seconds) / step) * step;
+    const q = (metric) => getJSON("metrics/history", { metric, from, to, step, group_by: "route" });
+    let counts, errors, latency;
+    try {
+      [counts, errors, latency] = await Promise.all([q("request_count"), q("error_rate_percent"), q("avg_latency_ms")]);
+    } catch {
+      return; // the table keeps its last state
+    }
+    const byRoute = (doc) => new Map((doc.series || []).map((s) => [s.labels?.route ?? "", new Map(s.points)]));
+    const err = byRoute(errors), lat = byRoute(latency);
+    const rows = (counts.series || []).map((s) => {
+      const route = s.labels?.route ?? "";
+      let n = 0, failed = 0, latSum = 0;
+      for (const [t, c] of s.points) {
+        if (!f.isNum(c) || c <= 0) continue;
+        n += c;
+        const e = err.get(route)?.get(t), l = lat.get(route)?.get(t);
+        if (f.isNum(e)) failed += (e * c) / 100;
+        if (f.isNum(l)) latSum += l * c;
+      }
+      return { route, n, failed, avg: n ? latSum / n : null };
+    }).filter((r) => r.n > 0).sort((a, b) => b.n - a.n);
+    if (!rows.length) { replace(this.routes); return; }
+    const minutes = (to - from) / 60;
+    replace(this.routes, h("table", { class: "table table--compact" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Route"), h("th", { class: "num" }, "Requests"),
+        h("th", { class: "num" }, "/min"), h("th", { class: "num" }, "Errors"), h("th", { class: "num" }, "Avg"))),
+      h("tbody", {}, ...rows.map((r) => h("tr", { "data-route": r.route },
+        h("td", { class: "route mono", title: r.route }, r.route || "(none)"),
+        h("td", { class: "num", "data-value": r.n }, f.count(r.n)),
+        h("td", { class: "num" }, f.rate(r.n / minutes)),
+        h("td", { class: `num${r.failed > 0 ? " bad" : ""}` }, r.n ? f.pct((r.failed / r.n) * 100, 1) : f.DASH),
+        h("td", { class: "num" }, f.ms(r.avg)))))));
   }
 
   /**
@@ -58,7 +104,7 @@ export class ApiPanel {
       ["p99", api.p99_response_time_ms, api.p99_response_time_bounds_ms],
     ]) {
       const b = boundValue(field, bounds);
-      const range = f.isNum(b.lower) && f.isNum(b.upper) ? `(${f.msBare(b.lower)}–${f.msBare(b.upper)})` : "";
+      const range = f.isNum(b.lower) && f.isNum(b.upper) ? `(${f.msRange(b.lower, b.upper)})` : "";
       s[key].set(f.ms(b.value), b.value, range);
     }
     s.throughput.set(f.rate(rpm), rpm, "/min");

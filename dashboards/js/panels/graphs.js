@@ -279,7 +279,7 @@ export class GraphsPanel {
     const part = (name) => {
       const p = pc[name];
       if (!p || !f.isNum(p.value)) return null;
-      const bounds = f.isNum(p.lower) && f.isNum(p.upper) ? ` (${f.msBare(p.lower * scale)}–${f.msBare(p.upper * scale)})` : "";
+      const bounds = f.isNum(p.lower) && f.isNum(p.upper) ? ` (${f.msRange(p.lower * scale, p.upper * scale)})` : "";
       return h("span", { "data-percentile": name, "data-value": p.value * scale }, `${name} ${f.ms(p.value * scale)}${bounds}`);
     };
     const parts = ["p50", "p95", "p99"].map(part).filter(Boolean);
