@@ -4,7 +4,8 @@ Schema (see docs/api.md for the reasoning):
 
 - `series`: one row per series identity (resource + scope + metric + point attributes),
   with `service`/`instance` columns pulled out of the resource for filtering.
-- `buckets`: one row per (resolution, series, bucket start) holding an `Aggregate`.
+- `buckets`: one row per (resolution, series, bucket start) holding an `Aggregate`
+  (scalars in columns, histogram buckets as compact binary, exemplars as JSON).
   Ingest merges every accepted point into its 10 s, 1 min and 1 h bucket in the same
   transaction, so the rollups are always exact, late points included.
 - `ingest_state`: the last accepted point per series (time, start time, cumulative
