@@ -77,6 +77,8 @@ export class TimeChart {
     this.xRange = null;
     this.plot = null;
     this.signature = null;
+    /** @type {Array<{t: number, v: number, href: string, title: string}>} */
+    this.markers = [];
     this.resizeObs = new ResizeObserver(() => this.resize());
     this.resizeObs.observe(container);
     this.build();
@@ -125,6 +127,7 @@ export class TimeChart {
           range: (u, min, max) => {
             const lo = isNum(yMin) ? yMin : Math.min(0, isNum(min) ? min : 0);
             let hi = isNum(yMax) ? yMax : isNum(max) ? max : 1;
+            for (const m of this.markers) if (!isNum(yMax) && m.v > hi) hi = m.v;
             if (!(hi > lo)) hi = lo + 1;
             return [lo, isNum(yMax) ? hi : hi + (hi - lo) * 0.1];
           },
@@ -134,7 +137,39 @@ export class TimeChart {
         { ...axis, values: timeAxisValues },
         { ...axis, size: 60, values: (u, vals) => vals.map((v) => axisFmt(v)) },
       ],
+      hooks: { draw: [(u) => this.placeMarkers(u)] },
     }, this.data, this.container);
+    this.markerLayer = h("div", { class: "marker-layer" });
+    this.plot.over.append(this.markerLayer);
+    this.placeMarkers(this.plot);
+  }
+
+  /**
+   * Show exemplar markers (links) on the plot, e.g. slow requests linking to their trace.
+   * @param {Array<{t: number, v: number, href: string, title: string}>} markers
+   */
+  setMarkers(markers) {
+    this.markers = markers;
+    this.container.dataset.exemplars = String(markers.length);
+    if (this.plot) this.plot.setData(this.data); // rescale y for markers above the lines
+  }
+
+  /** Position the marker links over the plot (after each draw: zoom, resize, data). */
+  placeMarkers(u) {
+    if (!this.markerLayer) return;
+    const [x0, x1] = [u.scales.x.min, u.scales.x.max];
+    const dots = [];
+    for (const m of this.markers) {
+      if (!(m.t >= x0 && m.t <= x1)) continue;
+      const a = h("a", {
+        class: "marker", href: m.href, target: "_blank", rel: "noopener noreferrer",
+        title: m.title, "aria-label": m.title, "data-trace-marker": "",
+      });
+      a.style.left = `${u.valToPos(m.t, "x")}px`;
+      a.style.top = `${u.valToPos(m.v, "y")}px`;
+      dots.push(a);
+    }
+    this.markerLayer.replaceChildren(...dots);
   }
 
   /** Rebuild with fresh theme colors. */

@@ -218,6 +218,18 @@ def test_charts_have_the_data_of_the_history_api(page: PageProbe, backend: Backe
     href = links.first.get_attribute("href") or ""
     assert re.fullmatch(r"http://jaeger\.example:16686/trace/[0-9a-f]{32}", href), href
     assert links.first.get_attribute("rel") == "noopener noreferrer"
+
+    # On the latency chart itself: a marker per exemplar; clicking one opens its trace.
+    markers = pg.locator("[data-chart=latency] a[data-trace-marker]")
+    assert markers.count() > 0
+    top = markers.last  # drawn last, so nothing covers it
+    href = top.get_attribute("href") or ""
+    assert re.fullmatch(r"http://jaeger\.example:16686/trace/[0-9a-f]{32}", href), href
+    pg.context.route("http://jaeger.example:16686/**", lambda route: route.fulfill(body="jaeger"))
+    with pg.context.expect_page() as popup:
+        top.click()
+    assert popup.value.url == href
+    popup.value.close()
     assert not page.errors, page.errors
 
 

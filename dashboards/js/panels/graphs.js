@@ -301,15 +301,22 @@ export class GraphsPanel {
 
   async loadExemplars(w) {
     const box = this.els.exemplars;
-    if (!this.jaegerUrl) { box.hidden = true; return; }
+    const chart = this.charts.latency.chart;
+    if (!this.jaegerUrl) { box.hidden = true; chart.setMarkers([]); return; }
     let body;
     try {
-      body = await getJSON("metrics/exemplars", { metric: "http.server.request.duration", from: w.from, to: w.to, limit: 8 });
+      body = await getJSON("metrics/exemplars", { metric: "http.server.request.duration", from: w.from, to: w.to, limit: 30 });
     } catch {
       box.hidden = true;
       return;
     }
-    const items = normalizeExemplars(body).slice(0, 8);
+    const all = normalizeExemplars(body);
+    // On the latency chart: a marker per exemplar, at its time and latency, linking to its trace.
+    chart.setMarkers(all.filter((e) => f.isNum(e.at) && f.isNum(e.value_ms)).map((e) => ({
+      t: e.at, v: e.value_ms, href: `${this.jaegerUrl}/trace/${e.trace_id}`,
+      title: `${f.ms(e.value_ms)}${e.route ? ` · ${e.route}` : ""} at ${f.dateTime(e.at)} — open the trace`,
+    })).filter((m) => /^[0-9a-f]{16,32}$/i.test(m.href.split("/trace/")[1])));
+    const items = all.slice(0, 8);
     if (!items.length) { box.hidden = true; return; }
     box.hidden = false;
     replace(box,
