@@ -37,7 +37,8 @@ class BackendSettings(BaseSettings):
     data_dir: Path = Path("./.data")
     api_token: SecretStr | None = None
     mlapi_url: str = "http://127.0.0.1:8002"
-    jaeger_ui_url: str = "http://127.0.0.1:16686"
+    # Where trace links point; empty means no Jaeger, and the page hides the links.
+    jaeger_ui_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8003
 

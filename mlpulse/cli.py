@@ -38,7 +38,14 @@ def _run_backend(args: argparse.Namespace) -> int:
 
     from backend.app import create_app
 
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(
+        create_app(),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        # Long-lived /events streams must not hold a shutdown forever.
+        timeout_graceful_shutdown=5,
+    )
     return 0
 
 
@@ -47,7 +54,14 @@ def _run_mlapi(args: argparse.Namespace) -> int:
 
     from mlapi.app import create_app
 
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(
+        create_app(),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        # Long-lived /events streams must not hold a shutdown forever.
+        timeout_graceful_shutdown=5,
+    )
     return 0
 
 

@@ -67,6 +67,7 @@ class ServerThread:
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> BackendSettings:
+    overrides.setdefault("jaeger_ui_url", "http://127.0.0.1:16686")
     return BackendSettings(data_dir=data_dir, api_token=TOKEN, **overrides)
 
 

@@ -132,6 +132,20 @@ def test_catalog_lists_signals_and_metrics(backend: Backend) -> None:
     ]
 
 
+def test_exemplars_have_no_trace_link_without_a_jaeger_url(backend_factory: Any) -> None:
+    backend = backend_factory(jaeger_ui_url="")
+    tracer = TracerProvider().get_tracer("t")
+    provider = meter_provider(backend.url)
+    hist = provider.get_meter("mlapi").create_histogram("http.server.request.duration", unit="s")
+    with tracer.start_as_current_span("req"):
+        hist.record(1.5, {"http.route": "/predict", "http.response.status_code": 200})
+    assert provider.force_flush()
+    provider.shutdown()
+    (ex,) = backend.get("/metrics/exemplars", **{"from": "now-1m"})["exemplars"]
+    assert len(ex["trace_id"]) == 32
+    assert ex["trace_url"] is None
+
+
 def test_exemplars_carry_the_trace_of_a_real_span(backend: Backend) -> None:
     tracer = TracerProvider().get_tracer("t")
     provider = meter_provider(backend.url)

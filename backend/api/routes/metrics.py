@@ -144,7 +144,7 @@ def exemplars(
     )
     base = settings.jaeger_ui_url.rstrip("/")
     for ex in found:
-        ex["trace_url"] = f"{base}/trace/{ex['trace_id']}" if ex["trace_id"] else None
+        ex["trace_url"] = f"{base}/trace/{ex['trace_id']}" if base and ex["trace_id"] else None
     return finite({"metric": metric, "from": t0, "to": t1, "exemplars": found})
 
 
