@@ -6,6 +6,7 @@ import csv
 import io
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from backend_testing import Backend, meter_provider, metric_request
