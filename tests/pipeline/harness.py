@@ -271,7 +271,11 @@ class OtlpSink:
 
     def metric_points(self, service: str, metric: str) -> list[int]:
         """Integer values of every Sum data point of `metric` sent by `service`."""
-        values: list[int] = []
+        return [value for _, value in self.metric_points_timed(service, metric)]
+
+    def metric_points_timed(self, service: str, metric: str) -> list[tuple[int, int]]:
+        """(time_unix_nano, value) of every Sum data point, in the order received."""
+        values: list[tuple[int, int]] = []
         for rec in self.snapshot():
             if not isinstance(rec.message, ExportMetricsServiceRequest):
                 continue
@@ -282,7 +286,9 @@ class OtlpSink:
                 for sm in rm.scope_metrics:
                     for m in sm.metrics:
                         if m.name == metric:
-                            values.extend(int(p.as_int) for p in m.sum.data_points)
+                            values.extend(
+                                (int(p.time_unix_nano), int(p.as_int)) for p in m.sum.data_points
+                            )
         return values
 
     def span_names(self, service: str) -> list[str]:
