@@ -155,6 +155,7 @@ async function loadCharts() {
   chartsLoading = graphs.load(w, range.compare).catch(() => {});
   await chartsLoading;
   chartsLoading = null;
+  overview.setSparks(graphs.sparkData());
 }
 
 // Live updates are coalesced: at most one refresh runs, and one more follows if events
@@ -176,6 +177,7 @@ async function liveRefresh() {
         jobs.push(graphs.tail(range.window()));
       }
       await Promise.all(jobs);
+      overview.setSparks(graphs.sparkData());
       liveUpdates += 1;
       // For the live-path benchmark: which commit is on screen, and since when.
       document.body.dataset.liveCommittedAt = String(commit);

@@ -3,7 +3,7 @@
  * text nodes only (no flicker, no lost hover state).
  */
 
-import { h, setValue } from "../dom.js";
+import { h, svg, setValue } from "../dom.js";
 
 /**
  * A card: label, big value with unit, a sub line.
@@ -18,8 +18,26 @@ export function makeCard(key, label) {
     h("div", { class: "card-label" }, label),
     h("div", { class: "card-value" }, value, unit),
     sub);
+  const line = svg("polyline", { class: "spark-line", points: "" });
+  const area = svg("polygon", { class: "spark-area", points: "" });
+  const spark = svg("svg", { class: "spark", viewBox: "0 0 100 24", preserveAspectRatio: "none", "aria-hidden": "true" }, area, line);
+  root.append(spark);
   return {
     root,
+    /**
+     * Draw a sparkline of the newest values (the selected range), or hide it.
+     * @param {number[]} values
+     */
+    spark(values) {
+      const vs = (values || []).slice(-60);
+      spark.classList.toggle("is-empty", vs.length < 2);
+      if (vs.length < 2) return;
+      const lo = Math.min(...vs), hi = Math.max(...vs);
+      const span = hi - lo || 1;
+      const pts = vs.map((v, i) => `${((i / (vs.length - 1)) * 100).toFixed(2)},${(22 - ((v - lo) / span) * 20).toFixed(2)}`);
+      line.setAttribute("points", pts.join(" "));
+      area.setAttribute("points", `0,24 ${pts.join(" ")} 100,24`);
+    },
     /**
      * @param {{text: string, raw?: number|null, unit?: string, sub?: string, tone?: ""|"ok"|"warn"|"bad"}} v
      */

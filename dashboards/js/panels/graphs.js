@@ -145,6 +145,7 @@ class SignalChart {
   }
 
   render(w) {
+    this.lastStep = w.step;
     const keys = this.ordered(this.now);
     const prevKeys = this.ordered(this.prev);
     const defs = [
@@ -323,6 +324,25 @@ export class GraphsPanel {
       h("h4", {}, "Slowest requests — open the trace in Jaeger"),
       h("div", { class: "exemplar-list" }, ...items.map((e) => traceLink(this.jaegerUrl, e.trace_id,
         `${f.ms(e.value_ms)}${e.route ? ` · ${e.route}` : ""}`, e.at))));
+  }
+
+  /**
+   * The newest values of a few series, for the overview's sparklines.
+   * @returns {{requests: number[], latency: number[], errors: number[]}}
+   */
+  sparkData() {
+    const pick = (chart, signal) => {
+      const key = chart.now.keys().find((k) => k.startsWith(`${signal}|`));
+      if (!key) return [];
+      const [xs, ys] = chart.now.columns([key]);
+      const cutoff = chart.opts.completeOnly && chart.lastStep ? Date.now() / 1000 - chart.lastStep : Infinity;
+      return ys.filter((v, i) => f.isNum(v) && xs[i] <= cutoff);
+    };
+    return {
+      requests: pick(this.charts.requests, "request_rate"),
+      latency: pick(this.charts.latency, "avg_latency_ms"),
+      errors: pick(this.charts.errors, "error_rate_percent"),
+    };
   }
 
   /** Rebuild the uPlot instances (theme change). */

@@ -32,6 +32,16 @@ export class OverviewPanel {
     replace(root, this.status, c.uptime.root, c.rpm.root, c.errors.root, c.latency.root, this.mae, c.cache.root);
   }
 
+  /**
+   * Sparklines under the rate, error and latency cards (values of the selected range).
+   * @param {{requests: number[], latency: number[], errors: number[]}} data
+   */
+  setSparks(data) {
+    this.cards.rpm.spark(data.requests);
+    this.cards.errors.spark(data.errors);
+    this.cards.latency.spark(data.latency);
+  }
+
   /** @param {{status: string, label: string, reason: string}} s */
   setStatus(s) {
     const tone = { healthy: "ok", degraded: "warn", down: "bad" }[s.status] || "";
