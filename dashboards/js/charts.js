@@ -66,7 +66,7 @@ export class TimeChart {
   /**
    * @param {HTMLElement} container
    * @param {{format?: (v:number)=>string, axisFormat?: (v:number)=>string, height?: number,
-   *          yMin?: number, yMax?: number}} opts
+   *          yMin?: number, yMax?: number, logWhenSpread?: boolean}} opts
    */
   constructor(container, opts) {
     this.container = container;
@@ -79,6 +79,7 @@ export class TimeChart {
     this.signature = null;
     /** @type {Array<{t: number, v: number, href: string, title: string}>} */
     this.markers = [];
+    this.log = false;
     this.resizeObs = new ResizeObserver(() => this.resize());
     this.resizeObs.observe(container);
     this.build();
@@ -123,7 +124,11 @@ export class TimeChart {
           time: true,
           range: (u, min, max) => (this.xRange ? [this.xRange[0], this.xRange[1]] : [min ?? 0, max ?? 1]),
         },
-        y: {
+        y: this.log ? {
+          distr: 3,
+          log: 10,
+          range: (u, min, max) => uPlot.rangeLog(isNum(min) && min > 0 ? min : 1e-3, isNum(max) && max > 0 ? max : 1, 10, true),
+        } : {
           range: (u, min, max) => {
             const lo = isNum(yMin) ? yMin : Math.min(0, isNum(min) ? min : 0);
             let hi = isNum(yMax) ? yMax : isNum(max) ? max : 1;
@@ -135,7 +140,11 @@ export class TimeChart {
       },
       axes: [
         { ...axis, values: timeAxisValues },
-        { ...axis, size: 60, values: (u, vals) => vals.map((v) => axisFmt(v)) },
+        this.log ? {
+          // A log axis: labels, ticks and grid lines at the decades only.
+          ...axis, size: 60, values: (u, vals) => vals.map((v) => (v == null ? "" : axisFmt(v))),
+          filter: decades, grid: { ...axis.grid, filter: decades }, ticks: { ...axis.ticks, filter: decades },
+        } : { ...axis, size: 60, values: (u, vals) => vals.map((v) => axisFmt(v)) },
       ],
       hooks: { draw: [(u) => this.placeMarkers(u)] },
     }, this.data, this.container);
@@ -187,7 +196,11 @@ export class TimeChart {
    */
   update(defs, data, xRange) {
     this.xRange = xRange || null;
-    const signature = JSON.stringify(defs);
+    // Series whose sizes differ by more than 20× (a model's MAE in scans next to another's
+    // in seconds) share a log axis when the chart allows it, so every trend stays visible.
+    this.log = Boolean(this.opts.logWhenSpread) && spread(data) > 20;
+    if (this.log) data = [data[0], ...data.slice(1).map((ys) => ys.map((v) => (v != null && v > 0 ? v : null)))];
+    const signature = JSON.stringify([defs, this.log]);
     this.data = data;
     if (signature !== this.signature) {
       this.signature = signature;
@@ -208,6 +221,21 @@ export class TimeChart {
     this.plot?.destroy();
     this.plot = null;
   }
+}
+
+/** Keep the splits of a log axis that are powers of ten. */
+function decades(u, splits) {
+  return splits.map((v) => (v > 0 && Math.abs(Math.log10(v) - Math.round(Math.log10(v))) < 1e-9 ? v : null));
+}
+
+/** Ratio of the largest to the smallest typical (median) series value; 1 when unknown. */
+function spread(data) {
+  const medians = data.slice(1).map((ys) => {
+    const vs = ys.filter((v) => v != null && v > 0).sort((a, b) => a - b);
+    return vs.length ? vs[Math.floor(vs.length / 2)] : null;
+  }).filter((v) => v != null);
+  if (medians.length < 2) return 1;
+  return Math.max(...medians) / Math.min(...medians);
 }
 
 function lastValue(ys) {

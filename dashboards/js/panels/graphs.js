@@ -80,14 +80,16 @@ class SignalChart {
   /**
    * @param {HTMLElement} el
    * @param {{specs: Spec[], format: (v:number)=>string, axisFormat?: (v:number)=>string, yMax?: number,
-   *          emptyHint: string, fill?: boolean, completeOnly?: boolean}} opts
+   *          emptyHint: string, fill?: boolean, completeOnly?: boolean, logWhenSpread?: boolean}} opts
    */
   constructor(el, opts) {
     this.el = el;
     this.opts = opts;
     this.now = new SeriesSet();
     this.prev = new SeriesSet();
-    this.chart = new TimeChart(el, { format: opts.format, axisFormat: opts.axisFormat, yMax: opts.yMax, height: 220 });
+    this.chart = new TimeChart(el, {
+      format: opts.format, axisFormat: opts.axisFormat, yMax: opts.yMax, height: 220, logWhenSpread: opts.logWhenSpread,
+    });
     this.overlay = h("div", { class: "chart-overlay" });
     el.append(this.overlay);
     this.showState(loading());
@@ -167,6 +169,7 @@ class SignalChart {
     const data = joinColumns(cur, old);
     // Pin the x scale to the visible window so a sparse series still reads in time.
     this.chart.update(defs, data, [w.from, w.to]);
+    this.el.dataset.scale = this.chart.log ? "log" : "linear";
     const n = this.chart.pointCount();
     this.el.dataset.points = String(n);
     this.showState(n ? null : empty("No data in this range", this.opts.emptyHint));
@@ -220,7 +223,7 @@ export class GraphsPanel {
       }),
       mae: new SignalChart(els.mae, {
         specs: [{ signal: "model_mae", group_by: "model", label: svcLabel("") }],
-        format: (v) => f.num(v), axisFormat: f.axis, emptyHint: "MAE needs ground-truth feedback (POST /feedback on mlapi).",
+        format: (v) => f.num(v), axisFormat: f.axis, logWhenSpread: true, emptyHint: "MAE needs ground-truth feedback (POST /feedback on mlapi).",
       }),
     };
     this.distribution = new BarChart(els.distribution, { label: "requests", format: (v) => f.count(v), color: "--c1" });
