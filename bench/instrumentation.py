@@ -1,8 +1,7 @@
 """B1 instrumentation overhead: bare mlapi vs ours (metrics; metrics + traces) vs stock.
 
-Variants, all on the real `mlapi.app:create_app` (models trained as in production, the
-prediction cache warm, so `/predict/*` takes its cheapest real path, the hardest case
-for a relative overhead), plus a trivial `GET /ping` route added to each app:
+Variants, all on the real `mlapi.app:create_app` (models trained as in production),
+plus a trivial `GET /ping` route added to each app:
 
 - `bare`: `MlapiSettings(telemetry_enabled=False)` — no OpenTelemetry at all;
 - `metrics`: `instrument_app` with metrics only (HTTP, model, cache, system meters);
@@ -10,6 +9,11 @@ for a relative overhead), plus a trivial `GET /ping` route added to each app:
 - `stock`: the bare app + `FastAPIInstrumentor.instrument_app(app, tracer_provider=...,
   meter_provider=...)` with its defaults (server span + receive/send spans, its own
   HTTP metrics).
+
+Request mixes: "cache hits" cycles through 40 popular scans (warm cache: the cheapest
+real path of `/predict/*`, the hardest case for a relative overhead); "loadgen mix" is
+mlpulse loadgen's default: 60 % popular scans (Zipf weights), 40 % fresh scans (cache
+miss: a scikit-learn prediction). Every variant gets the same bodies in the same order.
 
 Exporters are real but cheap: OTLP/HTTP protobuf exporters (metrics through a
 PeriodicExportingMetricReader every 5 s, spans through a BatchSpanProcessor) sending to a
@@ -594,8 +598,7 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
     notes.append(
         f"Exporters: OTLP/HTTP protobuf to a local discarding sink (requests it saw: "
         f"{sink_seen}); metrics every 5 s (PeriodicExportingMetricReader), spans through a "
-        "BatchSpanProcessor. Loadgen mix: 60 % popular scans (cache hits), 40 % fresh "
-        "scans (cache miss, a real scikit-learn prediction)."
+        "BatchSpanProcessor."
     )
     profile = "\n\n".join(
         f"[{v}] {inproc['profile_case']}, cProfile by tottime\n{p}"

@@ -65,9 +65,10 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_instrumentation_bench_runs(results: Path) -> None:
-    _need(shutil.which("wrk") is not None, "wrk missing: bash scripts/install-bench-deps.sh")
     doc = _run("instrumentation", results)
-    assert doc["details"]["uvicorn"] is not None
+    # Without wrk (scripts/install-bench-deps.sh) the bench runs its in-process half only.
+    if shutil.which("wrk") is not None:
+        assert doc["details"]["uvicorn"] is not None
 
 
 def test_ingest_bench_runs(results: Path) -> None:
