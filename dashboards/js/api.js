@@ -88,13 +88,14 @@ async function ensureToken(force = false) {
 /**
  * Send a state-changing request with the bearer token. Asks for the token once per tab
  * (kept in sessionStorage); on 401/403 asks again once.
- * @param {"POST"|"PUT"|"DELETE"|"PATCH"} method
+ * @param {"GET"|"POST"|"PUT"|"DELETE"|"PATCH"} method
  * @param {string} path
  * @param {any} [body]
+ * @param {{ask?: boolean}} [opts] `ask: false` uses the stored token only, never a dialog
  */
-export async function send(method, path, body) {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    const token = await ensureToken(attempt > 0);
+export async function send(method, path, body, { ask = true } = {}) {
+  for (let attempt = 0; attempt < (ask ? 2 : 1); attempt++) {
+    const token = ask ? await ensureToken(attempt > 0) : storedToken();
     if (!token) throw new ApiError(401, "An API token is needed for this action.");
     const headers = { Accept: "application/json", Authorization: `Bearer ${token}` };
     if (body !== undefined) headers["Content-Type"] = "application/json";

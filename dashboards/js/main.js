@@ -72,7 +72,7 @@ const alerts = new AlertsPanel({
   badge: byId("tab-alert-count"),
 }, hooks);
 const rules = new RulesPanel({ rules: byId("rules"), silences: byId("silences"), channels: byId("channels") }, hooks);
-new AdminPanel({
+const admin = new AdminPanel({
   actions: byId("admin-actions"), scenarios: byId("admin-scenarios"),
   diagnostics: byId("admin-diagnostics"), config: byId("admin-config"),
 }, { toast });
@@ -249,6 +249,7 @@ function showView() {
   }
   byId("toolbar").hidden = view !== "dashboard";
   if (view === "alerts") rules.load();
+  if (view === "admin") admin.refresh();
   document.body.dataset.view = view;
 }
 

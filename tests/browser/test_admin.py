@@ -43,6 +43,12 @@ def test_admin_actions_ask_for_the_token_once_and_reach_mlapi(
         "/admin/scenario", headers={"Authorization": f"Bearer {TOKEN}"}
     ).json()
     assert state["active"] is True and state["name"] == "latency-spike"
+    # After a reload the tab shows the running scenario (the token is still in the tab).
+    pg.reload()
+    pg.wait_for_selector("body[data-ready='1']")
+    pg.click("a.tab[data-view=admin]")
+    pg.wait_for_selector("[data-scenario=latency-spike].is-active", timeout=10_000)
+    assert "latency-spike running" in pg.locator("[data-role=scenario-status]").inner_text()
     pg.click("text=Stop scenario")
     pg.wait_for_selector("[data-role=scenario-status]:has-text('No scenario running')")
     state = backend.client.get(

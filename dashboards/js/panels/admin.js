@@ -3,7 +3,7 @@
  * fault scenarios), diagnostics and the effective configuration (secrets redacted there).
  */
 
-import { send } from "../api.js";
+import { send, storedToken } from "../api.js";
 import { h, replace, empty, failed, loading } from "../dom.js";
 
 export const SCENARIOS = [
@@ -59,7 +59,7 @@ export class AdminPanel {
     const minutes = h("select", { "aria-label": "duration" },
       h("option", { value: "60" }, "1 minute"), h("option", { value: "300", selected: true }, "5 minutes"),
       h("option", { value: "900" }, "15 minutes"));
-    const show = (state) => {
+    const show = this.showScenario = (state) => {
       for (const b of buttons) b.classList.toggle("is-active", Boolean(state?.active) && b.dataset.scenario === state.name);
       status.textContent = state?.active
         ? `${state.name} running, ${Math.round(state.remaining_s)} s left. Watch the graphs and alerts.`
@@ -80,6 +80,14 @@ export class AdminPanel {
     });
     replace(this.els.scenarios, h("div", { class: "scenario-grid" }, ...buttons),
       h("div", { class: "form-row" }, h("label", {}, "Run for", minutes), stop), status);
+  }
+
+  /** Show mlapi's running scenario, when this tab already holds the token (never asks). */
+  async refresh() {
+    if (!storedToken()) return;
+    try {
+      this.showScenario(await send("GET", "admin/scenario", undefined, { ask: false }));
+    } catch { /* mlapi unreachable: the buttons say so when used */ }
   }
 
   /**
