@@ -92,7 +92,7 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
         raise Skip(f"Chromium not found at {CHROMIUM}: scripts/install-system-deps.sh")
     from playwright.sync_api import sync_playwright
 
-    exports = 6 if quick else 200
+    exports = 6 if quick else 120
     prefill = 4 if quick else 360  # 5 s windows before the live part (1 min / 30 min)
     port = free_port()
     url = f"http://127.0.0.1:{port}/"

@@ -71,7 +71,7 @@ def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, int, float]:
 
 def run(quick: bool, workdir: Path) -> dict[str, Any]:
     hours = 1.0 if quick else 24.0
-    reps = 3 if quick else 40
+    reps = 3 if quick else 25
     data = workdir / "data"
     meta = day_database(data, hours, log=workdir / "fill.log")
     port = free_port()
