@@ -273,14 +273,16 @@ async function start() {
   showView();
   matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => graphs.rebuild());
 
-  try {
-    const cfg = await getJSON("dashboard/config");
+  // The page's settings (Jaeger URL) load alongside the data; only trace links wait for them.
+  const config = getJSON("dashboard/config").then((cfg) => {
     graphs.setJaeger(cfg.jaeger_ui_url);
     alerts.setJaeger(cfg.jaeger_ui_url);
     if (cfg.version) byId("footer-version").textContent = `mlpulse ${cfg.version}`;
-  } catch { /* no trace links */ }
+  }).catch(() => { /* no trace links */ });
+  graphs.ready = config;
+  alerts.ready = config;
 
-  // Everything else at once: a cold load costs one round trip more than the slowest query.
+  // Everything at once: a cold load costs about the slowest query.
   await Promise.allSettled([
     rules.load().then(() => { if (lastCurrent) applyCurrent(lastCurrent); }),
     refreshAlerts(),

@@ -205,8 +205,19 @@ def test_charts_have_the_data_of_the_history_api(page: PageProbe, backend: Backe
     assert expected > 30
     assert points in (expected, expected - 1)
     assert total == dist["count"] > 0  # every stored bucket counted in a bar
-    summary = last_json(page, "/metrics/summary")
-    assert close(gauge, summary["cache_metrics"]["hit_rate_percent"])
+
+    # The gauge: hits / lookups over the range, from the steps the page received, which
+    # is the backend's own hit rate over the same window.
+    def summed(metric: str) -> tuple[float, dict[str, str]]:
+        r = [x for x in responses(page, "/metrics/history") if params(x.url)["metric"] == metric]
+        doc = r[-1].json()
+        return sum(v or 0 for s in doc["series"] for _, v in s["points"]), params(r[-1].url)
+
+    hits, q = summed("cache_hits")
+    misses, _ = summed("cache_misses")
+    assert gauge == pytest.approx(100 * hits / (hits + misses), rel=1e-12)
+    summary = backend.get("/metrics/summary", **{"from": q["from"], "to": q["to"]})
+    assert summary["cache_metrics"]["hit_rate_percent"] == pytest.approx(gauge, rel=1e-9)
 
     # Model accuracy: one series per model, named as text.
     legend = pg.locator("#chart-mae .u-legend").inner_text()

@@ -38,6 +38,8 @@ export class AlertsPanel {
     this.els = els;
     this.hooks = hooks;
     this.jaegerUrl = "";
+    /** Settles once the page's settings (the Jaeger URL) are known. */
+    this.ready = Promise.resolve();
     /** @type {any[]} */
     this.active = [];
     replace(els.active, loading());
@@ -56,6 +58,7 @@ export class AlertsPanel {
       getJSON("alerts/active"),
       getJSON("alerts/history", { since: Math.floor(now - 86400), limit: 200 }),
     ]);
+    await this.ready; // latency alerts link to a trace when Jaeger is configured
     if (active.status === "fulfilled") {
       this.active = items(active.value, "active");
       await this.renderActive();

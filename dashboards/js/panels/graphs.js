@@ -203,6 +203,8 @@ export class GraphsPanel {
   constructor(els) {
     this.els = els;
     this.jaegerUrl = "";
+    /** Settles once the page's settings (the Jaeger URL) are known. */
+    this.ready = Promise.resolve();
     this.charts = {
       requests: new SignalChart(els.requests, {
         specs: [{ signal: "request_rate", group_by: "service", label: svcLabel("") }],
@@ -291,19 +293,29 @@ export class GraphsPanel {
       f.isNum(body.relative_error) ? h("span", { class: "muted" }, ` · ±${f.num(body.relative_error * 100)} % bucket error`) : null);
   }
 
+  /**
+   * The cache hit rate over the range: hits and misses summed over the steps, so the gauge
+   * is exact for the range (and cheap: two history queries, no range snapshot).
+   */
   async loadCache(w) {
-    let cache = {};
+    let hits = null, misses = null;
     try {
-      cache = (await getJSON("metrics/summary", { from: w.from, to: w.to })).cache_metrics || {};
+      const q = (metric) => getJSON("metrics/history", { metric, from: w.from, to: w.to, step: w.step, group_by: "service" });
+      const [h1, m1] = await Promise.all([q("cache_hits"), q("cache_misses")]);
+      const total = (doc) => (doc.series || []).reduce((n, s) => n + s.points.reduce((a, [, v]) => a + (f.isNum(v) ? v : 0), 0), 0);
+      hits = total(h1);
+      misses = total(m1);
     } catch { /* gauge shows a dash */ }
-    const value = cache.hit_rate_percent;
+    const lookups = (hits ?? 0) + (misses ?? 0);
+    const value = lookups > 0 ? (hits / lookups) * 100 : null;
     this.gauge.set(value, f.isNum(value) ? f.pct(value, 1) : f.DASH);
     this.els.cache.dataset.points = f.isNum(value) ? "1" : "0";
-    this.gaugeSub.textContent = f.isNum(cache.total_hits)
-      ? `${f.count(cache.total_hits)} hits · ${f.count(cache.total_misses)} misses` : "no cache lookups in this range";
+    this.gaugeSub.textContent = lookups > 0
+      ? `${f.count(hits)} hits · ${f.count(misses)} misses` : "no cache lookups in this range";
   }
 
   async loadExemplars(w) {
+    await this.ready; // the Jaeger URL
     const box = this.els.exemplars;
     const chart = this.charts.latency.chart;
     if (!this.jaegerUrl) { box.hidden = true; chart.setMarkers([]); return; }
