@@ -154,6 +154,13 @@ class Proc:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def kill(self) -> int:
+        """SIGKILL (a crash: no flush, no clean shutdown), reap, close the log."""
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(timeout=10)
+        return self.stop()
+
     def stop(self, timeout: float = 15.0) -> int:
         if self.popen.poll() is None:
             self.popen.terminate()
@@ -374,9 +381,26 @@ class Collector:
     otlp_grpc: str
     health_url: str
     storage_dir: Path
+    metrics_url: str = ""  # the collector's own Prometheus metrics
 
     def stop(self) -> int:
         return self.proc.stop()
+
+    def own_metric(self, name: str, **labels: str) -> float:
+        """Sum of the collector's own metric `name` over the series matching `labels`
+        (`name` with or without the `_total` suffix, which versions add or not)."""
+        _, body = http_get(self.metrics_url, timeout=5.0)
+        total = 0.0
+        for line in body.decode(errors="replace").splitlines():
+            if not line.startswith(name) or line.startswith("#"):
+                continue
+            head, _, value = line.rpartition(" ")
+            metric, _, label_text = head.partition("{")
+            if metric not in (name, f"{name}_total"):
+                continue
+            if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
+                total += float(value)
+        return total
 
 
 class CollectorFactory:
@@ -425,6 +449,7 @@ class CollectorFactory:
             otlp_grpc=f"127.0.0.1:{ports['grpc']}",
             health_url=f"http://127.0.0.1:{ports['health']}/",
             storage_dir=storage,
+            metrics_url=f"http://127.0.0.1:{ports['metrics']}/metrics",
         )
         self.started.append(collector)
         proc.wait_healthy(collector.health_url)
