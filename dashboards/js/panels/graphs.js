@@ -205,6 +205,11 @@ export class GraphsPanel {
     this.jaegerUrl = "";
     /** Settles once the page's settings (the Jaeger URL) are known. */
     this.ready = Promise.resolve();
+    this.cacheToken = 0;
+    /** @type {SeriesSet|null} */
+    this.cacheHits = null;
+    /** @type {SeriesSet|null} */
+    this.cacheMisses = null;
     this.charts = {
       requests: new SignalChart(els.requests, {
         specs: [{ signal: "request_rate", group_by: "service", label: svcLabel("") }],
@@ -256,7 +261,7 @@ export class GraphsPanel {
     await Promise.allSettled([
       ...Object.values(this.charts).map((c) => c.tail(w)),
       this.loadDistribution(w),
-      this.loadCache(w),
+      this.loadCache(w, true),
       this.loadExemplars(w),
     ]);
   }
@@ -295,18 +300,30 @@ export class GraphsPanel {
 
   /**
    * The cache hit rate over the range: hits and misses summed over the steps, so the gauge
-   * is exact for the range (and cheap: two history queries, no range snapshot).
+   * is exact for the range. Live updates fetch only the newest steps, like the charts.
+   * @param {{from: number, to: number, step: number}} w
+   * @param {boolean} [tail] append to the steps already held
    */
-  async loadCache(w) {
-    let hits = null, misses = null;
+  async loadCache(w, tail = false) {
+    const token = tail ? this.cacheToken : ++this.cacheToken;
+    const hitsSet = tail && this.cacheHits ? this.cacheHits : new SeriesSet();
+    const missSet = tail && this.cacheMisses ? this.cacheMisses : new SeriesSet();
+    const last = tail ? hitsSet.last() : null;
+    const from = last === null ? w.from : Math.max(w.from, last - w.step);
     try {
-      const q = (metric) => getJSON("metrics/history", { metric, from: w.from, to: w.to, step: w.step, group_by: "service" });
+      const q = (metric) => getJSON("metrics/history", { metric, from, to: w.to, step: w.step, group_by: "service" });
       const [h1, m1] = await Promise.all([q("cache_hits"), q("cache_misses")]);
-      const total = (doc) => (doc.series || []).reduce((n, s) => n + s.points.reduce((a, [, v]) => a + (f.isNum(v) ? v : 0), 0), 0);
-      hits = total(h1);
-      misses = total(m1);
-    } catch { /* gauge shows a dash */ }
-    const lookups = (hits ?? 0) + (misses ?? 0);
+      if (token !== this.cacheToken) return; // a newer full load won
+      hitsSet.merge("hits", h1.series, () => "hits");
+      missSet.merge("misses", m1.series, () => "misses");
+    } catch { /* keep what is shown */ }
+    hitsSet.prune(w.from);
+    missSet.prune(w.from);
+    this.cacheHits = hitsSet;
+    this.cacheMisses = missSet;
+    const total = (set) => [...set.series.values()].reduce((n, e) => n + [...e.points.values()].reduce((a, v) => a + (f.isNum(v) ? v : 0), 0), 0);
+    const hits = total(hitsSet), misses = total(missSet);
+    const lookups = hits + misses;
     const value = lookups > 0 ? (hits / lookups) * 100 : null;
     this.gauge.set(value, f.isNum(value) ? f.pct(value, 1) : f.DASH);
     this.els.cache.dataset.points = f.isNum(value) ? "1" : "0";
