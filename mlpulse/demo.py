@@ -154,16 +154,8 @@ def run(args: argparse.Namespace) -> int:
         )
         procs.append(mlapi)
         mlapi.start()
-        backend.wait_healthy(
-            f"{backend_url}/health", timeout_s=60, progress=_progress("backend starting")
-        )
-        _say("    backend ready")
-        mlapi.wait_healthy(
-            f"{mlapi_url}/health", timeout_s=120, progress=_progress("training models")
-        )
-        _say("    mlapi ready (models trained)")
-
         if not args.no_load:
+            # The load generator waits for mlapi's /health itself, so it starts now too.
             _say(f"==> starting the load generator at {args.rate:g} requests/s")
             loadgen = ManagedProcess(
                 "loadgen",
@@ -173,6 +165,15 @@ def run(args: argparse.Namespace) -> int:
             )
             procs.append(loadgen)
             loadgen.start()
+
+        backend.wait_healthy(
+            f"{backend_url}/health", timeout_s=60, progress=_progress("backend starting")
+        )
+        _say("    backend ready")
+        mlapi.wait_healthy(
+            f"{mlapi_url}/health", timeout_s=120, progress=_progress("training models")
+        )
+        _say("    mlapi ready (models trained)")
 
         _banner(backend_url, mlapi_url, jaeger_ui, data_dir, time.monotonic() - started)
         while not stop_requested.wait(0.5):

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from mlapi.models import MODEL_NAMES, ModelName, ScanFeatures, random_features, simulate_actual
+from mlapi.scans import MODEL_NAMES, ModelName, ScanFeatures, random_features, simulate_actual
 
 log = logging.getLogger("mlpulse.loadgen")
 
@@ -114,6 +114,8 @@ class LoadGenerator:
         async with httpx.AsyncClient(
             base_url=self._args.url, timeout=10.0, limits=limits
         ) as client:
+            if not await _wait_ready(client, stop):
+                return self.stats
             deadline = time.monotonic() + self._args.duration if self._args.duration else None
             next_report = time.monotonic() + 10.0
             while not stop.is_set():
@@ -198,6 +200,21 @@ class LoadGenerator:
             )
             if response.status_code == 200:
                 self.stats.feedback_ok += 1
+
+
+async def _wait_ready(client: httpx.AsyncClient, stop: asyncio.Event) -> bool:
+    """Wait until mlapi answers /health (it may still be training); False if stopped."""
+    waited = 0.0
+    while not stop.is_set():
+        with contextlib.suppress(httpx.HTTPError):
+            if (await client.get("/health", timeout=2.0)).status_code == 200:
+                return True
+        if waited and waited % 10 < 0.25:
+            log.info("waiting for mlapi at %s (%.0f s)", client.base_url, waited)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=0.25)
+        waited += 0.25
+    return False
 
 
 def run(args: argparse.Namespace) -> int:
