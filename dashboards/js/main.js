@@ -197,6 +197,29 @@ function toLocalInput(epoch) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
+/** Restore the range from the URL (`#dashboard?range=900&compare=1`, or `from`/`to`). */
+function readRangeFromUrl() {
+  const q = new URLSearchParams(location.hash.split("?")[1] || "");
+  const from = Number(q.get("from")), to = Number(q.get("to")), rel = Number(q.get("range"));
+  if (from > 0 && to > from) {
+    range.relative = null;
+    range.customFrom = from;
+    range.customTo = to;
+  } else if (rel > 0) {
+    range.relative = rel;
+  }
+  range.compare = q.get("compare") === "1";
+}
+
+/** Keep the range in the URL, so a reload or a shared link shows the same view. */
+function writeRangeToUrl() {
+  const q = new URLSearchParams();
+  if (range.isLive) q.set("range", String(range.relative));
+  else { q.set("from", String(range.customFrom)); q.set("to", String(range.customTo)); }
+  if (range.compare) q.set("compare", "1");
+  history.replaceState(null, "", `#dashboard?${q}`);
+}
+
 function setupToolbar() {
   const buttons = [...document.querySelectorAll("[data-range]")];
   const form = /** @type {HTMLFormElement} */ (byId("custom-range"));
@@ -204,7 +227,12 @@ function setupToolbar() {
     b.classList.toggle("is-active", b.dataset.range === value);
     b.setAttribute("aria-pressed", String(b.dataset.range === value));
   });
-  mark(String(range.relative));
+  mark(range.isLive ? String(range.relative) : "custom");
+  if (!range.isLive) {
+    /** @type {HTMLInputElement} */ (byId("range-from")).value = toLocalInput(range.customFrom);
+    /** @type {HTMLInputElement} */ (byId("range-to")).value = toLocalInput(range.customTo);
+    form.hidden = false;
+  }
   for (const b of buttons) {
     b.addEventListener("click", () => {
       if (b.dataset.range === "custom") {
@@ -231,8 +259,12 @@ function setupToolbar() {
     }
   });
   const compare = /** @type {HTMLInputElement} */ (byId("compare"));
+  compare.checked = range.compare;
   compare.addEventListener("change", () => range.setCompare(compare.checked));
-  range.onChange(() => { loadCharts(); });
+  range.onChange(() => {
+    writeRangeToUrl();
+    loadCharts();
+  });
 }
 
 // ---- views (tabs) ---------------------------------------------------------------------
@@ -268,6 +300,7 @@ function showConnection(state) {
 
 async function start() {
   setTokenPrompt(askToken);
+  readRangeFromUrl();
   setupToolbar();
   window.addEventListener("hashchange", showView);
   showView();

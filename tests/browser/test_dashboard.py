@@ -336,6 +336,11 @@ def test_time_range_presets_custom_range_and_export(page: PageProbe, backend: Ba
     pg.wait_for_timeout(300)
     assert any(round(t - f) == 900 for f, t in _history_windows(page, seen))
     assert pg.locator("#range-label").inner_text() == "last 15 minutes"
+    # The range lives in the URL: a reload (or a shared link) keeps it.
+    assert pg.evaluate("location.hash") == "#dashboard?range=900"
+    pg.reload()
+    pg.wait_for_selector("body[data-ready='1']")
+    assert pg.locator("[data-range='900']").get_attribute("aria-pressed") == "true"
 
     # Custom: an absolute 20-minute window (the context's time zone is UTC).
     end = datetime.fromtimestamp((int(time.time()) // 60) * 60, UTC)
