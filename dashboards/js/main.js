@@ -130,11 +130,21 @@ function applyCurrent(doc) {
   byId("updated").textContent = `Updated ${new Date().toLocaleTimeString("en-US", { hour12: false })}`;
 }
 
+// Coalesced like live refreshes: a burst of alert transitions costs two reloads at most.
+let alertsBusy = null;
+let alertsPending = false;
 async function refreshAlerts() {
-  try {
-    await alerts.load();
-  } catch { /* the panel shows the error */ }
-  renderStatus();
+  if (alertsBusy) { alertsPending = true; return alertsBusy; }
+  alertsBusy = (async () => {
+    do {
+      alertsPending = false;
+      try {
+        await alerts.load();
+      } catch { /* the panel shows the error */ }
+      renderStatus();
+    } while (alertsPending);
+  })();
+  try { await alertsBusy; } finally { alertsBusy = null; }
 }
 
 function updateExportLinks() {
