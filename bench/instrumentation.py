@@ -27,8 +27,10 @@ Two measurements, each interleaved round by round with the variant order rotated
 - through uvicorn (one process each, all four up at once) driven by wrk from a second
   process; per round, wrk's req/s and the server's CPU time per request (psutil). A
   saturated one-process server's throughput on a core of its own is 1 / CPU per
-  request, so the CPU-normalised ratio is the one judged against the target; the wall
-  (req/s) ratio is shown beside it.
+  request, so the CPU-normalised ratio is the one judged against the targets (it also
+  charges each server's export threads to it); the wall (req/s) ratio is shown beside
+  it. The in-process figures are context: all four apps share one process there, so
+  their exporters' background work is shared out among all variants' batches.
 """
 
 from __future__ import annotations
@@ -446,7 +448,7 @@ def _through_uvicorn(quick: bool, sink_url: str, workdir: Path) -> dict[str, Any
         cases = [CASES[1], CASES[3]] if quick else list(CASES)
         luas = {c.key: _lua(c, pool, workdir) for c in cases}
         hit_lua = _lua(CASES[0], pool, workdir)
-        rounds, secs = (1, 1.0) if quick else (6, 3.0)
+        rounds, secs = (1, 1.0) if quick else (7, 3.0)
         for v in variants:  # warm: the popular scans cached, middleware stacks built
             for c in cases[:1] if quick else cases:
                 _wrk(ports[v], c, 1, hit_lua if c.mix == "mix" else luas[c.key], 0)
@@ -537,8 +539,8 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
                 f"in-process {c.key}: ours (traces+metrics) added µs ÷ stock's",
                 _div(t, s),
                 "x",
-                at_most=0.5,
-                note=f"ours +{t} µs, stock +{s} µs",
+                note=f"ours +{t} µs, stock +{s} µs; context (export threads' work is "
+                "shared out among all variants in one process)",
             )
         )
     for c in PREDICT_CASES:
@@ -548,8 +550,9 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
                 f"in-process {c.key}: metrics-only throughput ÷ bare (1 / CPU per request)",
                 _div(1.0, r["time_ratio_vs_bare"]["metrics"]),
                 "x",
-                at_least=0.99,
-                note=f"+{r['added_us']['metrics']} µs on {r['us_per_request']['bare']} µs",
+                note=f"+{r['added_us']['metrics']} µs on {r['us_per_request']['bare']} µs; "
+                "context: the hot path only (collection and export run in threads whose CPU "
+                "is shared out among the four apps of the process)",
             )
         )
     ping = ip["/ping (trivial)"]["added_us"]["metrics"]
@@ -561,12 +564,12 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
         added = max(ping, 0.0) + rec
         figures.append(
             fig(
-                f"estimate {c.key}: metrics-only throughput ÷ bare, from its parts",
+                f"hot path only {c.key}: metrics-only throughput ÷ bare, from its parts",
                 bare_us / (bare_us + added),
                 "x",
-                at_least=0.99,
                 note=f"HTTP middleware +{ping} µs (on /ping) + model/cache recorders "
-                f"{rec} µs on {bare_us} µs",
+                f"{rec} µs on {bare_us} µs; an upper bound on the ratio: the OTLP export "
+                "every 5 s is not in it",
             )
         )
     if thr is not None:
@@ -676,9 +679,11 @@ def _analysis(figures: list[dict[str, Any]], ip: dict[str, Any]) -> list[str]:
             + ", ".join(f["figure"].split(":")[0] for f in missed_metrics)
             + f". The paired differences spread widely (in-process IQR of added µs: {spread}),"
             " wider than the 1 % being judged (~2-4 µs here), so single figures swing either "
-            "way between runs; the estimate from parts (HTTP middleware measured on /ping + "
-            "the recorders timed alone) is the steadier number. The profile shows what the "
-            "metrics path costs: the ASGI middleware's extra coroutine frame and `send` "
+            "way between runs; the hot-path estimate from parts (HTTP middleware measured on "
+            "/ping + the recorders timed alone) bounds what the request path adds, and the "
+            "server-side CPU per request through uvicorn adds what the 5 s collection and "
+            "OTLP export cost (the per-round added CPU µs in the table). The profile shows "
+            "what the metrics path costs: the ASGI middleware's extra coroutine frame and `send` "
             "closure, `route_template`, one deque append, and the recorders' appends (folded "
             "at collection); the OpenTelemetry getters in that profile are FastAPI's own "
             "telemetry hooks, called in the bare app too. What would close a real gap: "
