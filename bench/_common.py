@@ -285,8 +285,10 @@ def machine() -> dict[str, Any]:
 
     versions["sqlite"] = sqlite3.sqlite_version
     versions["python"] = platform.python_version()
-    versions["wrk"] = _cmd_version(["wrk", "--version"])
-    versions["chromium"] = _cmd_version([CHROMIUM, "--version"])
+    wrk = _cmd_version(["wrk", "--version"])
+    versions["wrk"] = " ".join(wrk.split()[:2]) if wrk else None
+    chromium = _cmd_version([CHROMIUM, "--version"])
+    versions["chromium"] = " ".join(chromium.split()[:2]) if chromium else None
     versions["otelcol"] = _cmd_version([str(otelcol_path()), "--version"])
     commit = _cmd_version(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
     load = os.getloadavg()

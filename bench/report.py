@@ -129,7 +129,7 @@ def _bench_section(doc: dict[str, Any]) -> list[str]:
     if doc.get("notes"):
         out.append("")
     if doc.get("profile"):
-        out += ["<details><summary>profile (top functions by cumulative time)</summary>", ""]
+        out += ["<details><summary>profile (cProfile, CPU time)</summary>", ""]
         out += ["```", doc["profile"].rstrip(), "```", "", "</details>", ""]
     return out
 
