@@ -327,7 +327,10 @@ async function start() {
 
   // Everything at once: a cold load costs about the slowest query.
   await Promise.allSettled([
-    rules.load().then(() => { if (lastCurrent) applyCurrent(lastCurrent); }),
+    rules.load().then(() => {
+      if (lastCurrent) applyCurrent(lastCurrent);
+      alerts.setSignals(rules.signals());
+    }),
     refreshAlerts(),
     refreshNumbers(),
     loadCharts(),

@@ -42,12 +42,23 @@ export class AlertsPanel {
     this.ready = Promise.resolve();
     /** @type {any[]} */
     this.active = [];
+    /** @type {Record<string, string>} */
+    this.signals = {};
     replace(els.active, loading());
     replace(els.history, loading());
   }
 
   /** @param {string} url */
   setJaeger(url) { this.jaegerUrl = url || ""; }
+
+  /**
+   * The signal each rule watches, to show history values with their unit.
+   * @param {Record<string, string>} signals rule name → signal
+   */
+  setSignals(signals) {
+    this.signals = signals || {};
+    if (this.lastHistory) this.renderHistory(this.lastHistory);
+  }
 
   /** The firing alerts, for the overall status. */
   firing() { return this.active.filter((a) => a.state === "firing"); }
@@ -160,6 +171,7 @@ export class AlertsPanel {
 
   /** @param {any[]} entries newest first */
   renderHistory(entries) {
+    this.lastHistory = entries;
     if (!entries.length) {
       replace(this.els.history, empty("No alert changed state in the last 24 hours"));
       return;
@@ -171,7 +183,7 @@ export class AlertsPanel {
       h("td", { class: "nowrap" },
         h("span", { class: `tag state-tag--${e.from}` }, e.from), " → ",
         h("span", { class: `tag state-tag--${e.to}` }, e.to)),
-      h("td", { class: "num" }, f.isNum(e.value) ? f.num(e.value) : f.DASH)));
+      h("td", { class: "num", "data-value": e.value ?? "" }, signalValue(e.signal ?? this.signals[e.rule], e.value))));
     replace(this.els.history, h("table", { class: "table" },
       h("thead", {}, h("tr", {}, h("th", {}, "Time"), h("th", {}, "Rule"), h("th", {}, "Labels"), h("th", {}, "Change"), h("th", { class: "num" }, "Value"))),
       h("tbody", {}, ...rows)));

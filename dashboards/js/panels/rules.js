@@ -47,6 +47,11 @@ export class RulesPanel {
     await this.loadSilences();
   }
 
+  /** The signal of each rule ({rule: signal}). */
+  signals() {
+    return Object.fromEntries(items(this.config, "rules").map((r) => [r.name, r.signal]));
+  }
+
   /** Rule thresholds the overview colors by ({signal: threshold}). */
   thresholds() {
     const out = {};
