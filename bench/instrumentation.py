@@ -19,18 +19,22 @@ Exporters are real but cheap: OTLP/HTTP protobuf exporters (metrics through a
 PeriodicExportingMetricReader every 5 s, spans through a BatchSpanProcessor) sending to a
 local sink that accepts and discards. So serialisation and export threads are counted.
 
-Two measurements, each interleaved round by round with the variant order rotated:
-- in-process: raw ASGI calls (no server, no socket), process CPU µs per request (all
-  threads, exporters included; CPU time, not wall time, because time spent descheduled
-  on this shared machine is not the app's cost); the added cost is the median over
-  rounds of (variant - bare) in the same round;
-- through uvicorn (one process each, all four up at once) driven by wrk from a second
-  process; per round, wrk's req/s and the server's CPU time per request (psutil). A
-  saturated one-process server's throughput on a core of its own is 1 / CPU per
-  request, so the CPU-normalised ratio is the one judged against the targets (it also
-  charges each server's export threads to it); the wall (req/s) ratio is shown beside
-  it. The in-process figures are context: all four apps share one process there, so
-  their exporters' background work is shared out among all variants' batches.
+Three measurements; the first two interleave the variants round by round, rotating
+their order:
+- through uvicorn (two processes per variant, alternating by round, all up at once)
+  driven by wrk from a second process; per round, wrk's req/s and the server's CPU
+  time per request (psutil). A saturated one-process server's throughput on a core of
+  its own is 1 / CPU per request, and that CPU includes the server's own export
+  threads, so this CPU-normalised ratio is judged against the targets; the wall (req/s)
+  ratio is shown beside it;
+- in-process: raw ASGI calls (no server, no socket), process CPU µs per request; the
+  added cost is the median over rounds of (variant - bare) in the same round. Context:
+  the four apps share one process, so each one's export threads land on all batches;
+- an estimate from parts for metrics-only, the least noisy: the HTTP middleware
+  (paired on the cheap /ping), the model and cache recorders timed alone, and one
+  collection + OTLP export timed after a 5 s interval's worth of requests.
+CPU time rather than wall time throughout: time spent descheduled on this shared
+machine is not the app's cost, and it is most of the noise.
 """
 
 from __future__ import annotations
@@ -467,42 +471,53 @@ def _through_uvicorn(quick: bool, sink_url: str, workdir: Path) -> dict[str, Any
     pool = popular()
     # The smoke (--quick) starts two servers only: each import of scikit-learn costs seconds.
     variants = ("bare", "metrics") if quick else VARIANTS
-    servers: dict[str, Child] = {}
-    ports: dict[str, int] = {}
+    # Two server processes per variant, alternating by round: one process can be a few %
+    # faster or slower than another running the same code (memory layout, hash seeds),
+    # which interleaving alone does not cancel.
+    copies = 1 if quick else 2
+    servers: dict[tuple[str, int], Child] = {}
+    ports: dict[tuple[str, int], int] = {}
     try:
         for v in variants:
-            ports[v] = free_port()
-            argv = [PYTHON, "-m", "bench.instrumentation", "serve", v, str(ports[v]), sink_url]
-            if quick:
-                argv.append("--quick")
-            servers[v] = Child(argv, log=workdir / f"mlapi-{v}.log")
-        for v in variants:
+            for k in range(copies):
+                port = ports[(v, k)] = free_port()
+                argv = [PYTHON, "-m", "bench.instrumentation", "serve", v, str(port), sink_url]
+                if quick:
+                    argv.append("--quick")
+                servers[(v, k)] = Child(argv, log=workdir / f"mlapi-{v}-{k}.log")
+        for key, child in servers.items():
             try:
-                wait_http(f"http://127.0.0.1:{ports[v]}/health", proc=servers[v].proc)
+                wait_http(f"http://127.0.0.1:{ports[key]}/health", proc=child.proc)
             except Exception as exc:
-                raise RuntimeError(f"{v}: {exc}: {servers[v].log_tail()}") from None
+                raise RuntimeError(f"{key}: {exc}: {child.log_tail()}") from None
         cases = [CASES[1], CASES[3]] if quick else list(CASES)
         luas = {c.key: _lua(c, pool, workdir) for c in cases}
         hit_lua = _lua(CASES[0], pool, workdir)
         rounds, secs = (1, 1.0) if quick else (7, 3.0)
-        for v in variants:  # warm: the popular scans cached, middleware stacks built
+        for key in servers:  # warm: the popular scans cached, middleware stacks built
             for c in cases[:1] if quick else cases:
-                _wrk(ports[v], c, 1, hit_lua if c.mix == "mix" else luas[c.key], 0)
+                _wrk(ports[key], c, 1, hit_lua if c.mix == "mix" else luas[c.key], 0)
         rps: dict[str, dict[str, list[float]]] = {c.key: {v: [] for v in variants} for c in cases}
         cpu: dict[str, dict[str, list[float]]] = {c.key: {v: [] for v in variants} for c in cases}
         for r in range(rounds):
             order = variants[r % len(variants) :] + variants[: r % len(variants)]
             for c in cases:
                 for v in order:
-                    c0 = servers[v].cpu_s()
-                    res = _wrk(ports[v], c, secs, luas[c.key], 1000 + r)
-                    c1 = servers[v].cpu_s()
+                    key = (v, r % copies)
+                    c0 = servers[key].cpu_s()
+                    res = _wrk(ports[key], c, secs, luas[c.key], 1000 + r)
+                    c1 = servers[key].cpu_s()
                     rps[c.key][v].append(res["rps"])
                     cpu[c.key][v].append((c1 - c0) / max(res["rps"] * secs, 1) * 1e6)
     finally:
         for child in servers.values():
             child.stop()
-    out: dict[str, Any] = {"rounds": rounds, "seconds_per_run": secs, "cases": {}}
+    out: dict[str, Any] = {
+        "rounds": rounds,
+        "seconds_per_run": secs,
+        "processes_per_variant": copies,
+        "cases": {},
+    }
     for c in cases:
         bare = rps[c.key]["bare"]
         row: dict[str, Any] = {
