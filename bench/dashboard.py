@@ -33,6 +33,7 @@ TITLE = "Dashboard cold load (headless Chromium, 24 h of 5 s data, 20 series)"
 HOOK = """
 (() => {
   const b = (window.__bench = { inflight: 0, lastDone: 0, fetches: 0 });
+  performance.setResourceTimingBufferSize(10000);
   const origFetch = window.fetch.bind(window);
   window.fetch = async (...args) => {
     b.inflight += 1; b.fetches += 1;
@@ -107,13 +108,16 @@ def _analysis(rows: list[list[Any]], painted: float | None) -> list[str]:
         "the sum of their CPU is what the page waits for (see B6 for each alone)."
     ]
     if painted > 500:
+        heavy = sorted(metrics, key=lambda r: -(r[3] or 0))[:3]
         lines.append(
-            "To reach < 500 ms: make the heavy queries cheap rather than parallel — "
-            "/metrics/summary and /metrics/distribution re-merge every stored bucket of the "
-            "range per request (cache their result per range until the next ingest, or "
-            "read the 1 min / 1 h rollups for wide ranges); start the data fetches before "
-            "the alert/rules calls instead of after them (main.js awaits those first); and "
-            "preload the ES modules (two levels of imports cost a round of requests)."
+            "To reach < 500 ms: make the heavy queries cheap rather than parallel (slowest "
+            "here: " + ", ".join(f"{r[0]} {r[3]:.0f} ms" for r in heavy) + "); each "
+            "re-reads and re-merges every stored bucket of its range per request (B6's "
+            "profile: row decoding and histogram merging), so cache results per range until "
+            "the next ingest, or read the 1 min / 1 h rollups for wider ranges; start the "
+            "data fetches together with the alert/rules calls instead of after them "
+            "(main.js awaits those first); and preload the ES modules (two levels of imports "
+            "cost a round of requests before the first API call)."
         )
     return lines
 

@@ -41,6 +41,7 @@ TITLE = "Live latency: ingest commit → dashboard updated (Chromium)"
 HOOK = """
 (() => {
   const b = (window.__bench = { events: [], updates: [] });
+  performance.setResourceTimingBufferSize(100000);  // the default keeps only 250 entries
   const now = () => performance.timeOrigin + performance.now();
   const Orig = window.EventSource;
   class Timed extends Orig {
