@@ -267,7 +267,7 @@ def test_a_new_ingest_appears_without_a_reload(page: PageProbe, backend: Backend
     backend.traffic.tick(at=time.time(), new_models=(new_model,))
 
     pg.wait_for_function(
-        f"() => Number(document.body.dataset.liveUpdates || 0) > {updates}", timeout=5_000
+        f"() => Number(document.body.dataset.liveUpdates || 0) > {updates}", timeout=15_000
     )
 
     def read() -> tuple[dict[str, Any], float | None]:
@@ -278,7 +278,7 @@ def test_a_new_ingest_appears_without_a_reload(page: PageProbe, backend: Backend
     doc, shown = stable(page, read)
     assert new_model in doc["model_metrics"]
     card = pg.locator(f"#models article[data-model='{new_model}']")
-    card.wait_for(timeout=5_000)
+    card.wait_for(timeout=15_000)
     mae = card.locator("[data-role=mae]").get_attribute("data-value")
     assert close(float(mae or "nan"), doc["model_metrics"][new_model]["avg_mae"])
     assert close(shown, doc["api_metrics"]["total_requests"])
@@ -308,7 +308,7 @@ def test_polling_takes_over_when_the_event_stream_is_down(browser: Any, backend:
         updates = int(pg.evaluate("Number(document.body.dataset.liveUpdates || 0)"))
         backend.traffic.tick(at=time.time())
         pg.wait_for_function(
-            f"() => Number(document.body.dataset.liveUpdates || 0) > {updates}", timeout=8_000
+            f"() => Number(document.body.dataset.liveUpdates || 0) > {updates}", timeout=20_000
         )
     finally:
         context.close()
