@@ -115,7 +115,11 @@ def test_trace_reaches_jaeger(
     trace_id = send_trace(exporter, service)
 
     def found() -> bool:
-        return any(t["traceID"] == trace_id for t in jaeger_trace(jaeger, service))
+        # Both spans: the child and the parent are exported separately (SimpleSpanProcessor),
+        # so they may reach Jaeger in different batches.
+        return any(
+            t["traceID"] == trace_id and len(t["spans"]) == 2 for t in jaeger_trace(jaeger, service)
+        )
 
     try:
         wait_until(found, 30, f"trace {trace_id} of {service} in Jaeger")

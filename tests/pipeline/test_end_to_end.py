@@ -179,7 +179,7 @@ def start_stack(
 def stop_cleanly(proc: Proc) -> None:
     """SIGTERM a uvicorn server and check it shut down gracefully (uvicorn re-raises the
     signal after a clean shutdown, so -SIGTERM is a clean exit too)."""
-    rc = proc.stop()
+    rc = proc.stop(timeout=30)  # generous: a loaded CI machine is slow to shut down
     assert rc in (0, -signal.SIGTERM), f"exit {rc}; {proc.describe()}"
     assert "Finished server process" in proc.log_tail(200), proc.describe()
 
@@ -345,6 +345,7 @@ def wait_counts_equal(stack: Stack, sent: Sent, timeout: float = 60.0, hold_s: f
         ) from None
     time.sleep(hold_s)
     assert stored_counts(stack.backend_url) == expected, "the counts moved after they matched"
+    print(f"backend counts equal to what was sent: {expected}")  # shown with -rP
 
 
 def history(
@@ -373,7 +374,7 @@ def jaeger_spans(jaeger: Jaeger, since_us: int) -> list[dict[str, Any]]:
     """mlapi's spans that started at or after `since_us`: name, trace id, tags."""
     try:
         body = http_get_json(f"{jaeger.query_url}/api/traces?service={SERVICE}&limit=5000", 10.0)
-    except OSError:  # a slow answer on a loaded machine: poll again
+    except (OSError, AssertionError):  # slow, or not ready on a loaded machine: poll again
         return []
     spans = []
     for trace in body.get("data") or []:
@@ -485,14 +486,14 @@ def test_backend_down_30s_under_load_loses_nothing(
     with Load(driver, rate=5.0) as load:
         wait_until(
             lambda: (stored_counts(stack.backend_url) or {}).get("total_requests", 0) > 0,
-            60,
+            90,
             "the first requests in the backend",
         )
         before = driver.snapshot().requests
         stop_cleanly(stack.backend)
         down_at = time.time()
         time.sleep(OUTAGE_S)
-        with pytest.raises(OSError):
+        with pytest.raises(OSError):  # the port refuses: nothing else took it
             http_get(f"{stack.backend_url}/health", timeout=2.0)
         assert stack.collector.proc.alive(), stack.collector.proc.describe()
         during = driver.snapshot().requests - before
@@ -507,7 +508,9 @@ def test_backend_down_30s_under_load_loses_nothing(
     sent = driver.snapshot()
     assert up_at - down_at >= 30
     assert during >= OUTAGE_S, f"only {during} requests during the outage"
+    # mlapi exports every second: about one batch per second of outage waits in the queue.
     assert queued >= 10, f"the collector queued {queued} batches during the outage"
+    print(f"outage {up_at - down_at:.1f} s: {during} requests sent, {queued:.0f} batches queued")
 
     wait_counts_equal(stack, sent, timeout=90)
     points = history(stack, "request_count", t0 - 60, time.time() + 20, 10)
