@@ -317,6 +317,21 @@ def test_polling_takes_over_when_the_event_stream_is_down(browser: Any, backend:
 # -- time range and export ------------------------------------------------------------------
 
 
+def _window_of(resp: Any) -> tuple[float, float] | None:
+    """The (from, to) of a request_rate history response, else None."""
+    if urlsplit(resp.url).path != "/metrics/history":
+        return None
+    q = params(resp.url)
+    if q.get("metric") != "request_rate":
+        return None
+    return float(q["from"]), float(q["to"])
+
+
+def _span(resp: Any) -> float:
+    window = _window_of(resp)
+    return round(window[1] - window[0]) if window else 0
+
+
 def _history_windows(probe: PageProbe, since: int) -> list[tuple[float, float]]:
     return [
         (float(params(r.url)["from"]), float(params(r.url)["to"]))
@@ -331,9 +346,8 @@ def test_time_range_presets_custom_range_and_export(page: PageProbe, backend: Ba
 
     # Preset: 15 minutes.
     seen = len(responses(page, "/metrics/history"))
-    with pg.expect_response(lambda r: "metric=request_rate" in r.url):
+    with pg.expect_response(lambda r: _window_of(r) is not None and _span(r) == 900):
         pg.click("[data-range='900']")
-    pg.wait_for_timeout(300)
     assert any(round(t - f) == 900 for f, t in _history_windows(page, seen))
     assert pg.locator("#range-label").inner_text() == "last 15 minutes"
     # The range lives in the URL: a reload (or a shared link) keeps it.
@@ -349,7 +363,7 @@ def test_time_range_presets_custom_range_and_export(page: PageProbe, backend: Ba
     pg.fill("#range-from", start.strftime("%Y-%m-%dT%H:%M"))
     pg.fill("#range-to", end.strftime("%Y-%m-%dT%H:%M"))
     seen = len(responses(page, "/metrics/history"))
-    with pg.expect_response(lambda r: "metric=request_rate" in r.url):
+    with pg.expect_response(lambda r: _window_of(r) == (start.timestamp(), end.timestamp())):
         pg.click("#custom-range button[type=submit]")
     assert (start.timestamp(), end.timestamp()) in _history_windows(page, seen)
     pg.wait_for_function(
@@ -378,9 +392,13 @@ def test_time_range_presets_custom_range_and_export(page: PageProbe, backend: Ba
 
     # Comparison: the previous period is fetched and overlaid (dashed series).
     seen = len(responses(page, "/metrics/history"))
-    with pg.expect_response(lambda r: "metric=request_rate" in r.url):
+    previous = (start.timestamp() - 1200, end.timestamp() - 1200)
+    with pg.expect_response(lambda r: _window_of(r) == previous):
         pg.check("#compare")
-    pg.wait_for_timeout(500)
+    pg.wait_for_function(
+        "() => document.querySelector('#chart-requests .u-legend')?.textContent"
+        ".includes('(previous)')"
+    )
     windows = _history_windows(page, seen)
     assert (start.timestamp() - 1200, end.timestamp() - 1200) in windows
     assert "(previous)" in pg.locator("#chart-requests .u-legend").inner_text()
