@@ -15,6 +15,9 @@ them into deltas per series and keeps the last accepted point of each series in 
 not after the last accepted one of its series is a replay and is ignored. The backend is
 always started (and its data folder created) before mlapi, so mlapi's series start after
 the store exists and their first points count in full (temporality.py's first-point rule).
+
+The last test runs `mlpulse demo --with-collector`, which binds the demo's fixed collector
+and Jaeger ports; outside CI it is skipped when one of them is taken.
 """
 
 from __future__ import annotations
