@@ -37,14 +37,15 @@ def last_json(probe: PageProbe, path: str) -> Any:
     return found[-1].json()
 
 
-def stable(probe: PageProbe, read: Any, tries: int = 20) -> Any:
-    """Run `read()` until no response arrived meanwhile (a live refresh can race a read)."""
+def stable(probe: PageProbe, read: Any, tries: int = 30) -> Any:
+    """Read until two reads agree with no response in between (a live refresh can race)."""
     for _ in range(tries):
         before = len(probe.responses)
-        result = read()
-        probe.page.wait_for_timeout(150)
-        if len(probe.responses) == before:
-            return result
+        first = read()
+        probe.page.wait_for_timeout(200)
+        second = read()
+        if len(probe.responses) == before and first == second:
+            return second
     raise AssertionError("the page kept refreshing; could not read a stable state")
 
 
