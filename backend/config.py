@@ -39,6 +39,8 @@ class BackendSettings(BaseSettings):
     mlapi_url: str = "http://127.0.0.1:8002"
     # Where trace links point; empty means no Jaeger, and the page hides the links.
     jaeger_ui_url: str = ""
+    # Where the page's files are; unset: the source tree, then <prefix>/share/mlpulse.
+    dashboard_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8003
 
