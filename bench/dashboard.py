@@ -128,7 +128,7 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     hours = 1.0 if quick else 24.0
-    loads = 2 if quick else 15
+    loads = 1 if quick else 15
     data = workdir / "data"
     meta = day_database(data, hours, log=workdir / "fill.log")
     port = free_port()

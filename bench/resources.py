@@ -156,7 +156,7 @@ def _storage(db: Path, workdir: Path) -> list[dict[str, Any]]:
 
 
 def run(quick: bool, workdir: Path) -> dict[str, Any]:
-    seconds = 8.0 if quick else 240.0
+    seconds = 5.0 if quick else 240.0
     steady = _steady(workdir, seconds)
     hours = 1.0 if quick else 24.0
     meta = day_database(workdir / "day", hours, log=workdir / "fill.log")
