@@ -5,7 +5,8 @@ Payload (bench/_payload.py): 3 mlapi instances x 200 series (90 histograms: expo
 latency/value, explicit confidence), cumulative, one export per instance every 5 s,
 built by the real SDK and OTLP encoder. The same serialized requests go to:
 
-- the backend (`mlpulse backend`, one uvicorn process, SQLite WAL, synchronous=NORMAL),
+- the backend (`backend.app:create_app` under one uvicorn process, as `mlpulse backend`
+  runs it; SQLite WAL, synchronous=NORMAL),
   posted by 3 client threads (one per instance, like 3 exporters), keep-alive HTTP/1.1;
 - the real collector (`otelcol-mlpulse`, bench/otelcol-bench.yaml: OTLP/HTTP receiver →
   debug exporter at `basic` verbosity, which logs each batch's point count), same clients;

@@ -42,7 +42,7 @@ def fmt(x: Any) -> str:
         if x == 0:
             return "0"
         a = abs(x)
-        if a >= 1e5:
+        if a >= 1000:
             return f"{x:,.0f}"
         if a >= 100:
             return f"{x:.0f}"
