@@ -90,6 +90,14 @@ def _waterfall(loads: list[list[Any]]) -> list[list[Any]]:
     return rows
 
 
+def _late_modules(rows: list[list[Any]]) -> bool:
+    """Whether some module only starts loading after main.js has arrived."""
+    main = next((r for r in rows if r[0] == "/js/main.js"), None)
+    if main is None:
+        return False
+    return any(r[0].endswith(".js") and r[1] > main[2] for r in rows if r is not main)
+
+
 def _analysis(rows: list[list[Any]], painted: float | None) -> list[str]:
     """Say where a cold load's time goes, from the median waterfall."""
     api = [r for r in rows if r[0].startswith(("/metrics", "/alerts", "/health", "/dashboard"))]
@@ -114,10 +122,15 @@ def _analysis(rows: list[list[Any]], painted: float | None) -> list[str]:
             "here: " + ", ".join(f"{r[0]} {r[3]:.0f} ms" for r in heavy) + "); each "
             "re-reads and re-merges every stored bucket of its range per request (B6's "
             "profile: row decoding and histogram merging), so cache results per range until "
-            "the next ingest, or read the 1 min / 1 h rollups for wider ranges; start the "
+            "the next ingest, or read the 1 min / 1 h rollups for wider ranges; and start the "
             "data fetches together with the alert/rules calls instead of after them "
-            "(main.js awaits those first); and preload the ES modules (two levels of imports "
-            "cost a round of requests before the first API call)."
+            "(main.js awaits those first)"
+            + (
+                "; and preload the ES modules (a second level of imports costs a round of "
+                "requests before the first API call)."
+                if _late_modules(rows)
+                else "."
+            )
         )
     return lines
 

@@ -9,9 +9,10 @@ fetched and drawn) has finished; the next animation frame after it counts as pai
 Times in the page are `performance.timeOrigin + performance.now()` (epoch ms, sub-ms);
 the backend's `committed_at` is `time.time()` after the commit, both on the same clock.
 
-Then one mlapi instance (200 series, real SDK + encoder) exports with the current time,
-one export every 0.5-0.7 s (spaced so a refresh is not already running when the next
-event arrives — coalescing would add the refresh in progress to the latency).
+Then one mlapi instance (200 series, real SDK + encoder) exports with the current time;
+each export waits until the page has finished the refresh of the previous one, plus
+200-400 ms (a refresh already running when the event arrives would be coalesced, and
+its remaining time would add to the latency).
 Three latencies per export: commit → event received by the page (SSE path), commit →
 refresh finished (data applied to the charts), commit → next frame painted.
 """
