@@ -7,11 +7,16 @@ endpoints from `MLPULSE_*` variables with defaults (see collector-config/README.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 _REPO = Path(__file__).resolve().parent.parent
+_COLLECTOR_METRICS_PORT = 8888
 _CONFIG_DIR = _REPO / "collector-config"
 
 
@@ -67,6 +72,8 @@ def collector_env(*, backend_url: str, queue_dir: Path) -> dict[str, str]:
         "MLPULSE_JAEGER_OTLP_ENDPOINT": "127.0.0.1:14317",
         "MLPULSE_BACKEND_OTLP_ENDPOINT": backend_url,
         "MLPULSE_OTELCOL_STORAGE_DIR": str(queue_dir),
+        "MLPULSE_OTELCOL_METRICS_HOST": "127.0.0.1",
+        "MLPULSE_OTELCOL_METRICS_PORT": str(_COLLECTOR_METRICS_PORT),
     }
 
 
@@ -88,3 +95,33 @@ def collector_health_url() -> str:
 
 def jaeger_health_url() -> str:
     return "http://127.0.0.1:13134/status"
+
+
+def _collector_backlog() -> float | None:
+    """Items in the collector's sending queues and in flight, from its own metrics."""
+    url = f"http://127.0.0.1:{_COLLECTOR_METRICS_PORT}/metrics"
+    try:
+        body = httpx.get(url, timeout=2.0).text
+    except httpx.HTTPError:
+        return None
+    total = 0.0
+    for line in body.splitlines():
+        if line.startswith("otelcol_exporter_queue_size"):
+            with contextlib.suppress(ValueError):
+                total += float(line.rpartition(" ")[2])
+    return total
+
+
+def wait_collector_drained(timeout_s: float) -> bool:
+    """Wait until the collector's queues are empty; False on timeout or no answer."""
+    # The batch processor holds data up to its timeout (1 s) before queueing it.
+    time.sleep(1.5)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        backlog = _collector_backlog()
+        if backlog is None:
+            return False
+        if backlog == 0:
+            return True
+        time.sleep(0.25)
+    return False

@@ -187,11 +187,30 @@ def run(args: argparse.Namespace) -> int:
         _say(f"!!  {exc}")
         return 1
     finally:
-        _say("==> stopping (the backend last, so the final exports land)")
-        # Reverse order: load first, the backend after every producer has flushed.
-        for proc in reversed(procs):
-            proc.stop()
-        _say("==> stopped; nothing left running")
+        _stop_all(procs)
+
+
+def _stop_all(procs: list[ManagedProcess]) -> None:
+    """Stop producers first, let the collector's queue drain, then the stores."""
+    _say("==> stopping (the backend last, so the final exports land)")
+    by_name = {proc.name: proc for proc in procs}
+    for name in ("loadgen", "mlapi"):
+        if name in by_name:
+            by_name[name].stop()
+    collector = by_name.get("otelcol")
+    # mlapi's last export sits in the collector's batch and queue: hand it to the
+    # backend before either stops, or it would wait on disk for the next start.
+    if (
+        collector is not None
+        and collector.exit_code() is None
+        and "backend" in by_name
+        and not _binaries.wait_collector_drained(timeout_s=15.0)
+    ):
+        _say("    the collector's queue did not drain; it stays on disk for next time")
+    for name in ("otelcol", "backend", "jaeger"):
+        if name in by_name:
+            by_name[name].stop()
+    _say("==> stopped; nothing left running")
 
 
 def _start_collector_and_jaeger(
