@@ -3,7 +3,8 @@
     make demo                      # in one terminal; let it run ~15 minutes
     .venv/bin/python tests/browser/screenshot_demo.py http://127.0.0.1:8003/
 
-Writes docs/img/dashboard.png (light) and test-artifacts/dashboard-demo-dark.png. Not a
+Writes docs/img/dashboard.png (light), docs/img/alerts.png and docs/img/admin.png (the
+tour in docs/dashboard.md) and test-artifacts/dashboard-demo-dark.png. Not a
 test: the browser tests make their own data (tests/browser/test_screenshot.py).
 """
 
@@ -36,6 +37,15 @@ def main(url: str, range_seconds: str = "900") -> None:
             page.screenshot(path=str(target), full_page=True)
             print(target)
             page.close()
+        # The tour's other views, light theme: alerts and rules, admin and diagnostics.
+        page = browser.new_page(viewport={"width": 1440, "height": 1000}, color_scheme="light")
+        for view in ("alerts", "admin"):
+            page.goto(f"{url.rstrip('/')}/#{view}")
+            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+            page.wait_for_timeout(2_500)
+            target = REPO / "docs" / "img" / f"{view}.png"
+            page.screenshot(path=str(target), full_page=False)
+            print(target)
         browser.close()
 
 
