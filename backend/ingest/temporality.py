@@ -2,9 +2,20 @@
 
 Per series the store keeps the last accepted point (`PointState`). For a new point:
 
-- its time is not after the last accepted one: a replayed or out-of-order export, ignored
-  (for every kind: a resent delta or gauge point would otherwise count twice);
-- gauges and delta points are taken as they are;
+- gauges and cumulative points whose time is not after the last accepted one: a
+  replayed or out-of-order export, ignored (a newer cumulative point already includes
+  what an older one counted; a resent gauge point would otherwise count twice);
+- delta sums and histograms (each point covers its own `[start_time, time]` interval)
+  are deduplicated by their exact interval instead, because an older point arriving
+  late is new data: a collector re-queues the batch it was sending when it restarts at
+  the end of its persistent queue, behind newer batches. The store records every
+  accepted delta interval (`WriteTransaction.record_delta_intervals`); a point whose
+  interval was recorded is a replay and ignored, an older unrecorded one is taken and
+  lands in the buckets of its own time. Late points are only taken while their records
+  are kept (`LATE_DELTA_WINDOW_S`, and not from before the store started recording):
+  beyond that a replay could not be told from new data, so they are ignored as before.
+  Per the OTLP data model the delta intervals of one series do not overlap, so a
+  different interval (even an overlapping one) is a different point and is taken;
 - cumulative points: the delta is `current - previous`. A restart of the producer (a new
   `start_time_unix_nano`, or a monotonic value / histogram bucket going down) makes the
   current value itself the delta: counting restarts from zero, so nothing is negative or
@@ -22,6 +33,14 @@ from backend.storage.aggregate import Aggregate, subtract_exp, subtract_explicit
 from backend.storage.base import PointState
 
 FIRST_SEEN_GRACE_S = 300.0
+# How long accepted delta intervals are remembered, so how late a delta point may arrive
+# and still count (retention prunes older records; older late points are ignored).
+LATE_DELTA_WINDOW_S = 24 * 3600.0
+
+
+def is_interval_delta(sample: Sample) -> bool:
+    """True for delta sums and histograms: points deduplicated by their exact interval."""
+    return not sample.cumulative and sample.key.kind != "gauge"
 
 
 def _snapshot(value: Aggregate) -> Aggregate:
@@ -76,12 +95,28 @@ def to_delta(
     sample: Sample,
     store_created_ns: int,
     first_seen_grace_s: float = FIRST_SEEN_GRACE_S,
+    *,
+    seen: bool = False,
+    late_after_ns: int | None = None,
 ) -> tuple[Aggregate | None, PointState | None]:
-    """Return (delta to store or None to ignore the point, new state or None if unchanged)."""
+    """Return (delta to store or None to ignore the point, new state or None if unchanged).
+
+    For delta sums and histograms, `seen` tells that the point's exact interval was
+    accepted before, and `late_after_ns` is the oldest time a late (not newer than the
+    state) point may have to be taken; None takes no late point.
+    """
+    if is_interval_delta(sample):
+        if seen:
+            return None, None  # a replay of an accepted interval
+        if state is None or sample.time_ns > state.time_ns:
+            return sample.value, PointState(sample.start_ns, sample.time_ns)
+        if late_after_ns is None or sample.time_ns < late_after_ns:
+            return None, None  # too old to tell a replay from new data
+        return sample.value, None  # late but new: the state keeps the newest time
     if state is not None and sample.time_ns <= state.time_ns:
         return None, None  # replay or out of order
     if not sample.cumulative:
-        return sample.value, PointState(sample.start_ns, sample.time_ns)
+        return sample.value, PointState(sample.start_ns, sample.time_ns)  # a gauge
     new_state = PointState(sample.start_ns, sample.time_ns, _snapshot(sample.value))
     prev = state.cumulative if state is not None else None
     if state is None or prev is None:

@@ -3,8 +3,9 @@
 `SQLiteStore` (sqlite.py) implements it on one file; a PostgreSQL store can implement the
 same two protocols. Storage is deliberately dumb: ingest decides what a delta is
 (`backend.ingest.temporality`) and the query layer computes numbers
-(`backend.query.signals`); the store keeps series, per-bucket aggregates and the
-per-series ingest state, and makes one export request one transaction.
+(`backend.query.signals`); the store keeps series, per-bucket aggregates, the
+per-series ingest state and the accepted delta intervals, and makes one export request
+one transaction.
 """
 
 from __future__ import annotations
@@ -82,12 +83,17 @@ class PointState:
     """The last point accepted for a series, to turn cumulative values into deltas.
 
     `cumulative` is the last cumulative snapshot (None for delta series and gauges, which
-    only need `time_ns` to refuse replays).
+    only need `time_ns`: gauges refuse points not newer than it; delta series look late
+    points up among their recorded intervals).
     """
 
     start_ns: int
     time_ns: int
     cumulative: Aggregate | None = None
+
+
+DeltaInterval = tuple[int, int, int]
+"""An accepted delta point: (series id, `start_time_unix_nano`, `time_unix_nano`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +122,16 @@ class WriteTransaction(Protocol):
         self, rows: Mapping[tuple[int, int, int], Aggregate], max_exemplars: int
     ) -> None:
         """Merge each (resolution, series id, bucket start) aggregate into what is stored."""
+
+    def seen_delta_intervals(self, intervals: Iterable[DeltaInterval]) -> set[DeltaInterval]:
+        """Return which of the given (series id, start ns, time ns) were accepted before.
+
+        One lookup for the whole batch: ingest calls it once per export, only for the
+        delta points that are not newer than their series' last accepted point.
+        """
+
+    def record_delta_intervals(self, intervals: Iterable[DeltaInterval]) -> None:
+        """Remember accepted delta intervals (already recorded ones are left as they are)."""
 
     def record_ingest(self, points: int, at: float) -> None:
         """Note that an export with `points` accepted points committed at `at`."""
@@ -172,6 +188,16 @@ class MetricStore(Protocol):
 
     def delete_orphan_series(self) -> int:
         """Forget series with no bucket left at any resolution; return how many."""
+
+    def delete_delta_intervals_before(self, before: float) -> int:
+        """Forget delta intervals whose point time is before `before`; return how many."""
+
+    def delta_intervals_since(self) -> float:
+        """Return since when (epoch seconds) every accepted delta interval is recorded.
+
+        A store created before interval records existed knows nothing of the delta
+        points it accepted earlier, so ingest must not take late points older than that.
+        """
 
     def ping(self) -> bool:
         """Return True when the store answers a trivial query."""

@@ -10,6 +10,9 @@ Schema (see docs/api.md for the reasoning):
   transaction, so the rollups are always exact, late points included.
 - `ingest_state`: the last accepted point per series (time, start time, cumulative
   snapshot) so cumulative → delta conversion and replay detection survive a restart.
+- `delta_seen`: every accepted delta sum/histogram interval (series, start, time), written
+  in the export's transaction, so a late delta point is taken once and a replay never
+  (also after a restart); retention prunes rows older than the late-point window.
 - `meta`: key/value (schema version, last ingest time).
 
 Durability: WAL with `synchronous=NORMAL` (default) makes every committed transaction
@@ -38,6 +41,7 @@ from backend.storage.aggregate import (
     merge,
 )
 from backend.storage.base import (
+    DeltaInterval,
     Kind,
     MetricInfo,
     PointState,
@@ -96,7 +100,15 @@ CREATE TABLE IF NOT EXISTS buckets (
     PRIMARY KEY (resolution, series_id, ts)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS buckets_by_time ON buckets (resolution, ts);
+CREATE TABLE IF NOT EXISTS delta_seen (
+    series_id INTEGER NOT NULL,
+    start_ns INTEGER NOT NULL,
+    time_ns INTEGER NOT NULL,
+    PRIMARY KEY (series_id, start_ns, time_ns)
+) WITHOUT ROWID;
 """
+# Interval lookups: (series, start, time) triples per query, within SQLite's variable limit.
+_INTERVALS_PER_QUERY = 10_000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 300
 
 _BUCKET_COLUMNS = "count, sum, min, max, last, last_ns, hist, exemplars"
 _SCALAR_COLUMNS = "count, sum, min, max, last, last_ns, NULL, NULL"
@@ -299,6 +311,27 @@ class _SQLiteWrite:
             )
         self._conn.executemany(_UPSERT_BUCKET, out)
 
+    def seen_delta_intervals(self, intervals: Iterable[DeltaInterval]) -> set[DeltaInterval]:
+        todo = list(set(intervals))
+        out: set[DeltaInterval] = set()
+        for i in range(0, len(todo), _INTERVALS_PER_QUERY):
+            chunk = todo[i : i + _INTERVALS_PER_QUERY]
+            values = ",".join(["(?,?,?)"] * len(chunk))
+            sql = (
+                f"WITH q (s, a, b) AS (VALUES {values})"  # noqa: S608
+                " SELECT d.series_id, d.start_ns, d.time_ns FROM q JOIN delta_seen d"
+                " ON d.series_id = q.s AND d.start_ns = q.a AND d.time_ns = q.b"
+            )
+            params = [v for interval in chunk for v in interval]
+            out.update((int(a), int(b), int(c)) for a, b, c in self._conn.execute(sql, params))
+        return out
+
+    def record_delta_intervals(self, intervals: Iterable[DeltaInterval]) -> None:
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO delta_seen (series_id, start_ns, time_ns) VALUES (?, ?, ?)",
+            intervals,
+        )
+
     def record_ingest(self, points: int, at: float) -> None:
         self._conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_ingest', ?)", (repr(at),)
@@ -346,6 +379,16 @@ class SQLiteStore:
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
+            existed = self._writer.execute("SELECT 1 FROM meta WHERE key = 'created_at'").fetchone()
+            # A store from before `delta_seen` has accepted delta points it has no record
+            # of: late points older than the upgrade cannot be told from replays.
+            self._writer.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('delta_intervals_since', ?)",
+                (repr(time.time()) if existed else "0.0",),
+            )
+            since = self._writer.execute(
+                "SELECT value FROM meta WHERE key = 'delta_intervals_since'"
+            ).fetchone()
             self._writer.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('created_at', ?)",
                 (repr(time.time()),),
@@ -358,6 +401,7 @@ class SQLiteStore:
             ).fetchone()
         self._last_ingest: float | None = float(row[0]) if row else None
         self._created_at = float(created[0])
+        self._delta_intervals_since = float(since[0])
 
     def _connect(self) -> sqlite3.Connection:
         # Each connection is used by one thread at a time (the writer behind its lock,
@@ -508,6 +552,10 @@ class SQLiteStore:
         """Return when this store was first created (epoch seconds)."""
         return self._created_at
 
+    def delta_intervals_since(self) -> float:
+        """Return since when every accepted delta interval is recorded (0: always)."""
+        return self._delta_intervals_since
+
     def last_ingest(self) -> float | None:
         """Return when the last export committed (epoch seconds), or None."""
         return self._last_ingest
@@ -517,6 +565,19 @@ class SQLiteStore:
         with self._write_lock:
             cur = self._writer.execute(
                 "DELETE FROM buckets WHERE resolution = ? AND ts < ?", (resolution, before)
+            )
+            return int(cur.rowcount)
+
+    def delete_delta_intervals_before(self, before: float) -> int:
+        """Forget delta intervals whose point time is before `before`; return how many."""
+        before_ns = int(before * 1e9)
+        with self._write_lock:
+            # Per series, a range of the primary key: a delta interval ends after it
+            # starts, so every row to delete has start_ns < before_ns too.
+            cur = self._writer.execute(
+                "DELETE FROM delta_seen WHERE series_id IN (SELECT id FROM series)"
+                " AND start_ns < ? AND time_ns < ?",
+                (before_ns, before_ns),
             )
             return int(cur.rowcount)
 
@@ -530,6 +591,7 @@ class SQLiteStore:
                     " WHERE b.resolution IN (10, 60, 3600) AND b.series_id = s.id)"
                 )
                 self._writer.execute(f"DELETE FROM ingest_state WHERE series_id IN ({orphans})")  # noqa: S608
+                self._writer.execute(f"DELETE FROM delta_seen WHERE series_id IN ({orphans})")  # noqa: S608
                 cur = self._writer.execute(f"DELETE FROM series WHERE id IN ({orphans})")  # noqa: S608
                 self._writer.execute("COMMIT")
             except BaseException:

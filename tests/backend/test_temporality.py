@@ -1,4 +1,5 @@
-"""Cumulative → delta conversion: restarts, resets, replays, late joins, histograms."""
+"""Cumulative → delta conversion: restarts, resets, replays, late joins, histograms, and
+delta points deduplicated by their interval."""
 
 from __future__ import annotations
 
@@ -88,6 +89,34 @@ def test_delta_and_gauge_points_pass_through_but_replays_do_not() -> None:
     delta, state = to_delta(None, sample, CREATED)
     assert delta is agg and state is not None
     assert to_delta(state, sample, CREATED) == (None, None)
+    assert to_delta(state, sample, CREATED, seen=True, late_after_ns=0) == (None, None)
+
+
+def _delta(t: int, kind: str = "sum") -> Sample:
+    return Sample(_key(kind), False, t - S, t, Aggregate(count=1, sum=1, last_ns=t))
+
+
+def test_late_unseen_delta_point_counts_without_moving_the_state() -> None:
+    state = PointState(9 * S, 10 * S)
+    for kind in ("sum", "histogram", "exp_histogram"):
+        late = _delta(5 * S, kind)
+        delta, new = to_delta(state, late, CREATED, late_after_ns=0)
+        assert delta is late.value and new is None
+        assert to_delta(state, late, CREATED, seen=True, late_after_ns=0) == (None, None)
+
+
+def test_late_delta_point_older_than_the_records_is_ignored() -> None:
+    state = PointState(9 * S, 10 * S)
+    assert to_delta(state, _delta(5 * S), CREATED, late_after_ns=6 * S) == (None, None)
+    assert to_delta(state, _delta(5 * S), CREATED) == (None, None)  # no records at all
+    # A newer point is new whatever its age.
+    delta, new = to_delta(state, _delta(11 * S), CREATED, late_after_ns=20 * S)
+    assert delta is not None and new == PointState(10 * S, 11 * S)
+
+
+def test_late_gauge_point_is_ignored_even_with_records() -> None:
+    gauge = Sample(_key("gauge"), False, 0, 5 * S, Aggregate(count=1, sum=2, last=2))
+    assert to_delta(PointState(0, 10 * S), gauge, CREATED, late_after_ns=0) == (None, None)
 
 
 def test_cumulative_exponential_histogram_delta_across_a_downscale() -> None:
