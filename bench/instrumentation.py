@@ -629,7 +629,8 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
         te = thr["cases"]
         tables.append(
             {
-                "title": "Through uvicorn (1 process each) + wrk -t1 -c8 from a second process: "
+                "title": "Through uvicorn (2 processes per variant, alternating) + wrk -t1 -c8 "
+                "from a second process: "
                 "bare req/s; throughput ÷ bare, wall (wrk req/s) and CPU-normalised (bare's "
                 "server CPU per request ÷ the variant's); added server CPU µs per request "
                 "(medians of per-round paired values)",
@@ -711,7 +712,7 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
         + "; ".join(f"{n} {s:.0%}" for n, s in ex["top_own"])
         + " (shares under cProfile)."
     )
-    notes += _analysis(figures, ip)
+    notes += _analysis(figures, ip, inproc)
     profile = "\n\n".join(
         f"[{v}] {inproc['profile_case']}, cProfile by tottime\n{p}"
         for v, p in inproc["profiles"].items()
@@ -729,27 +730,33 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
     }
 
 
-def _analysis(figures: list[dict[str, Any]], ip: dict[str, Any]) -> list[str]:
+def _analysis(
+    figures: list[dict[str, Any]], ip: dict[str, Any], inproc: dict[str, Any]
+) -> list[str]:
     """Where a target is missed: what dominates (from the profiles) and what would help."""
     out = []
     missed_metrics = [f for f in figures if "metrics-only" in f["figure"] and f.get("ok") is False]
     if missed_metrics:
         spread = {c.key: ip[c.key]["added_us_iqr"]["metrics"] for c in PREDICT_CASES if c.key in ip}
+        ping = ip["/ping (trivial)"]["added_us"]["metrics"]
+        rec = inproc["recorders_us"]
+        exp = inproc["export"]["us_per_request"]
         out.append(
             "Metrics-only misses ≥ 0.99 in "
             + ", ".join(f["figure"].split(":")[0] for f in missed_metrics)
-            + f". The paired differences spread widely (in-process IQR of added µs: {spread}),"
-            " wider than the 1 % being judged (~2-4 µs here), so single figures swing either "
-            "way between runs; the estimate from parts (HTTP middleware paired on the cheap "
-            "/ping, the recorders and one collection + export timed alone) has the least "
-            "noise. The profile shows "
-            "what the metrics path costs: the ASGI middleware's extra coroutine frame and `send` "
-            "closure, `route_template`, one deque append, and the recorders' appends (folded "
-            "at collection); the OpenTelemetry getters in that profile are FastAPI's own "
-            "telemetry hooks, called in the bare app too. What would close a real gap: "
-            "fewer frames per request (take the status inside the route layer instead of "
-            "wrapping `send`) and the per-route buffer kept on the route object, so no "
-            "dictionary lookup is needed."
+            + f". Paired per-request differences spread more than the 1 % being judged "
+            f"(in-process IQR of added µs: {spread}), so the through-server and in-process "
+            "figures swing either way between runs; the estimate from parts has the least "
+            f"noise. Its parts: HTTP middleware +{ping} µs, model + cache recorders {rec} µs, "
+            f"collection + OTLP export {exp} µs per request. The profiles say what they are: "
+            "the middleware's extra coroutine frame and `send` closure, `route_template` and "
+            "one deque append; the recorders' appends; at collection, draining every buffer "
+            "with `popleft` and a list comprehension (most of the collection's time). What "
+            "would close the gap: drain a buffer in one C call (swap in a fresh deque, then "
+            "`sorted(old)`) instead of `popleft` per value; take the status inside the route "
+            "layer rather than wrapping `send`; keep each route's buffer on the route object "
+            "so no dictionary lookup is needed. (The OpenTelemetry getters in the metrics "
+            "profile are FastAPI's own telemetry hooks: they run in the bare app too.)"
         )
     missed_traces = [f for f in figures if "ours (traces" in f["figure"] and f.get("ok") is False]
     if missed_traces:
