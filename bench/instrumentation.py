@@ -10,10 +10,12 @@ plus a trivial `GET /ping` route added to each app:
   meter_provider=...)` with its defaults (server span + receive/send spans, its own
   HTTP metrics).
 
-Request mixes: "cache hits" cycles through 40 popular scans (warm cache: the cheapest
-real path of `/predict/*`, the hardest case for a relative overhead); "loadgen mix" is
-mlpulse loadgen's default: 60 % popular scans (Zipf weights), 40 % fresh scans (cache
-miss: a scikit-learn prediction). Every variant gets the same bodies in the same order.
+Request mixes: "cache hits" cycles through the 300 popular scans (warm cache: the
+cheapest real path of `/predict/*`, the hardest case for a relative overhead); "loadgen
+mix" follows mlpulse loadgen's defaults: 75 % popular scans (300 of them, weights
+1/(rank+1)^0.7), 25 % fresh scans from `mlapi.scans.random_features` (cache misses: a
+scikit-learn prediction), new ones every round. Every variant gets the same bodies in
+the same order.
 
 Exporters are real but cheap: OTLP/HTTP protobuf exporters (metrics through a
 PeriodicExportingMetricReader every 5 s, spans through a BatchSpanProcessor) sending to a
@@ -66,8 +68,16 @@ from bench._common import (
 
 TITLE = "Instrumentation overhead (mlapi, in-process and through uvicorn)"
 VARIANTS = ("bare", "metrics", "traces", "stock")
-POOL = 40  # popular scans, as in mlpulse loadgen (Zipf weights 1/(rank+1))
-POPULAR_SHARE = 0.6  # loadgen's default: the rest are fresh scans (cache misses)
+# The request mix of mlpulse loadgen's defaults: POOL popular scans with weights
+# 1/(rank+1)^WEIGHT_EXPONENT asked POPULAR_SHARE of the time, the rest fresh scans drawn
+# by mlapi.scans.random_features (cache misses).
+POOL = 300
+WEIGHT_EXPONENT = 0.7
+POPULAR_SHARE = 0.75
+
+
+def _weights(n: int) -> list[float]:
+    return [1.0 / (rank + 1) ** WEIGHT_EXPONENT for rank in range(n)]
 
 
 class Case:
@@ -115,7 +125,7 @@ def sequence(case: Case, n: int, seed: int, pool: list[bytes]) -> list[bytes]:
         return [pool[i % len(pool)] for i in range(n)]
     rnd_ = random.Random(seed)
     rng = np.random.default_rng(seed)
-    weights = [1.0 / (rank + 1) for rank in range(len(pool))]
+    weights = _weights(len(pool))
     return [
         rnd_.choices(pool, weights=weights)[0]
         if rnd_.random() < POPULAR_SHARE
@@ -249,12 +259,13 @@ async def _in_process(quick: bool, sink_url: str) -> dict[str, Any]:
                 status = await _call(app, c.method, c.path, body)
                 if status != 200:
                     raise RuntimeError(f"{v} {c.key}: status {status}")
+                warm = 50 if quick else POOL  # the whole popular pool cached (full runs)
                 await _batch(
                     app,
                     c,
-                    sequence(c, 2 * POOL, -1, pool)
+                    sequence(c, warm, -1, pool)
                     if c.mix != "mix"
-                    else [pool[i % POOL] for i in range(2 * POOL)],
+                    else [pool[i % POOL] for i in range(warm)],
                 )
         for r in range(rounds):
             order = VARIANTS[r % 4 :] + VARIANTS[: r % 4]
@@ -391,25 +402,15 @@ def _recorders_us(n: int) -> float:
 _LUA = """
 -- mlapi request bodies for wrk: %(mix)s
 local popular = {%(popular)s}
+local fresh = {%(fresh)s}
 local cum = {%(cum)s}
-local timeframes = {%(timeframes)s}
 local path, method, share = "%(path)s", "%(method)s", %(share)s
 local reqs = {}
-local i = 0
+local i, f = 0, 0
 local headers = {["Content-Type"] = "application/json"}
 init = function(args)
   math.randomseed(tonumber(args[1]) or 1)
   for k, b in ipairs(popular) do reqs[k] = wrk.format(method, path, headers, b) end
-end
-local function fresh()
-  local body = string.format(
-    '{"symbol_count": %%d, "lookback_days": %%d, "filter_count": %%d, "indicator_count": %%d, '
-    .. '"timeframe": "%%s", "market_hours": %%s}',
-    math.floor(math.exp(math.random() * math.log(5000)) + 0.5),
-    math.floor(math.exp(math.random() * math.log(3650)) + 0.5),
-    math.random(0, 15), math.random(0, 20), timeframes[math.random(1, #timeframes)],
-    (math.random() < 0.4) and "true" or "false")
-  return wrk.format(method, path, headers, body)
 end
 request = function()
   if method == "GET" then return wrk.format(method, path) end
@@ -422,15 +423,24 @@ request = function()
     for k, c in ipairs(cum) do if u <= c then return reqs[k] end end
     return reqs[#reqs]
   end
-  return fresh()
+  f = f %% #fresh + 1
+  return wrk.format(method, path, headers, fresh[f])
 end
 """
 
 
-def _lua(case: Case, pool: list[bytes], workdir: Path) -> Path:
-    from mlapi.models import TIMEFRAME_MINUTES
+def _fresh(seed: int, n: int) -> list[bytes]:
+    """Fresh scans (not in the popular pool): cache misses, a new set per round."""
+    import numpy as np
 
-    weights = [1.0 / (rank + 1) for rank in range(len(pool))]
+    from mlapi.models import random_features
+
+    rng = np.random.default_rng(100_000 + seed)
+    return [_features_json(random_features(rng)) for _ in range(n)]
+
+
+def _lua(case: Case, pool: list[bytes], workdir: Path, fresh: list[bytes], tag: str) -> Path:
+    weights = _weights(len(pool))
     total, acc, cum = sum(weights), 0.0, []
     for w in weights:
         acc += w
@@ -438,13 +448,13 @@ def _lua(case: Case, pool: list[bytes], workdir: Path) -> Path:
     text = _LUA % {
         "mix": case.key,
         "popular": ", ".join("[[" + b.decode() + "]]" for b in pool),
+        "fresh": ", ".join("[[" + b.decode() + "]]" for b in fresh) if case.mix == "mix" else "",
         "cum": ", ".join(f"{c:.6f}" for c in cum),
-        "timeframes": ", ".join(f'"{t}"' for t in TIMEFRAME_MINUTES),
         "path": case.path,
         "method": case.method,
         "share": 1 if case.mix == "hit" else POPULAR_SHARE,
     }
-    p = workdir / f"wrk-{re.sub(r'[^a-z]+', '-', case.key)}.lua"
+    p = workdir / f"wrk-{re.sub(r'[^a-z]+', '-', case.key)}-{tag}.lua"
     p.write_text(text)
     return p
 
@@ -491,16 +501,18 @@ def _through_uvicorn(quick: bool, sink_url: str, workdir: Path) -> dict[str, Any
             except Exception as exc:
                 raise RuntimeError(f"{key}: {exc}: {child.log_tail()}") from None
         cases = [CASES[1], CASES[3]] if quick else list(CASES)
-        luas = {c.key: _lua(c, pool, workdir) for c in cases}
-        hit_lua = _lua(CASES[0], pool, workdir)
+        hit_lua = _lua(CASES[0], pool, workdir, [], "warm")
         rounds, secs = (1, 1.0) if quick else (7, 3.0)
         for key in servers if not quick else []:  # warm: caches, middleware stacks
             for c in cases:
-                _wrk(ports[key], c, 1, hit_lua if c.mix == "mix" else luas[c.key], 0)
+                lua = hit_lua if c.mix == "mix" else _lua(c, pool, workdir, [], "warm")
+                _wrk(ports[key], c, 1, lua, 0)
         rps: dict[str, dict[str, list[float]]] = {c.key: {v: [] for v in variants} for c in cases}
         cpu: dict[str, dict[str, list[float]]] = {c.key: {v: [] for v in variants} for c in cases}
         for r in range(rounds):
             order = variants[r % len(variants) :] + variants[: r % len(variants)]
+            fresh = _fresh(r, 500 if quick else 4000)
+            luas = {c.key: _lua(c, pool, workdir, fresh, f"r{r}") for c in cases}
             for c in cases:
                 for v in order:
                     key = (v, r % copies)
