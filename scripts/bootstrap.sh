@@ -15,7 +15,11 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "==> installing mlpulse and dev dependencies (first run takes a minute)"
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e '.[dev]'
+    # The build backend talks a lot; its output is kept, and shown only if it fails.
+    if ! .venv/bin/python -m pip install --quiet -e '.[dev]' >.venv/install.log 2>&1; then
+        cat .venv/install.log
+        exit 1
+    fi
     echo "$want" > "$stamp"
 else
     echo "==> .venv is up to date"

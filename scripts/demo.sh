@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job. Until the demo lands, it runs the ML API on :8002.
+# The main job: the whole system on this machine (backend, instrumented mlapi, load).
+# Arguments go to `mlpulse demo` (e.g. `scripts/demo.sh --with-collector`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec .venv/bin/mlpulse mlapi "$@"
+exec .venv/bin/mlpulse demo "$@"
