@@ -12,12 +12,15 @@ from typing import Any
 from backend.query.signals import (
     BASELINE_MAE,
     FEEDBACK,
+    HTTP_DURATION,
     PREDICTIONS,
     SignalValue,
+    choose_resolution,
     evaluate,
     latest_time,
 )
 from backend.storage.base import MetricStore
+from backend.storage.rollup import bucket_start
 
 BASELINE_LOOKBACK_S = 86_400.0  # baselines are gauges: take the latest of the last day
 
@@ -36,6 +39,31 @@ def _by_model(values: list[SignalValue]) -> dict[str, SignalValue]:
     return {v.labels.get("model", ""): v for v in values}
 
 
+def _observed_span(
+    store: MetricStore,
+    start: float,
+    end: float,
+    uptime_s: float | None,
+    filters: dict[str, str] | None,
+) -> float:
+    """The part of the window the producers were up for, to divide counts into rates.
+
+    A service that started a minute ago into a 5-minute window served its requests in
+    one minute, not five. Its own `process.uptime` says how long it has been up; the
+    earliest stored request bucket guards against a restart inside the window (the old
+    incarnation's requests count too, so the span reaches back to them). Without an
+    uptime the whole window is used, as a plain rate over the window.
+    """
+    window = end - start
+    if uptime_s is None or uptime_s <= 0 or uptime_s >= window:
+        return window
+    res = choose_resolution(start, end)
+    ids = [s.id for s in store.series(HTTP_DURATION, filters)]
+    first = store.first_bucket(ids, res, bucket_start(start, res), end) if ids else None
+    covered = end - first if first is not None else 0.0
+    return min(window, max(uptime_s, covered, 1.0))
+
+
 def snapshot(
     store: MetricStore, end: float, window: float, service: str | None = None
 ) -> dict[str, Any]:
@@ -51,8 +79,9 @@ def snapshot(
 
     p50, p95, p99 = (total(f"p{p}_latency_ms") for p in (50, 95, 99))
     requests = total("request_rate")
+    span = _observed_span(store, start, end, total("uptime_seconds").value, filters)
     api = {
-        "requests_per_minute": requests.value,
+        "requests_per_minute": None if requests.value is None else requests.samples * 60 / span,
         "total_requests": requests.samples,
         "avg_response_time_ms": total("avg_latency_ms").value,
         "error_rate_percent": total("error_rate_percent").value,
@@ -66,7 +95,10 @@ def snapshot(
 
     signals = {
         "predictions_count": per_model("prediction_count"),
-        "prediction_rate_per_minute": per_model("prediction_rate"),
+        "prediction_rate_per_minute": {
+            model: SignalValue(v.labels, v.samples * 60.0 / span, v.samples, None, None)
+            for model, v in per_model("prediction_count").items()
+        },
         "avg_mae": per_model("model_mae"),
         "rmse": per_model("model_rmse"),
         "r2": per_model("model_r2"),

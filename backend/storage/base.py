@@ -161,6 +161,11 @@ class MetricStore(Protocol):
         sums, min/max/last stay), which is much cheaper for count and rate queries.
         """
 
+    def first_bucket(
+        self, series_ids: Sequence[int], resolution: int, start: float, end: float
+    ) -> int | None:
+        """Return the earliest bucket start in [start, end) among the series, if any."""
+
     def read_windows(
         self,
         series_ids: Sequence[int],

@@ -118,6 +118,10 @@ _SELECT_STATES = (
 )
 # Per series and window: sums, min/max, and the `last` of the latest bucket (a window
 # function picks it; SQLite's bare-column rule is ambiguous with several min/max).
+_FIRST_BUCKET_SQL = (
+    "SELECT min(ts) FROM buckets WHERE resolution = ? AND ts >= ? AND ts < ?"
+    " AND series_id IN ({marks})"
+)
 _WINDOWS_SQL = """
 SELECT series_id, w, SUM(count), SUM(sum), MIN(min), MAX(max), MAX(last_ns),
        MAX(CASE WHEN rn = 1 THEN last END)
@@ -508,6 +512,20 @@ class SQLiteStore:
             ).fetchall()
             for row in rows:
                 yield int(row[0]), int(row[1]), _row_to_aggregate(row[2:])
+
+    def first_bucket(
+        self, series_ids: Sequence[int], resolution: int, start: float, end: float
+    ) -> int | None:
+        """Return the earliest bucket start in [start, end) among the series, if any."""
+        conn = self._reader()
+        first: int | None = None
+        for chunk in _chunks(list(series_ids)):
+            marks = ",".join("?" * len(chunk))
+            sql = _FIRST_BUCKET_SQL.replace("{marks}", marks)
+            row = conn.execute(sql, (resolution, start, end, *chunk)).fetchone()
+            if row and row[0] is not None:
+                first = int(row[0]) if first is None else min(first, int(row[0]))
+        return first
 
     def read_windows(
         self,
