@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
 import threading
@@ -248,6 +249,17 @@ def _start_collector_and_jaeger(
     return "http://127.0.0.1:16686", "http://127.0.0.1:4318"
 
 
+def _command() -> str:
+    """How the user runs `mlpulse` from here: `.venv/bin/mlpulse` in a checkout."""
+    script = Path(sys.executable).parent / "mlpulse"
+    if not script.exists():
+        return "mlpulse"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return "mlpulse" if shutil.which("mlpulse") == str(script) else str(script)
+
+
 def _banner(
     backend_url: str, mlapi_url: str, jaeger_ui: str, data_dir: Path, elapsed: float
 ) -> None:
@@ -264,7 +276,7 @@ def _banner(
     lines += [
         f"  Admin token   in {data_dir / 'api-token'} (or $MLPULSE_API_TOKEN)",
         "",
-        "  Provoke an alert:   mlpulse scenario error-burst --for 2m",
+        f"  Provoke an alert:   {_command()} scenario error-burst --for 2m",
         "  (also latency-spike, model-drift, cache-flush, cpu-burn; or the dashboard's Admin tab)",
         "",
         "  Ctrl-C stops everything.",
