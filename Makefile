@@ -12,6 +12,7 @@ test: dev system binaries
 
 system:
 	@bash scripts/install-system-deps.sh
+	@bash scripts/install-bench-deps.sh
 
 binaries:
 	@if [ -f scripts/build-binaries.sh ]; then bash scripts/build-binaries.sh; fi
@@ -21,5 +22,5 @@ lint: dev
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 
-bench: dev
+bench: dev system binaries
 	.venv/bin/mlpulse bench
