@@ -98,8 +98,14 @@ function renderStatus() {
 
 let snapshotWindowMin = 5;
 
-async function refreshNumbers() {
-  const [current, hl] = await Promise.allSettled([getJSON("metrics/current"), getJSON("health"), apiPanel.loadRoutes()]);
+/**
+ * Fetch the snapshot numbers; with `withRoutes`, the per-route table too (three history
+ * queries, so live updates refresh it only every SLOW_REFRESH_MS).
+ */
+async function refreshNumbers(withRoutes = true) {
+  const [current, hl] = await Promise.allSettled([
+    getJSON("metrics/current"), getJSON("health"), withRoutes ? apiPanel.loadRoutes() : null,
+  ]);
   if (hl.status === "fulfilled") {
     health.reachable = true;
     health.ageAtFetch = hl.value.last_ingest_age_seconds ?? null;
@@ -170,10 +176,15 @@ async function loadCharts() {
 
 // Live updates are coalesced: at most one refresh runs, and one more follows if events
 // arrived meanwhile — a burst of ingests costs two refreshes, not one per export.
+// The whole-range views (distribution, exemplars, per-route table) re-merge every bucket
+// of the range, so each live update would cost the backend far more than the newest
+// points: they follow at most every SLOW_REFRESH_MS, the numbers and chart tails at once.
+const SLOW_REFRESH_MS = 15_000;
 let liveBusy = false;
 let livePending = false;
 let liveUpdates = 0;
 let newestCommit = 0;
+let lastSlowRefresh = 0;
 async function liveRefresh() {
   if (liveBusy) { livePending = true; return; }
   liveBusy = true;
@@ -181,10 +192,12 @@ async function liveRefresh() {
     do {
       livePending = false;
       const commit = newestCommit;
-      const jobs = [refreshNumbers().catch(() => {})];
+      const slow = Date.now() - lastSlowRefresh >= SLOW_REFRESH_MS;
+      if (slow) lastSlowRefresh = Date.now();
+      const jobs = [refreshNumbers(slow).catch(() => {})];
       if (range.isLive && !chartsLoading) {
         updateExportLinks();
-        jobs.push(graphs.tail(range.window()));
+        jobs.push(graphs.tail(range.window(), slow));
       }
       await Promise.all(jobs);
       overview.setSparks(graphs.sparkData());

@@ -256,13 +256,12 @@ export class GraphsPanel {
     if (failedOne) throw failedOne.reason;
   }
 
-  /** Append the newest points (live). */
-  async tail(w) {
+  /** Append the newest points (live); with `wholeRange`, also redo the distribution and exemplars. */
+  async tail(w, wholeRange = true) {
     await Promise.allSettled([
       ...Object.values(this.charts).map((c) => c.tail(w)),
-      this.loadDistribution(w),
       this.loadCache(w, true),
-      this.loadExemplars(w),
+      ...(wholeRange ? [this.loadDistribution(w), this.loadExemplars(w)] : []),
     ]);
   }
 
