@@ -117,32 +117,25 @@ def _build_parser() -> argparse.ArgumentParser:
 
     from mlpulse import demo, loadgen, scenario
 
-    demo_parser = sub.add_parser(
-        "demo",
-        help="run everything at once, with load and fault scenarios",
-        description=demo.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    demo.add_arguments(demo_parser)
-    demo_parser.set_defaults(func=demo.run)
-
-    loadgen_parser = sub.add_parser(
-        "loadgen",
-        help="send realistic traffic and delayed ground truth to a running mlapi",
-        description=loadgen.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    loadgen.add_arguments(loadgen_parser)
-    loadgen_parser.set_defaults(func=loadgen.run)
-
-    scenario_parser = sub.add_parser(
-        "scenario",
-        help="switch a fault scenario on a running mlapi (latency-spike, error-burst, ...)",
-        description=scenario.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    scenario.add_arguments(scenario_parser)
-    scenario_parser.set_defaults(func=scenario.run)
+    # Each of these modules declares its own options and runs itself; its docstring is
+    # its --help text.
+    for name, module, summary in (
+        ("demo", demo, "run everything at once, with load and fault scenarios"),
+        ("loadgen", loadgen, "send realistic traffic and delayed ground truth to a running mlapi"),
+        (
+            "scenario",
+            scenario,
+            "switch a fault scenario on a running mlapi (latency-spike, error-burst, ...)",
+        ),
+    ):
+        command = sub.add_parser(
+            name,
+            help=summary,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(command)
+        command.set_defaults(func=module.run)
 
     bench_parser = sub.add_parser(
         "bench",
