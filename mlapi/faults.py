@@ -6,12 +6,14 @@
 | error-burst    | about 30 % of predictions answer 500                             |
 | model-drift    | predicted values are multiplied by 1.6, so MAE rises over baseline |
 | cache-flush    | the cache is cleared at start and bypassed, so the hit rate falls |
-| cpu-burn       | a background thread keeps one core busy                          |
+| cpu-burn       | one background thread per core keeps every core busy             |
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import random
 import threading
 import time
@@ -76,12 +78,13 @@ class FaultInjector:
             self._active = scenario
             if name == "cpu-burn":
                 self._burn_stop = threading.Event()
-                threading.Thread(
-                    target=_burn_cpu,
-                    args=(self._burn_stop, duration_s),
-                    name="mlapi-cpu-burn",
-                    daemon=True,
-                ).start()
+                for core in range(os.cpu_count() or 1):
+                    threading.Thread(
+                        target=_burn_cpu,
+                        args=(self._burn_stop, duration_s),
+                        name=f"mlapi-cpu-burn-{core}",
+                        daemon=True,
+                    ).start()
         if name == "cache-flush":
             self._on_cache_flush()
         _log.info("scenario %s started for %.0f s", name, duration_s)
@@ -141,10 +144,12 @@ class FaultInjector:
 
 
 def _burn_cpu(stop: threading.Event, duration_s: float) -> None:
-    """Spin until stopped or `duration_s` has passed (the GIL is released often)."""
+    """Keep one core busy until stopped or `duration_s` has passed.
+
+    Hashing a large buffer releases the GIL, so one such thread per core loads the whole
+    host (a pure-Python loop could never pass one core) and the API keeps serving.
+    """
     deadline = time.monotonic() + duration_s
+    block = b"\x5a" * (1 << 20)
     while not stop.is_set() and time.monotonic() < deadline:
-        # Short bursts of arithmetic between checks keep the thread stoppable.
-        total = 0
-        for i in range(20_000):
-            total += i * i
+        hashlib.sha256(block).digest()  # about a millisecond: stop checks stay frequent

@@ -17,7 +17,7 @@ SCENARIOS = {
     "error-burst": "a share of predictions fail with 500 (fires the error-rate alert)",
     "model-drift": "predictions drift from the truth (fires the MAE-degradation alert)",
     "cache-flush": "the cache is cleared and bypassed (fires the cache-hit-rate alert)",
-    "cpu-burn": "a thread burns CPU (fires the CPU alert on small machines)",
+    "cpu-burn": "every core is kept busy (fires the CPU alert)",
 }
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -78,14 +79,31 @@ def test_a_new_scenario_replaces_the_active_one() -> None:
     assert faults.drift_factor() == 1.0
 
 
-def test_cpu_burn_runs_a_thread_until_stopped() -> None:
+def _burners() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("mlapi-cpu-burn-")]
+
+
+def test_cpu_burn_runs_a_thread_per_core_until_stopped() -> None:
     faults = FaultInjector()
     faults.start("cpu-burn", duration_s=30)
-    burners = [t for t in threading.enumerate() if t.name == "mlapi-cpu-burn"]
-    assert len(burners) == 1
+    burners = _burners()
+    assert len(burners) == (os.cpu_count() or 1)
     faults.stop()
-    burners[0].join(timeout=2)
-    assert not burners[0].is_alive()
+    for burner in burners:
+        burner.join(timeout=2)
+        assert not burner.is_alive()
+
+
+def test_cpu_burn_loads_more_than_one_core_of_cpu_time() -> None:
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs two cores")
+    faults = FaultInjector()
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    faults.start("cpu-burn", duration_s=1.5)
+    for burner in _burners():
+        burner.join(timeout=10)
+    # The GIL would cap pure-Python burners at one core's worth of CPU time.
+    assert time.process_time() - cpu0 > 1.2 * (time.monotonic() - wall0)
 
 
 def test_cpu_burn_stops_by_itself() -> None:
@@ -93,10 +111,12 @@ def test_cpu_burn_stops_by_itself() -> None:
     # Long enough that the burner is surely still running when we look for it, even on a
     # busy machine; short enough to wait for.
     faults.start("cpu-burn", duration_s=1.0)
-    (burner,) = [t for t in threading.enumerate() if t.name == "mlapi-cpu-burn"]
+    burners = _burners()
+    assert burners
     started = time.monotonic()
-    burner.join(timeout=5)
-    assert not burner.is_alive()
+    for burner in burners:
+        burner.join(timeout=5)
+        assert not burner.is_alive()
     assert time.monotonic() - started < 5
 
 

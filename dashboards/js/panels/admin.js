@@ -11,7 +11,7 @@ export const SCENARIOS = [
   { name: "error-burst", text: "About 30 % of predictions answer 500" },
   { name: "model-drift", text: "Predictions ×1.6: the MAE rises over baseline" },
   { name: "cache-flush", text: "Cache cleared and bypassed: hit rate falls" },
-  { name: "cpu-burn", text: "One core kept busy in the API process" },
+  { name: "cpu-burn", text: "Every core kept busy by the API process" },
 ];
 
 export class AdminPanel {
