@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from time import time_ns
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import Exemplar
@@ -171,26 +171,22 @@ class _Instrument:
         self.exemplars_enabled = False
 
 
-class ExponentialHistogram(_Instrument):
-    """A base-2 exponential histogram per attribute set.
+class _Series(Protocol):
+    buffer: deque[float]
+    candidates: deque[tuple[float, int, int, int]]
 
-    `record(value, key, attributes)` takes a hashable `key` naming the attribute set, so
-    callers can cache both and skip hashing a dict per call.
-    """
 
-    def __init__(
-        self,
-        name: str,
-        unit: str,
-        description: str,
-        *,
-        max_size: int = 160,
-        max_scale: int = 20,
-    ) -> None:
+_S = TypeVar("_S", bound=_Series)
+
+
+class _Histogram(_Instrument, Generic[_S]):
+    """The buffered recording both histograms share: a series per attribute set, values
+    appended on the hot path and folded under the lock. Subclasses say how a series
+    starts (`_make_series`) and how buffered values fold into it (`_fold`)."""
+
+    def __init__(self, name: str, unit: str, description: str) -> None:
         super().__init__(name, unit, description)
-        self.max_size = max_size
-        self.max_scale = max_scale
-        self._series: dict[Hashable, _ExpSeries] = {}
+        self._series: dict[Hashable, _S] = {}
 
     def record(self, value: float, key: Hashable, attributes: Attributes) -> None:
         """Add one measurement to the series of `attributes` (identified by `key`)."""
@@ -224,7 +220,7 @@ class ExponentialHistogram(_Instrument):
             for series in list(self._series.values()):
                 self._fold(series)
 
-    def _new_series(self, key: Hashable, attributes: Attributes) -> _ExpSeries:
+    def _new_series(self, key: Hashable, attributes: Attributes) -> _S:
         with self._lock:
             series = self._series.get(key)
             if series is not None:
@@ -234,8 +230,38 @@ class ExponentialHistogram(_Instrument):
                 series = self._series.get(key)
                 if series is not None:
                     return series
-            series = self._series[key] = _ExpSeries(dict(attributes), self.max_scale)
+            series = self._series[key] = self._make_series(dict(attributes))
             return series
+
+    def _make_series(self, attributes: Attributes) -> _S:
+        raise NotImplementedError
+
+    def _fold(self, series: _S) -> None:
+        raise NotImplementedError
+
+
+class ExponentialHistogram(_Histogram[_ExpSeries]):
+    """A base-2 exponential histogram per attribute set.
+
+    `record(value, key, attributes)` takes a hashable `key` naming the attribute set, so
+    callers can cache both and skip hashing a dict per call.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        unit: str,
+        description: str,
+        *,
+        max_size: int = 160,
+        max_scale: int = 20,
+    ) -> None:
+        super().__init__(name, unit, description)
+        self.max_size = max_size
+        self.max_scale = max_scale
+
+    def _make_series(self, attributes: Attributes) -> _ExpSeries:
+        return _ExpSeries(attributes, self.max_scale)
 
     def _fold(self, series: _ExpSeries) -> None:
         values = _drain(series.buffer)
@@ -329,7 +355,7 @@ class _ExplicitSeries:
         self.max = -math.inf
 
 
-class ExplicitHistogram(_Instrument):
+class ExplicitHistogram(_Histogram[_ExplicitSeries]):
     """A histogram with fixed, upper-inclusive bucket boundaries per attribute set."""
 
     def __init__(
@@ -337,52 +363,9 @@ class ExplicitHistogram(_Instrument):
     ) -> None:
         super().__init__(name, unit, description)
         self.boundaries = tuple(boundaries)
-        self._series: dict[Hashable, _ExplicitSeries] = {}
 
-    def record(self, value: float, key: Hashable, attributes: Attributes) -> None:
-        """Add one measurement to the series of `attributes` (identified by `key`)."""
-        series = self._series.get(key)
-        if series is None:
-            series = self._new_series(key, attributes)
-        buffer = series.buffer
-        buffer.append(value)
-        if len(buffer) > FOLD_THRESHOLD:
-            with self._lock:
-                self._fold(series)
-        if self.exemplars_enabled:
-            context = get_current_span().get_span_context()
-            if context.trace_flags.sampled:
-                series.candidates.append((value, time_ns(), context.span_id, context.trace_id))
-
-    def buffer(self, key: Hashable, attributes: Attributes) -> deque[float]:
-        """The raw buffer of a series, for hot paths that append values directly.
-
-        Such callers skip exemplars and must call `fold_pending` when the buffer grows
-        past FOLD_THRESHOLD.
-        """
-        series = self._series.get(key)
-        if series is None:
-            series = self._new_series(key, attributes)
-        return series.buffer
-
-    def fold_pending(self) -> None:
-        """Fold every buffered value now."""
-        with self._lock:
-            for series in list(self._series.values()):
-                self._fold(series)
-
-    def _new_series(self, key: Hashable, attributes: Attributes) -> _ExplicitSeries:
-        with self._lock:
-            series = self._series.get(key)
-            if series is not None:
-                return series
-            if len(self._series) >= MAX_SERIES:
-                key, attributes = _OVERFLOW_KEY, OVERFLOW_ATTRIBUTES
-                series = self._series.get(key)
-                if series is not None:
-                    return series
-            series = self._series[key] = _ExplicitSeries(dict(attributes), len(self.boundaries) + 1)
-            return series
+    def _make_series(self, attributes: Attributes) -> _ExplicitSeries:
+        return _ExplicitSeries(attributes, len(self.boundaries) + 1)
 
     def _fold(self, series: _ExplicitSeries) -> None:
         values = _drain(series.buffer)
