@@ -29,6 +29,7 @@ Job = Callable[[FastAPI], Coroutine[Any, Any, None]]
 def _routers() -> list[APIRouter]:
     from backend import live
     from backend.api.routes import admin, alerts, dashboard, health, ingest, metrics
+    from backend.api.routes.ingest_stats import router as ingest_stats_router
 
     return [
         health.router,
@@ -37,6 +38,7 @@ def _routers() -> list[APIRouter]:
         live.router,
         alerts.router,
         admin.router,
+        ingest_stats_router,  # GET /ingest/rejections
         dashboard.router,  # last: it serves the page's static files
     ]
 

@@ -56,6 +56,9 @@ class BackendSettings(BaseSettings):
     # when the port is reachable by others, and give producers the header through
     # OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer%20<token>".
     ingest_require_token: bool = False
+    # Points dated more than this ahead of the server clock are refused (partial_success),
+    # as are points older than the longest retention (plus the same grace, for skew).
+    ingest_future_grace: timedelta = timedelta(minutes=10)
 
     # Storage.
     sqlite_busy_timeout_ms: int = Field(default=2_000, ge=0)
@@ -67,7 +70,9 @@ class BackendSettings(BaseSettings):
     retention_1h: timedelta = timedelta(days=90)
     maintenance_interval_s: float = Field(default=60.0, gt=0)
 
-    @field_validator("retention_10s", "retention_1m", "retention_1h", mode="before")
+    @field_validator(
+        "retention_10s", "retention_1m", "retention_1h", "ingest_future_grace", mode="before"
+    )
     @classmethod
     def _duration(cls, value: Any) -> Any:
         """Accept `3600`, `90s`, `30m`, `24h`, `7d`, `2w` besides ISO-8601 (`P7D`)."""

@@ -8,7 +8,8 @@ maps as compact JSON). A point whose attributes break a bound is refused and cou
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -25,15 +26,26 @@ class Limits:
     max_value_length: int = 1024
     max_series: int = 50_000
     max_exemplars: int = 4
+    # A point's time must lie in [now - max_age, now + future_grace] (nanoseconds).
+    future_grace_ns: int = 600 * 10**9
+    max_age_ns: int = (90 * 86_400 + 600) * 10**9
+    # Where flatten adds its refusals by reason code (`Flattened.codes`), when given.
+    tally: Counter[str] | None = field(default=None, compare=False)
 
     @classmethod
-    def from_settings(cls, settings: BackendSettings) -> Limits:
+    def from_settings(cls, settings: BackendSettings, tally: Counter[str] | None = None) -> Limits:
+        grace_ns = int(settings.ingest_future_grace.total_seconds() * 1e9)
         return cls(
             max_attributes=settings.max_attributes_per_point,
             max_key_length=settings.max_attribute_key_length,
             max_value_length=settings.max_attribute_value_length,
             max_series=settings.max_series,
             max_exemplars=settings.max_exemplars_per_bucket,
+            future_grace_ns=grace_ns,
+            # Older than the longest retention, no resolution would keep the point (the
+            # grace allows for clock skew); newer, the coarser rollups still hold it.
+            max_age_ns=int(max(settings.retention_seconds().values()) * 1e9) + grace_ns,
+            tally=tally,
         )
 
 

@@ -36,6 +36,7 @@ from backend.ingest.otlp import (
     media_type,
 )
 from backend.ingest.pipeline import ingest
+from backend.ingest.rejections import rejections_of
 from backend.storage.base import StorageBusyError
 
 log = logging.getLogger(__name__)
@@ -107,13 +108,16 @@ async def export_metrics(
         except OTLPDecodeError as exc:
             return _status(400, _INVALID_ARGUMENT, str(exc), encoding)
         try:
-            result = await run_in_threadpool(ingest, store, message, Limits.from_settings(settings))
+            tally = rejections_of(request.app).tally()  # refused points by reason
+            limits = Limits.from_settings(settings, tally)
+            result = await run_in_threadpool(ingest, store, message, limits)
         except StorageBusyError as exc:
             log.warning("ingest refused, storage busy: %s", exc)
             return _status(
                 503, _UNAVAILABLE, "storage busy, retry later", encoding,
                 **{"Retry-After": RETRY_AFTER_S},
             )  # fmt: skip
+    rejections_of(request.app).settle(tally, result.rejected)
     if result.committed_at is not None:
         broker.publish(
             "ingest",
