@@ -1,27 +1,44 @@
-"""One export request, end to end: flatten, limit, convert to deltas, store.
+"""One export request, end to end: flatten, limit, log, apply to the head.
 
-`ingest(store, request, limits)` runs in a worker thread (it blocks on SQLite) and makes
-the whole request one transaction: either every accepted point is stored with its new
-ingest state (and, for delta sums and histograms, its recorded interval), or nothing is.
-Late delta points are looked up among the recorded intervals in one batch per export;
-points newer than their series' state need no lookup.
+`ingest(engine, request, limits)` runs in a worker thread. Flattening (the costly part:
+protobuf to samples, limits, validation) runs outside any lock; then, under the engine's
+lock, the request's bytes go to the write-ahead log and its points into the head. When
+`ingest` returns, the export is durable (it is replayed from the WAL after a crash), so
+its 200 can go out; a checkpoint writes it to the database a few seconds later.
+
+Per point the decision is `temporality.to_delta`'s, made against the head's state:
+
+- gauges and cumulative points not newer than the series' last point: replays or out of
+  order, ignored;
+- delta sums and histograms are deduplicated by their exact interval: a recorded one is
+  a replay; an older unrecorded one (a collector re-sending a batch late) is new data
+  and lands in the buckets of its own time, while its records are kept;
+- cumulative points telescope in the head (the open bucket's delta is `last - base`);
+  a new start time or a value going down is a restart, counted from zero.
+
+Replay after a crash runs the same code on the logged bytes with the logged server time,
+so it makes the same decisions and assigns the same series ids.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
 from backend.ingest.limits import Limits
-from backend.ingest.points import Sample, flatten
-from backend.ingest.temporality import LATE_DELTA_WINDOW_S, is_interval_delta, to_delta
-from backend.storage.aggregate import Aggregate
-from backend.storage.base import DeltaInterval, MetricStore, PointState
-from backend.storage.rollup import fan_out
+from backend.ingest.otlp import decode_request
+from backend.ingest.points import Flattened, Sample, flatten
+from backend.ingest.temporality import FIRST_SEEN_GRACE_S, LATE_DELTA_WINDOW_S, is_interval_delta
+from backend.storage.base import DeltaInterval
+from backend.storage.engine import Engine
+from backend.storage.sqlite import SQLiteStore
+
+PROTOBUF, JSON = 0, 1  # encodings as logged
 
 
 @dataclass(slots=True)
@@ -43,11 +60,97 @@ def _message(reasons: dict[str, int]) -> str:
     return "; ".join(parts)
 
 
+def ingest(
+    engine: Engine,
+    request: ExportMetricsServiceRequest,
+    limits: Limits,
+    raw: tuple[bytes, int] | None = None,
+    *,
+    now: float | None = None,
+) -> IngestResult:
+    """Store an export request durably; return what was accepted and refused.
+
+    `raw` is the request as received (body, PROTOBUF or JSON), which is what the WAL
+    keeps; without it the request is serialized for the log.
+    """
+    now = time.time() if now is None else now
+    flat = flatten(request, limits, int(now * 1e9))
+    result = IngestResult()
+    reasons = dict(flat.reasons)
+    rejected = flat.rejected
+    if flat.samples:
+        body, encoding = raw if raw is not None else (request.SerializeToString(), PROTOBUF)
+        with engine.lock:
+            engine.log_export(body, encoding, now)
+            over = _apply(engine, flat, limits, now, result)
+        if over:
+            rejected += over
+            reasons["series limit reached"] = reasons.get("series limit reached", 0) + over
+            if limits.tally is not None:
+                limits.tally["series_limit"] += over
+        if result.accepted:
+            result.committed_at = time.time()
+            engine.committed(result.accepted, result.committed_at)
+    result.rejected = rejected
+    result.message = _message(reasons) if rejected else ""
+    return result
+
+
+def replay(engine: Engine, body: bytes, encoding: int, now: float) -> None:
+    """Apply a logged export again (engine start-up): same bytes, same server time."""
+    request = decode_request(body, "protobuf" if encoding == PROTOBUF else "json")
+    flat = flatten(request, engine.limits, int(now * 1e9))
+    if flat.samples:
+        with engine.lock:
+            _apply(engine, flat, engine.limits, now, IngestResult())
+
+
+def _apply(
+    engine: Engine, flat: Flattened, limits: Limits, now: float, result: IngestResult
+) -> int:
+    """Apply samples to the head (engine lock held); return how many hit the series limit."""
+    head = engine.head
+    head.now = now
+    samples = flat.samples
+    ids = engine.resolve_series([s.key for s in samples], limits.max_series, now)
+    late_after = max(now - LATE_DELTA_WINDOW_S, engine.delta_intervals_since())
+    late_after_ns = int(late_after * 1e9)
+    late = _late_intervals(engine, ids, samples, late_after_ns)
+    seen = engine.seen_intervals(late) if late else set()
+    services: set[str] = set()
+    over = 0
+    order = sorted(range(len(ids)), key=lambda i: samples[i].time_ns)
+    for i in order:
+        sid, sample = ids[i], samples[i]
+        if sid is None:
+            over += 1
+            continue
+        state = head.state(sid)
+        newer = state is None or sample.time_ns > state.time_ns
+        if is_interval_delta(sample):
+            interval = (sid, sample.start_ns, sample.time_ns)
+            if interval in seen or (not newer and sample.time_ns < late_after_ns):
+                result.ignored += 1
+                continue
+            seen.add(interval)  # a duplicate later in this export is a replay too
+            engine.intervals.add(interval)
+            head.add_delta(sid, sample, newer=newer)
+        elif not newer:
+            result.ignored += 1
+            continue
+        elif not sample.cumulative:
+            head.add_delta(sid, sample, newer=True)  # a gauge reading
+        elif not head.add_cumulative(sid, sample, FIRST_SEEN_GRACE_S):
+            result.ignored += 1
+            continue
+        services.add(sample.key.service)
+        result.accepted += 1
+    result.services = sorted(services)
+    return over
+
+
 def _late_intervals(
-    ids: list[int | None],
-    samples: list[Sample],
-    states: dict[int, PointState],
-    late_after_ns: int,
+    engine: Engine, ids: list[int | None], samples: list[Sample], late_after_ns: int
 ) -> list[DeltaInterval]:
     """The intervals of delta points not newer than their series' state but recent enough
     to be taken if unseen: the only ones that need a lookup."""
@@ -55,70 +158,29 @@ def _late_intervals(
     for sid, sample in zip(ids, samples, strict=True):
         if sid is None or not is_interval_delta(sample) or sample.time_ns < late_after_ns:
             continue
-        state = states.get(sid)
+        state = engine.head.state(sid)
         if state is not None and sample.time_ns <= state.time_ns:
             out.append((sid, sample.start_ns, sample.time_ns))
     return out
 
 
-def ingest(
-    store: MetricStore, request: ExportMetricsServiceRequest, limits: Limits
-) -> IngestResult:
-    """Store an export request in one transaction; return what was accepted and refused."""
-    flat = flatten(request, limits)
-    result = IngestResult()
-    reasons = dict(flat.reasons)
-    rejected = flat.rejected
-    if flat.samples:
-        created_ns = int(store.created_at() * 1e9)
-        late_after = max(time.time() - LATE_DELTA_WINDOW_S, store.delta_intervals_since())
-        late_after_ns = int(late_after * 1e9)
-        with store.write() as tx:
-            ids = tx.resolve_series([s.key for s in flat.samples], limits.max_series)
-            states = tx.load_states(i for i in ids if i is not None)
-            late = _late_intervals(ids, flat.samples, states, late_after_ns)
-            seen = tx.seen_delta_intervals(late) if late else set()
-            intervals: list[DeltaInterval] = []
-            changed: dict[int, PointState] = {}
-            rows: dict[tuple[int, int, int], Aggregate] = {}
-            services: set[str] = set()
-            order = sorted(range(len(ids)), key=lambda i: flat.samples[i].time_ns)
-            for i in order:
-                sid, sample = ids[i], flat.samples[i]
-                if sid is None:
-                    rejected += 1
-                    reasons["series limit reached"] = reasons.get("series limit reached", 0) + 1
-                    continue
-                interval = (sid, sample.start_ns, sample.time_ns)
-                delta, new_state = to_delta(
-                    states.get(sid),
-                    sample,
-                    created_ns,
-                    seen=interval in seen,
-                    late_after_ns=late_after_ns,
-                )
-                if new_state is not None:
-                    states[sid] = changed[sid] = new_state
-                if delta is None:
-                    result.ignored += 1
-                    continue
-                if is_interval_delta(sample):
-                    seen.add(interval)  # a duplicate later in this export is a replay too
-                    intervals.append(interval)
-                fan_out(rows, sid, sample.time_ns, delta, limits.max_exemplars)
-                services.add(sample.key.service)
-                result.accepted += 1
-            if rows:
-                tx.merge_aggregates(rows, limits.max_exemplars)
-            if changed:
-                tx.save_states(changed)
-            if intervals:
-                tx.record_delta_intervals(intervals)
-            if result.accepted:
-                tx.record_ingest(result.accepted, time.time())
-            result.services = sorted(services)
-        if result.accepted:
-            result.committed_at = time.time()
-    result.rejected = rejected
-    result.message = _message(reasons) if rejected else ""
-    return result
+def open_engine(
+    path: Path,
+    limits: Limits | None = None,
+    *,
+    synchronous: str = "NORMAL",
+    busy_timeout_ms: int = 2_000,
+    checkpoint_interval_s: float = 2.0,
+    checkpoint_backlog_s: float = 30.0,
+) -> Engine:
+    """Open the embedded engine on a SQLite file (WAL folder beside it) and replay its WAL."""
+    store = SQLiteStore(path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
+    return Engine(
+        store,
+        path.parent / f"{path.stem}-wal",
+        limits=limits or Limits(),
+        sync=synchronous == "FULL",
+        checkpoint_interval_s=checkpoint_interval_s,
+        checkpoint_backlog_s=checkpoint_backlog_s,
+        replay=replay,
+    )

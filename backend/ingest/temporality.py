@@ -50,7 +50,7 @@ def _snapshot(value: Aggregate) -> Aggregate:
     return snap
 
 
-def _histogram_delta(cur: Aggregate, prev: Aggregate) -> Aggregate | None:
+def histogram_delta(cur: Aggregate, prev: Aggregate) -> Aggregate | None:
     if cur.count < prev.count:
         return None
     delta = Aggregate(
@@ -79,7 +79,7 @@ def _histogram_delta(cur: Aggregate, prev: Aggregate) -> Aggregate | None:
     return delta
 
 
-def _zero_like(value: Aggregate) -> Aggregate:
+def zero_like(value: Aggregate) -> Aggregate:
     zero = Aggregate(last=value.last, last_ns=value.last_ns)
     if value.exponential is not None:
         zero.exponential = type(value.exponential)(value.exponential.scale)
@@ -121,7 +121,7 @@ def to_delta(
     prev = state.cumulative if state is not None else None
     if state is None or prev is None:
         joined_late = sample.start_ns < store_created_ns - int(first_seen_grace_s * 1e9)
-        return (_zero_like(sample.value) if joined_late else sample.value), new_state
+        return (zero_like(sample.value) if joined_late else sample.value), new_state
     if sample.start_ns and state.start_ns and sample.start_ns != state.start_ns:
         if sample.start_ns < state.start_ns:
             return None, None  # a point of an older incarnation, arriving late
@@ -136,5 +136,5 @@ def to_delta(
                       exemplars=list(cur.exemplars)),
             new_state,
         )  # fmt: skip
-    delta = _histogram_delta(cur, prev)
+    delta = histogram_delta(cur, prev)
     return (cur if delta is None else delta), new_state

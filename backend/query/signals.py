@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from backend.query.histograms import quantile
 from backend.storage.aggregate import Aggregate, merge_all
 from backend.storage.base import RESOLUTIONS, MetricStore, SeriesInfo
-from backend.storage.rollup import bucket_start, regroup
+from backend.storage.rollup import bucket_start
 
 LABEL_KEYS: dict[str, str] = {
     "service": "service",
@@ -523,23 +523,39 @@ def _read(
     """Read a signal's metrics as (series, window start, aggregate), merged per window.
 
     Windows are `[origin + k*step, origin + (k+1)*step)` over buckets starting in
-    `[start aligned down to res, end)`. Without histograms the merge runs in SQL.
+    `[start aligned down to res, end)`; closed windows come from the store's cache.
     """
     mapped = {LABEL_KEYS.get(k, k): v for k, v in (filters or {}).items()}
     out: dict[str, list[tuple[SeriesInfo, int, Aggregate]]] = {}
-    lo = bucket_start(start, res)
+    lo = max(bucket_start(start, res), origin)
     for metric in sig.metrics:
         by_id = {s.id: s for s in store.series(metric, mapped)}
         if not by_id:
             out[metric] = []
             continue
-        if sig.histograms:
-            buckets = store.read(list(by_id), res, lo, end, histograms=True)
-            merged = regroup(buckets, step, origin).items()
-            out[metric] = [(by_id[sid], w, agg) for (sid, w), agg in merged]
-        else:
-            windows = store.read_windows(list(by_id), res, max(lo, origin), end, step, origin)
-            out[metric] = [(by_id[sid], w, agg) for sid, w, agg in windows]
+        merged = store.windows(list(by_id), res, lo, end, step, origin, histograms=sig.histograms)
+        out[metric] = [(by_id[sid], w, agg) for (sid, w), agg in merged.items()]
+    return out
+
+
+def _read_totals(
+    store: MetricStore,
+    sig: Signal,
+    start: float,
+    end: float,
+    res: int,
+    filters: Mapping[str, str] | None,
+) -> dict[str, list[tuple[SeriesInfo, Aggregate]]]:
+    """Read a signal's metrics as one aggregate per series over the window (planned)."""
+    mapped = {LABEL_KEYS.get(k, k): v for k, v in (filters or {}).items()}
+    out: dict[str, list[tuple[SeriesInfo, Aggregate]]] = {}
+    for metric in sig.metrics:
+        by_id = {s.id: s for s in store.series(metric, mapped)}
+        if not by_id:
+            out[metric] = []
+            continue
+        totals = store.window_totals(list(by_id), start, end, histograms=sig.histograms, align=res)
+        out[metric] = [(by_id[sid], agg) for sid, agg in sorted(totals.items())]
     return out
 
 
@@ -579,9 +595,7 @@ def evaluate(
     sig = signal if isinstance(signal, Signal) else _named(signal)
     keys = tuple(sig.default_group if group_by is None else group_by)
     res = resolution or choose_resolution(start, end)
-    lo = bucket_start(start, res)
-    data = _read(store, sig, start, end, res, filters, max(res, math.ceil(end) - lo), lo)
-    rows = {metric: [(s, agg) for s, _, agg in r] for metric, r in data.items()}
+    rows = _read_totals(store, sig, start, end, res, filters)
     out = []
     for labels, frame in sorted(_frames(sig, keys, rows).items()):
         c = sig.compute(frame, end - start)

@@ -1,18 +1,21 @@
-"""The storage interface: what ingest writes and the query layer reads.
+"""The storage interfaces: what the query layer reads and what a database must keep.
 
-`SQLiteStore` (sqlite.py) implements it on one file; a PostgreSQL store can implement the
-same two protocols. Storage is deliberately dumb: ingest decides what a delta is
-(`backend.ingest.temporality`) and the query layer computes numbers
-(`backend.query.signals`); the store keeps series, per-bucket aggregates, the
-per-series ingest state and the accepted delta intervals, and makes one export request
-one transaction.
+- `MetricStore`: what the query layer, the alert engine and the routes see. The engine
+  (`engine.py`: head + WAL + planner) implements it; ingest code and query code never
+  see which database is behind it.
+- `PersistentStore`: what the engine needs of a database: series, closed buckets, the
+  head's checkpoints, delta intervals. `SQLiteStore` (sqlite.py) is the embedded one; a
+  PostgreSQL store implements the same protocol.
+
+Ingest decides what a delta is (`backend.ingest.temporality`, `storage.head`), the query
+layer computes numbers (`backend.query.signals`); the stores only keep data.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -106,42 +109,89 @@ class MetricInfo:
     series: int
 
 
-class WriteTransaction(Protocol):
-    """The operations of one export request, committed together or not at all."""
+class PersistentStore(Protocol):
+    """What the engine needs of a database: the closed buckets, series and checkpoints.
 
-    def resolve_series(self, keys: Sequence[SeriesKey], max_series: int) -> list[int | None]:
-        """Return the id of each series, creating new ones; None once `max_series` is hit."""
+    `SQLiteStore` implements it on one file; a PostgreSQL store implements the same. The
+    engine (`engine.py`) keeps the open buckets in memory and calls `save_checkpoint`
+    every few seconds; everything else here is a read or retention.
+    """
 
-    def load_states(self, series_ids: Iterable[int]) -> dict[int, PointState]:
-        """Return the stored ingest state of the given series (absent when never seen)."""
+    def load_series(self) -> list[tuple[bytes, SeriesInfo]]:
+        """Return every stored series with its fingerprint."""
 
-    def save_states(self, states: Mapping[int, PointState]) -> None:
-        """Store the ingest state of the given series."""
+    def load_head(self) -> list[tuple[int, bytes]]:
+        """Return the head state blobs of the last checkpoint, by series id."""
 
-    def merge_aggregates(
-        self, rows: Mapping[tuple[int, int, int], Aggregate], max_exemplars: int
+    def load_legacy_states(self) -> dict[int, PointState]:
+        """Return ingest states of a store written before the head existed (once)."""
+
+    def wal_segment(self) -> int:
+        """Return the last WAL segment the stored checkpoint covers (0: none)."""
+
+    def save_checkpoint(
+        self,
+        *,
+        new_series: Sequence[tuple[bytes, SeriesKey, int, float]],
+        head: Sequence[tuple[int, bytes]],
+        buckets: Mapping[tuple[int, int, int], Aggregate],
+        intervals: Iterable[DeltaInterval],
+        wal_segment: int | None,
+        last_ingest: float | None,
+        commit_guard: Callable[[], AbstractContextManager[None]],
+        on_commit: Callable[[], None],
     ) -> None:
-        """Merge each (resolution, series id, bucket start) aggregate into what is stored."""
+        """Write one checkpoint in one transaction; merge buckets into stored ones.
 
-    def seen_delta_intervals(self, intervals: Iterable[DeltaInterval]) -> set[DeltaInterval]:
-        """Return which of the given (series id, start ns, time ns) were accepted before.
-
-        One lookup for the whole batch: ingest calls it once per export, only for the
-        delta points that are not newer than their series' last accepted point.
+        The COMMIT runs inside `commit_guard()`, followed by `on_commit()`.
         """
 
-    def record_delta_intervals(self, intervals: Iterable[DeltaInterval]) -> None:
-        """Remember accepted delta intervals (already recorded ones are left as they are)."""
+    def seen_delta_intervals(self, intervals: Iterable[DeltaInterval]) -> set[DeltaInterval]:
+        """Return which of the given (series id, start ns, time ns) are stored."""
 
-    def record_ingest(self, points: int, at: float) -> None:
-        """Note that an export with `points` accepted points committed at `at`."""
+    def read(
+        self,
+        series_ids: Sequence[int],
+        resolution: int,
+        start: float,
+        end: float,
+        *,
+        histograms: bool = True,
+    ) -> Iterator[tuple[int, int, Aggregate]]:
+        """Yield (series id, bucket start, aggregate) of stored buckets in [start, end)."""
+
+    def first_bucket(
+        self, series_ids: Sequence[int], resolution: int, start: float, end: float
+    ) -> int | None:
+        """Return the earliest stored bucket start in [start, end) among the series."""
+
+    def created_at(self) -> float:
+        """Return when this store was first created (epoch seconds)."""
+
+    def last_ingest(self) -> float | None:
+        """Return the last ingest time recorded by a checkpoint."""
+
+    def delta_intervals_since(self) -> float:
+        """Return since when every accepted delta interval is recorded."""
+
+    def delete_before(self, resolution: int, before: float) -> int:
+        """Delete buckets of a resolution that start before `before`; return how many."""
+
+    def delete_orphan_series(self, keep: set[int]) -> set[int]:
+        """Forget series with no stored bucket (except `keep`); return their ids."""
+
+    def delete_delta_intervals_before(self, before: float) -> int:
+        """Forget delta intervals whose point time is before `before`; return how many."""
+
+    def ping(self) -> bool:
+        """Return True when the store answers a trivial query."""
+
+    def close(self) -> None:
+        """Release connections."""
 
 
 class MetricStore(Protocol):
-    """A metrics store: series, aggregates per bucket and resolution, ingest state."""
-
-    def write(self) -> AbstractContextManager[WriteTransaction]:
-        """Open a write transaction (raises StorageBusyError when the store is busy)."""
+    """What the query layer and the alert engine read: the engine (`engine.Engine`)."""
 
     def series(self, metric: str, filters: Mapping[str, str] | None = None) -> list[SeriesInfo]:
         """Return the series of a metric whose labels match every filter."""
@@ -157,8 +207,8 @@ class MetricStore(Protocol):
     ) -> Iterator[tuple[int, int, Aggregate]]:
         """Yield (series id, bucket start, aggregate) for buckets starting in [start, end).
 
-        With `histograms=False` the histogram buckets and exemplars are left out (counts,
-        sums, min/max/last stay), which is much cheaper for count and rate queries.
+        One row per key. With `histograms=False` the histogram buckets and exemplars are
+        left out (counts, sums, min/max/last stay).
         """
 
     def first_bucket(
@@ -177,7 +227,31 @@ class MetricStore(Protocol):
     ) -> Iterator[tuple[int, int, Aggregate]]:
         """Yield (series id, window start, aggregate) of buckets starting in [start, end),
         merged per series and window [origin + k*step, origin + (k+1)*step), without
-        histograms: count and sum added, min/max kept, `last` of the latest point."""
+        histograms."""
+
+    def windows(
+        self,
+        series_ids: Sequence[int],
+        resolution: int,
+        start: float,
+        end: float,
+        step: int,
+        origin: int,
+        *,
+        histograms: bool,
+    ) -> dict[tuple[int, int], Aggregate]:
+        """Aggregates per (series id, window start); closed windows come from a cache."""
+
+    def window_totals(
+        self,
+        series_ids: Sequence[int],
+        start: float,
+        end: float,
+        *,
+        histograms: bool,
+        align: int = 10,
+    ) -> dict[int, Aggregate]:
+        """One aggregate per series over buckets in [start aligned down, end), planned."""
 
     def metrics(self) -> list[MetricInfo]:
         """Return every metric name with its kind, unit and series count."""
@@ -198,11 +272,7 @@ class MetricStore(Protocol):
         """Forget delta intervals whose point time is before `before`; return how many."""
 
     def delta_intervals_since(self) -> float:
-        """Return since when (epoch seconds) every accepted delta interval is recorded.
-
-        A store created before interval records existed knows nothing of the delta
-        points it accepted earlier, so ingest must not take late points older than that.
-        """
+        """Return since when (epoch seconds) every accepted delta interval is recorded."""
 
     def ping(self) -> bool:
         """Return True when the store answers a trivial query."""

@@ -1,24 +1,26 @@
-"""SQLite implementation of the metrics store (stdlib sqlite3, one file, WAL mode).
+"""SQLite implementation of the persistent store (stdlib sqlite3, one file, WAL mode).
 
-Schema (see docs/api.md for the reasoning):
+The engine (`engine.py`) keeps open buckets in memory and writes a checkpoint here every
+few seconds, in one transaction. Schema:
 
 - `series`: one row per series identity (resource + scope + metric + point attributes),
   with `service`/`instance` columns pulled out of the resource for filtering.
-- `buckets`: one row per (resolution, series, bucket start) holding an `Aggregate`
-  (scalars in columns, histogram buckets as compact binary, exemplars as JSON).
-  Ingest merges every accepted point into its 10 s, 1 min and 1 h bucket in the same
-  transaction, so the rollups are always exact, late points included.
-- `ingest_state`: the last accepted point per series (time, start time, cumulative
-  snapshot) so cumulative → delta conversion and replay detection survive a restart.
-- `delta_seen`: every accepted delta sum/histogram interval (series, start, time), written
-  in the export's transaction, so a late delta point is taken once and a replay never
-  (also after a restart); retention prunes rows older than the late-point window.
-- `meta`: key/value (schema version, last ingest time).
+- `buckets`: one row per closed (resolution, series, bucket start), an `Aggregate`
+  (scalars in columns, histogram buckets as compact binary, exemplars as JSON). Every
+  point lands in its 10 s, 1 min and 1 h bucket, so the rollups are exact, late points
+  included (a late point's bucket is merged into the stored one).
+- `head_state`: per series, the head's state at the last checkpoint (last point, the
+  cumulative snapshots, open buckets); with `meta.wal_segment`, where WAL replay starts.
+- `ingest_state`: the per-series state of schema 1 (before the head), read once to
+  convert an old data folder.
+- `delta_seen`: every accepted delta sum/histogram interval (series, start, time), so a
+  late delta point is taken once and a replay never (also after a restart); retention
+  prunes rows older than the late-point window.
+- `meta`: key/value (schema version, created, last ingest, WAL segment).
 
-Durability: WAL with `synchronous=NORMAL` (default) makes every committed transaction
-survive a crash of the process, kill -9 included; `MLPULSE_SQLITE_SYNCHRONOUS=FULL` also
-survives power loss at the cost of an fsync per commit. Writes go through one connection
-behind a lock and start with `BEGIN IMMEDIATE`; readers use one connection per thread.
+Durability comes from the WAL in front (nothing is acknowledged before it is there);
+`MLPULSE_SQLITE_SYNCHRONOUS=FULL` fsyncs both the WAL and every checkpoint. Writes go
+through one connection behind a lock; readers use one connection per thread.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 from typing import Any, cast
 
@@ -50,7 +52,7 @@ from backend.storage.base import (
     StorageBusyError,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the head's checkpoints (head_state, meta wal_segment)
 ACTIVE_WINDOW_S = (
     3600.0  # a series counts against MLPULSE_MAX_SERIES this long after its last point
 )
@@ -100,6 +102,10 @@ CREATE TABLE IF NOT EXISTS buckets (
     PRIMARY KEY (resolution, series_id, ts)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS buckets_by_time ON buckets (resolution, ts);
+CREATE TABLE IF NOT EXISTS head_state (
+    series_id INTEGER PRIMARY KEY,
+    state BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS delta_seen (
     series_id INTEGER NOT NULL,
     start_ns INTEGER NOT NULL,
@@ -136,11 +142,6 @@ FROM (
 )
 GROUP BY series_id, w
 """
-_SELECT_BUCKETS = (
-    "SELECT series_id, "  # noqa: S608
-    + _BUCKET_COLUMNS
-    + " FROM buckets WHERE resolution = ? AND ts = ? AND series_id IN "
-)
 _UPSERT_BUCKET = (
     "INSERT OR REPLACE INTO buckets (resolution, series_id, ts, "  # noqa: S608
     + _BUCKET_COLUMNS
@@ -168,179 +169,82 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in msg or "busy" in msg
 
 
-class _SQLiteWrite:
-    """The write transaction handed out by `SQLiteStore.write()`."""
-
-    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection) -> None:
-        self._store = store
-        self._conn = conn
-        self.new_series: dict[bytes, int] = {}
-        self.ingest: tuple[int, float] | None = None
-
-    def resolve_series(self, keys: Sequence[SeriesKey], max_series: int) -> list[int | None]:
-        out: list[int | None] = []
-        known = self._store._series_ids
-        count: int | None = None
-        for key in keys:
-            fp = key.fingerprint
-            sid = known.get(fp) or self.new_series.get(fp)
-            if sid is None:
-                row = self._conn.execute(
-                    "SELECT id FROM series WHERE fingerprint = ?", (fp,)
-                ).fetchone()
-                if row is not None:
-                    sid = int(row[0])
-                    self.new_series[fp] = sid
-            if sid is None:
-                if count is None:
-                    count = self._active_series()
-                if count >= max_series:
-                    out.append(None)
-                    continue
-                cur = self._conn.execute(
-                    "INSERT INTO series (fingerprint, metric, kind, unit, monotonic, service,"
-                    " instance, attributes, resource, scope, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        fp,
-                        key.metric,
-                        key.kind,
-                        key.unit,
-                        int(key.monotonic),
-                        key.service,
-                        key.instance,
-                        json.dumps(dict(key.attributes)),
-                        json.dumps(dict(key.resource)),
-                        key.scope,
-                        time.time(),
-                    ),
+def _load_states(conn: sqlite3.Connection, series_ids: Iterable[int]) -> dict[int, PointState]:
+    """Read schema-1 ingest states (the last point and cumulative snapshot per series)."""
+    ids = list(set(series_ids))
+    out: dict[int, PointState] = {}
+    for chunk in _chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(_SELECT_STATES + f"({marks})", chunk).fetchall()
+        for sid, start_ns, time_ns, c, s, mn, mx, hist in rows:
+            cumulative = None
+            if c is not None or s is not None:
+                explicit, exponential = load_hist(hist)
+                cumulative = Aggregate(
+                    count=c or 0.0,
+                    sum=s or 0.0,
+                    min=mn,
+                    max=mx,
+                    explicit=explicit,
+                    exponential=exponential,
                 )
-                sid = int(cast(int, cur.lastrowid))
-                self.new_series[fp] = sid
-                count += 1
-            out.append(sid)
-        return out
+            out[int(sid)] = PointState(int(start_ns), int(time_ns), cumulative)
+    return out
 
-    def _active_series(self) -> int:
-        """Series that received a point in the last ACTIVE_WINDOW_S (plus any without state).
 
-        Counting active series, not every row, keeps the limit about cardinality: a
-        producer restarting with a new `service.instance.id` leaves idle series behind,
-        which stop counting after an hour and are deleted once their data has expired.
-        """
-        since = int((time.time() - ACTIVE_WINDOW_S) * 1e9)
-        row = self._conn.execute(
-            "SELECT (SELECT count(*) FROM ingest_state WHERE time_ns >= ?)"
-            " + (SELECT count(*) FROM series WHERE id NOT IN (SELECT series_id FROM ingest_state))",
-            (since,),
-        ).fetchone()
-        return int(row[0])
+def _bucket_row(res: int, sid: int, ts: int, agg: Aggregate) -> tuple[Any, ...]:
+    return (
+        res, sid, ts, agg.count, agg.sum, agg.min, agg.max, agg.last, agg.last_ns,
+        dump_hist(agg), dump_exemplars(agg.exemplars),
+    )  # fmt: skip
 
-    def load_states(self, series_ids: Iterable[int]) -> dict[int, PointState]:
-        ids = list(set(series_ids))
-        out: dict[int, PointState] = {}
-        for chunk in _chunks(ids):
-            marks = ",".join("?" * len(chunk))
-            sql = _SELECT_STATES + f"({marks})"
-            rows = self._conn.execute(sql, chunk).fetchall()
-            for sid, start_ns, time_ns, c, s, mn, mx, hist in rows:
-                cumulative = None
-                if c is not None or s is not None:
-                    explicit, exponential = load_hist(hist)
-                    cumulative = Aggregate(
-                        count=c or 0.0,
-                        sum=s or 0.0,
-                        min=mn,
-                        max=mx,
-                        explicit=explicit,
-                        exponential=exponential,
-                    )
-                out[int(sid)] = PointState(int(start_ns), int(time_ns), cumulative)
-        return out
 
-    def save_states(self, states: Mapping[int, PointState]) -> None:
-        rows = []
-        for sid, st in states.items():
-            c = st.cumulative
-            rows.append(
-                (
-                    sid,
-                    st.start_ns,
-                    st.time_ns,
-                    c.count if c else None,
-                    c.sum if c else None,
-                    c.min if c else None,
-                    c.max if c else None,
-                    dump_hist(c) if c else None,
-                )
-            )
-        self._conn.executemany(
-            "INSERT OR REPLACE INTO ingest_state (series_id, start_ns, time_ns, cum_count,"
-            " cum_sum, cum_min, cum_max, cum_hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
+def _merge_buckets(
+    conn: sqlite3.Connection, rows: Mapping[tuple[int, int, int], Aggregate]
+) -> None:
+    """Merge each (resolution, series id, bucket start) aggregate into what is stored.
+
+    Closed buckets are usually new rows; the ones that exist (a late point, a bucket
+    a previous checkpoint wrote) are read in one batch per chunk of keys and merged.
+    """
+    keys = list(rows)
+    stored: dict[tuple[int, int, int], Aggregate] = {}
+    for i in range(0, len(keys), _INTERVALS_PER_QUERY):
+        chunk = keys[i : i + _INTERVALS_PER_QUERY]
+        values = ",".join(["(?,?,?)"] * len(chunk))
+        sql = (
+            f"WITH q (r, s, t) AS (VALUES {values})"  # noqa: S608
+            " SELECT b.resolution, b.series_id, b.ts, b.count, b.sum, b.min, b.max, b.last,"
+            " b.last_ns, b.hist, b.exemplars"
+            " FROM q JOIN buckets b ON b.resolution = q.r AND b.series_id = q.s AND b.ts = q.t"
         )
+        params = [v for key in chunk for v in key]
+        for row in conn.execute(sql, params):
+            stored[(int(row[0]), int(row[1]), int(row[2]))] = _row_to_aggregate(row[3:])
+    out = []
+    for key, agg in rows.items():
+        old = stored.get(key)
+        merged = merge(old, agg) if old is not None else agg
+        out.append(_bucket_row(*key, merged))
+    conn.executemany(_UPSERT_BUCKET, out)
 
-    def merge_aggregates(
-        self, rows: Mapping[tuple[int, int, int], Aggregate], max_exemplars: int
-    ) -> None:
-        # Read what is stored for these keys, grouped by (resolution, bucket start): one
-        # export usually puts every series in the same bucket of each resolution.
-        by_bucket: dict[tuple[int, int], list[int]] = {}
-        for res, sid, ts in rows:
-            by_bucket.setdefault((res, ts), []).append(sid)
-        stored: dict[tuple[int, int, int], Aggregate] = {}
-        for (res, ts), sids in by_bucket.items():
-            for chunk in _chunks(sids):
-                sql = _SELECT_BUCKETS + f"({','.join('?' * len(chunk))})"
-                for row in self._conn.execute(sql, (res, ts, *chunk)):
-                    stored[(res, int(row[0]), ts)] = _row_to_aggregate(row[1:])
-        out = []
-        for (res, sid, ts), agg in rows.items():
-            old = stored.get((res, sid, ts))
-            merged = merge(old, agg, max_exemplars) if old is not None else agg
-            out.append(
-                (
-                    res,
-                    sid,
-                    ts,
-                    merged.count,
-                    merged.sum,
-                    merged.min,
-                    merged.max,
-                    merged.last,
-                    merged.last_ns,
-                    dump_hist(merged),
-                    dump_exemplars(merged.exemplars),
-                )
-            )
-        self._conn.executemany(_UPSERT_BUCKET, out)
 
-    def seen_delta_intervals(self, intervals: Iterable[DeltaInterval]) -> set[DeltaInterval]:
-        todo = list(set(intervals))
-        out: set[DeltaInterval] = set()
-        for i in range(0, len(todo), _INTERVALS_PER_QUERY):
-            chunk = todo[i : i + _INTERVALS_PER_QUERY]
-            values = ",".join(["(?,?,?)"] * len(chunk))
-            sql = (
-                f"WITH q (s, a, b) AS (VALUES {values})"  # noqa: S608
-                " SELECT d.series_id, d.start_ns, d.time_ns FROM q JOIN delta_seen d"
-                " ON d.series_id = q.s AND d.start_ns = q.a AND d.time_ns = q.b"
-            )
-            params = [v for interval in chunk for v in interval]
-            out.update((int(a), int(b), int(c)) for a, b, c in self._conn.execute(sql, params))
-        return out
-
-    def record_delta_intervals(self, intervals: Iterable[DeltaInterval]) -> None:
-        self._conn.executemany(
-            "INSERT OR IGNORE INTO delta_seen (series_id, start_ns, time_ns) VALUES (?, ?, ?)",
-            intervals,
+def _seen_intervals(
+    conn: sqlite3.Connection, intervals: Iterable[DeltaInterval]
+) -> set[DeltaInterval]:
+    todo = list(set(intervals))
+    out: set[DeltaInterval] = set()
+    for i in range(0, len(todo), _INTERVALS_PER_QUERY):
+        chunk = todo[i : i + _INTERVALS_PER_QUERY]
+        values = ",".join(["(?,?,?)"] * len(chunk))
+        sql = (
+            f"WITH q (s, a, b) AS (VALUES {values})"  # noqa: S608
+            " SELECT d.series_id, d.start_ns, d.time_ns FROM q JOIN delta_seen d"
+            " ON d.series_id = q.s AND d.start_ns = q.a AND d.time_ns = q.b"
         )
-
-    def record_ingest(self, points: int, at: float) -> None:
-        self._conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_ingest', ?)", (repr(at),)
-        )
-        self.ingest = (points, at)
+        params = [v for interval in chunk for v in interval]
+        out.update((int(a), int(b), int(c)) for a, b, c in conn.execute(sql, params))
+    return out
 
 
 def _chunks(items: Sequence[int], size: int = 500) -> Iterator[Sequence[int]]:
@@ -432,33 +336,6 @@ class SQLiteStore:
             conn = self._connect()
             self._local.conn = conn
         return conn
-
-    @contextmanager
-    def write(self) -> Iterator[_SQLiteWrite]:
-        """Open a write transaction; raise StorageBusyError if the database stays locked."""
-        if not self._write_lock.acquire(timeout=self._busy_timeout_ms / 1000):
-            raise StorageBusyError("another write holds the store")
-        try:
-            try:
-                self._writer.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if _is_busy(exc):
-                    raise StorageBusyError(str(exc)) from exc
-                raise
-            tx = _SQLiteWrite(self, self._writer)
-            try:
-                yield tx
-                self._writer.execute("COMMIT")
-            except BaseException as exc:
-                self._writer.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
-                    raise StorageBusyError(str(exc)) from exc
-                raise
-            self._series_ids.update(tx.new_series)
-            if tx.ingest is not None:
-                self._last_ingest = tx.ingest[1]
-        finally:
-            self._write_lock.release()
 
     def _series_info(self, row: Sequence[Any]) -> SeriesInfo:
         sid = int(row[0])
@@ -558,6 +435,111 @@ class SQLiteStore:
                     ),
                 )
 
+    # --- the engine's side (PersistentStore) -------------------------------------------
+
+    def load_series(self) -> list[tuple[bytes, SeriesInfo]]:
+        """Return every stored series with its fingerprint."""
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT id, metric, kind, unit, monotonic, service, instance, attributes,"
+                " resource, scope, fingerprint FROM series ORDER BY id"
+            )
+            .fetchall()
+        )
+        return [(bytes(r[10]), self._series_info(r)) for r in rows]
+
+    def load_head(self) -> list[tuple[int, bytes]]:
+        """Return the head state blobs of the last checkpoint."""
+        rows = self._reader().execute("SELECT series_id, state FROM head_state").fetchall()
+        return [(int(sid), bytes(blob)) for sid, blob in rows]
+
+    def load_legacy_states(self) -> dict[int, PointState]:
+        """Ingest states of a store from before the head (schema 1), until a checkpoint."""
+        conn = self._reader()
+        if conn.execute("SELECT 1 FROM meta WHERE key = 'head_format'").fetchone():
+            return {}
+        ids = [int(r[0]) for r in conn.execute("SELECT series_id FROM ingest_state")]
+        return _load_states(conn, ids)
+
+    def wal_segment(self) -> int:
+        """Return the last WAL segment the stored checkpoint covers (0: none)."""
+        row = self._reader().execute("SELECT value FROM meta WHERE key = 'wal_segment'").fetchone()
+        return int(row[0]) if row else 0
+
+    def save_checkpoint(
+        self,
+        *,
+        new_series: Sequence[tuple[bytes, SeriesKey, int, float]],
+        head: Sequence[tuple[int, bytes]],
+        buckets: Mapping[tuple[int, int, int], Aggregate],
+        intervals: Iterable[DeltaInterval],
+        wal_segment: int | None,
+        last_ingest: float | None,
+        commit_guard: Callable[[], AbstractContextManager[None]],
+        on_commit: Callable[[], None],
+    ) -> None:
+        """Write one checkpoint in one transaction (see `PersistentStore`)."""
+        if not self._write_lock.acquire(timeout=self._busy_timeout_ms / 1000):
+            raise StorageBusyError("another write holds the store")
+        conn = self._writer
+        try:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc):
+                    raise StorageBusyError(str(exc)) from exc
+                raise
+            try:
+                conn.executemany(
+                    "INSERT INTO series (id, fingerprint, metric, kind, unit, monotonic,"
+                    " service, instance, attributes, resource, scope, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            sid, fp, key.metric, key.kind, key.unit, int(key.monotonic),
+                            key.service, key.instance, json.dumps(dict(key.attributes)),
+                            json.dumps(dict(key.resource)), key.scope, at,
+                        )
+                        for fp, key, sid, at in new_series
+                    ],
+                )  # fmt: skip
+                if buckets:
+                    _merge_buckets(conn, buckets)
+                conn.executemany(
+                    "INSERT OR REPLACE INTO head_state (series_id, state) VALUES (?, ?)", head
+                )
+                conn.executemany(
+                    "INSERT OR IGNORE INTO delta_seen (series_id, start_ns, time_ns)"
+                    " VALUES (?, ?, ?)",
+                    intervals,
+                )
+                meta = [("head_format", "1")]
+                if wal_segment is not None:
+                    meta.append(("wal_segment", str(wal_segment)))
+                if last_ingest is not None:
+                    meta.append(("last_ingest", repr(last_ingest)))
+                conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
+                with commit_guard():
+                    conn.execute("COMMIT")
+                    on_commit()
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+                    raise StorageBusyError(str(exc)) from exc
+                raise
+            for fp, _, sid, _ in new_series:
+                self._series_ids[fp] = sid
+            if last_ingest is not None:
+                self._last_ingest = last_ingest
+        finally:
+            self._write_lock.release()
+
+    def seen_delta_intervals(self, intervals: Iterable[DeltaInterval]) -> set[DeltaInterval]:
+        """Return which of the given (series id, start ns, time ns) are stored."""
+        return _seen_intervals(self._reader(), intervals)
+
     def metrics(self) -> list[MetricInfo]:
         """Return every metric name with its kind, unit and series count."""
         rows = self._reader().execute(
@@ -599,26 +581,36 @@ class SQLiteStore:
             )
             return int(cur.rowcount)
 
-    def delete_orphan_series(self) -> int:
-        """Forget series with no bucket left at any resolution (and their ingest state)."""
+    def delete_orphan_series(self, keep: set[int] | None = None) -> set[int]:
+        """Forget series with no bucket left at any resolution (except `keep`)."""
+        keep = keep or set()
         with self._write_lock:
             self._writer.execute("BEGIN IMMEDIATE")
             try:
-                orphans = (
+                rows = self._writer.execute(
                     "SELECT id FROM series s WHERE NOT EXISTS (SELECT 1 FROM buckets b"
                     " WHERE b.resolution IN (10, 60, 3600) AND b.series_id = s.id)"
-                )
-                self._writer.execute(f"DELETE FROM ingest_state WHERE series_id IN ({orphans})")  # noqa: S608
-                self._writer.execute(f"DELETE FROM delta_seen WHERE series_id IN ({orphans})")  # noqa: S608
-                cur = self._writer.execute(f"DELETE FROM series WHERE id IN ({orphans})")  # noqa: S608
+                ).fetchall()
+                gone = {int(r[0]) for r in rows} - keep
+                doomed = [(sid,) for sid in gone]
+                for table, column in (
+                    ("ingest_state", "series_id"),
+                    ("head_state", "series_id"),
+                    ("delta_seen", "series_id"),
+                    ("series", "id"),
+                ):
+                    self._writer.executemany(
+                        f"DELETE FROM {table} WHERE {column} = ?",  # noqa: S608
+                        doomed,
+                    )
                 self._writer.execute("COMMIT")
             except BaseException:
                 self._writer.execute("ROLLBACK")
                 raise
-            if cur.rowcount:
+            if gone:
                 self._series_ids.clear()
                 self._info.clear()
-            return int(cur.rowcount)
+            return gone
 
     def ping(self) -> bool:
         """Return True when the store answers a trivial query."""

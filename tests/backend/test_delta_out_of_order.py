@@ -29,7 +29,8 @@ from backend.ingest.temporality import LATE_DELTA_WINDOW_S
 from backend.storage.aggregate import Aggregate
 from backend.storage.base import MetricStore
 from backend.storage.retention import apply_retention
-from backend.storage.sqlite import SQLiteStore
+from backend.ingest.pipeline import open_engine
+from backend.storage.engine import Engine
 
 METRIC = "ml.model.predictions"
 HIST = "http.server.request.duration"
@@ -108,8 +109,9 @@ def _totals(store: MetricStore, metric: str = METRIC) -> list[float]:
     return [sum(a.sum for a in _buckets(store, metric, res).values()) for res in (10, 60, 3600)]
 
 
-def _rows(store: SQLiteStore, table: str) -> int:
-    with sqlite3.connect(store.path) as conn:
+def _rows(store: Engine, table: str) -> int:
+    store.checkpoint()  # what the database holds once the head is written
+    with sqlite3.connect(store.store.path) as conn:
         return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
@@ -227,7 +229,7 @@ def test_late_cumulative_and_gauge_points_are_still_ignored(backend: Backend) ->
 def test_retention_forgets_old_intervals_and_old_replays_stay_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = SQLiteStore(tmp_path / "db.sqlite")
+    store = open_engine(tmp_path / "db.sqlite")
     now = time.time()
     h = (int(now) // 3600 - 2) * 3600
     for t in (h + 5, h + 15, h + 25):
@@ -248,7 +250,7 @@ def test_retention_forgets_old_intervals_and_old_replays_stay_refused(
 
 
 def test_intervals_of_forgotten_series_go_with_them(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "db.sqlite")
+    store = open_engine(tmp_path / "db.sqlite")
     now = time.time()
     ingest(store, _sum_request((now - 30, 1.0)), Limits())
     assert _rows(store, "delta_seen") == 1
@@ -259,14 +261,14 @@ def test_intervals_of_forgotten_series_go_with_them(tmp_path: Path) -> None:
 
 def test_a_store_from_before_interval_records_refuses_older_late_points(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
-    store = SQLiteStore(path)
+    store = open_engine(path)
     h = _hour()
     ingest(store, _sum_request((h + 5, 1.0), (h + 25, 4.0)), Limits())
     store.close()
     with sqlite3.connect(path) as conn:  # what an older version left behind
         conn.execute("DROP TABLE delta_seen")
         conn.execute("DELETE FROM meta WHERE key = 'delta_intervals_since'")
-    store = SQLiteStore(path)
+    store = open_engine(path)
     assert store.delta_intervals_since() > h + 25
     # Accepted before the upgrade, unrecorded: refused like before, never counted twice.
     assert ingest(store, _sum_request((h + 5, 1.0)), Limits()).ignored == 1

@@ -214,18 +214,38 @@ def test_series_limit_refuses_new_series_only(backend_factory: Any) -> None:
 
 
 def test_storage_busy_gets_503_with_retry_after(backend_factory: Any) -> None:
-    backend = backend_factory(sqlite_busy_timeout_ms=100)
+    # The head takes exports while the database is locked, up to the checkpoint backlog;
+    # then ingest refuses with a retryable 503 instead of growing memory without bound.
+    backend = backend_factory(
+        sqlite_busy_timeout_ms=100, checkpoint_interval_s=0.2, checkpoint_backlog_s=1.0
+    )
     blocker = sqlite3.connect(backend.settings.database_path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # hold the write lock, as another writer would
+    accepted = 0
     try:
-        resp = post_otlp(backend, _valid())
+        assert post_otlp(backend, _valid()).status_code == 200  # the head has room
+        accepted += 1
+        deadline = time.monotonic() + 10
+        while True:
+            resp = post_otlp(backend, _valid())
+            if resp.status_code != 200:
+                break
+            accepted += 1
+            assert time.monotonic() < deadline, "ingest never pushed back"
+            time.sleep(0.1)
         assert resp.status_code == 503
         assert resp.headers["retry-after"] == "1"
         assert backend.client.get("/health").status_code == 200
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    assert post_otlp(backend, _valid()).status_code == 200
+    deadline = time.monotonic() + 10
+    while post_otlp(backend, _valid()).status_code != 200:
+        assert time.monotonic() < deadline, "ingest did not recover"
+        time.sleep(0.1)
+    accepted += 1
+    total = backend.get("/metrics/history", metric="prediction_count", group_by="", step="1h")
+    assert sum(v for _, v in total["series"][0]["points"] if v) == 5 * accepted
 
 
 def test_too_many_exports_in_flight_get_429(backend_factory: Any) -> None:

@@ -16,13 +16,11 @@ import pytest
 from backend_testing import Backend, metric_request
 
 from backend.ingest.limits import Limits
-from backend.ingest.pipeline import ingest
-from backend.ingest.points import flatten
+from backend.ingest.pipeline import ingest, open_engine
 from backend.query.histograms import quantile
 from backend.storage.aggregate import merge_all
 from backend.storage.base import StorageBusyError
 from backend.storage.retention import apply_retention
-from backend.storage.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = (
@@ -116,7 +114,7 @@ def _delta_request(t: float, value: float, hist: dict[str, Any] | None = None) -
 
 
 def test_rollups_preserve_counts_and_histogram_merges(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "db.sqlite")
+    store = open_engine(tmp_path / "db.sqlite")
     hour = (int(time.time()) // 3600 - 2) * 3600
     # 90 points, 40 s apart: 90 ten-second buckets, 60 one-minute buckets, 1 hour bucket.
     for i in range(90):
@@ -152,10 +150,11 @@ def test_rollups_preserve_counts_and_histogram_merges(tmp_path: Path) -> None:
 
 
 def test_retention_deletes_old_buckets_per_resolution(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "db.sqlite")
+    store = open_engine(tmp_path / "db.sqlite")
     now = time.time()
+    old_ok = Limits(max_age_ns=30 * 86400 * 10**9)  # store what ingest would refuse as too old
     for age in (10 * 86400, 3 * 86400, 2 * 3600, 60):
-        ingest(store, _delta_request(now - age, 1), Limits())
+        ingest(store, _delta_request(now - age, 1), old_ok)
     ids = [s.id for s in store.series("ml.model.predictions")]
 
     def count(res: int) -> int:
@@ -196,41 +195,54 @@ def test_retention_job_runs_in_the_background(backend_factory: Any) -> None:
     assert len(list(store.read(ids, 60, 0, now + 10))) == 2
 
 
-def test_failed_transaction_stores_nothing(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "db.sqlite")
-    with pytest.raises(RuntimeError), store.write() as tx:
-        samples = flatten(_delta_request(time.time(), 1), Limits()).samples
-        assert tx.resolve_series([s.key for s in samples], 10) == [1]
-        raise RuntimeError("boom")
-    assert store.metrics() == []
-    # The series id cache was not polluted by the rolled-back insert.
-    ingest(store, _delta_request(time.time(), 3), Limits())
-    assert [m.name for m in store.metrics()] == ["ml.model.predictions"]
-    store.close()
-
-
-def test_locked_database_raises_storage_busy(tmp_path: Path) -> None:
+def test_failed_checkpoint_keeps_everything_for_the_next(tmp_path: Path) -> None:
     import sqlite3
 
-    store = SQLiteStore(tmp_path / "db.sqlite", busy_timeout_ms=50)
+    store = open_engine(tmp_path / "db.sqlite", busy_timeout_ms=50, checkpoint_interval_s=60)
+    now = time.time()
+    ingest(store, _delta_request(now - 60, 3), Limits())
     other = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the database
     with pytest.raises(StorageBusyError):
-        ingest(store, _delta_request(time.time(), 1), Limits())
+        store.checkpoint()
+    # Ingest goes on meanwhile: it only needs the WAL and the head.
+    ingest(store, _delta_request(now - 30, 4), Limits())
     other.execute("ROLLBACK")
     other.close()
-    ingest(store, _delta_request(time.time(), 1), Limits())
+    store.checkpoint()
+    ids = [s.id for s in store.series("ml.model.predictions")]
+    assert sorted(a.sum for _, _, a in store.read(ids, 10, 0, now + 10)) == [3, 4]
     store.close()
+    reopened = open_engine(tmp_path / "db.sqlite")  # from the database alone: the WAL is cut
+    assert sorted(a.sum for _, _, a in reopened.read(ids, 10, 0, now + 10)) == [3, 4]
+    reopened.close()
+
+
+def test_ingest_while_the_database_is_locked_is_acknowledged(tmp_path: Path) -> None:
+    import sqlite3
+
+    store = open_engine(tmp_path / "db.sqlite", busy_timeout_ms=50, checkpoint_interval_s=60)
+    other = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    result = ingest(store, _delta_request(time.time(), 1), Limits())
+    assert result.accepted == 1
+    other.execute("ROLLBACK")
+    other.close()
+    store.close()
+    reopened = open_engine(tmp_path / "db.sqlite")
+    ids = [s.id for s in reopened.series("ml.model.predictions")]
+    assert [a.sum for _, _, a in reopened.read(ids, 10, 0, time.time() + 10)] == [1]
+    reopened.close()
 
 
 def test_wal_and_synchronous_settings(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "db.sqlite", synchronous="FULL")
-    conn = store._writer
+    store = open_engine(tmp_path / "db.sqlite", synchronous="FULL")
+    conn = store.store._writer
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     store.close()
     with pytest.raises(ValueError):
-        SQLiteStore(tmp_path / "x.sqlite", synchronous="OFF")
+        open_engine(tmp_path / "x.sqlite", synchronous="OFF")
 
 
 def test_sigterm_stops_the_backend_with_an_event_stream_open(tmp_path: Path) -> None:
@@ -265,7 +277,7 @@ def test_sigterm_stops_the_backend_with_an_event_stream_open(tmp_path: Path) -> 
 def test_sql_windows_equal_python_merges(tmp_path: Path) -> None:
     from backend.storage.rollup import regroup
 
-    store = SQLiteStore(tmp_path / "db.sqlite")
+    store = open_engine(tmp_path / "db.sqlite")
     base = (int(time.time()) // 600 - 3) * 600
     for i in range(60):
         t = base + 17 * i + 3
@@ -297,7 +309,7 @@ def test_sql_windows_equal_python_merges(tmp_path: Path) -> None:
 
 
 def test_series_limit_counts_active_series_only(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "db.sqlite")
+    store = open_engine(tmp_path / "db.sqlite")
     now = time.time()
 
     def send(instance: str, t: float) -> int:
