@@ -28,12 +28,13 @@ Job = Callable[[FastAPI], Coroutine[Any, Any, None]]
 
 def _routers() -> list[APIRouter]:
     from backend import live
-    from backend.api.routes import admin, alerts, dashboard, health, ingest, metrics
+    from backend.api.routes import admin, alerts, dashboard, health, ingest, metrics, otlp_other
     from backend.api.routes.ingest_stats import router as ingest_stats_router
 
     return [
         health.router,
         ingest.router,
+        otlp_other.router,  # /v1/traces, /v1/logs: a decodable 'not here'
         metrics.router,
         live.router,
         alerts.router,

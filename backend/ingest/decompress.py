@@ -2,11 +2,17 @@
 
 A body is inflated chunk by chunk as it arrives and never beyond `cap` bytes of output:
 a 1 MB gzip of 1 GiB of zeros stops after `cap + 1` bytes with `BodyTooLargeError`.
+
+Encodings: gzip (also x-gzip), deflate and zstd (RFC 8878; collectors send it with
+`compression: zstd`). zstd is fed to its decoder in small slices, sized so that one call
+never inflates far past the cap (one zstd input byte can stand for ~32 KiB of output).
 """
 
 from __future__ import annotations
 
 import zlib
+
+import zstandard
 
 
 class BodyTooLargeError(Exception):
@@ -22,6 +28,39 @@ class UnsupportedEncodingError(Exception):
 
 
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+_ZSTD = "zstd"
+# An RLE block of zstd turns 4 input bytes into up to 128 KiB: at most 2**15 out per byte in.
+_ZSTD_MAX_RATIO_LOG = 15
+_ZSTD_MIN_WINDOW = 8 << 20  # what streaming encoders (the collector's among them) declare
+_ZSTD_MAX_WINDOW = 1 << 27  # zstd's own default limit
+
+
+class _Unzstd:
+    """Capped incremental zstd: frames one after another, as RFC 8878 allows."""
+
+    def __init__(self, cap: int) -> None:
+        window = max(_ZSTD_MIN_WINDOW, 1 << max(cap - 1, 1).bit_length())
+        self._dctx = zstandard.ZstdDecompressor(max_window_size=min(window, _ZSTD_MAX_WINDOW))
+        self._d = self._dctx.decompressobj()
+        self._started = False
+
+    def decompress(self, data: memoryview, room: int) -> tuple[bytes, memoryview]:
+        """Inflate a prefix of `data` worth at most ~`room` bytes; return (out, the rest)."""
+        if self._d.eof:  # the next frame
+            self._d = self._dctx.decompressobj()
+        step = max(16, min(1 << 16, room >> _ZSTD_MAX_RATIO_LOG))
+        self._started = True
+        try:
+            out = self._d.decompress(data[:step])
+        except zstandard.ZstdError as exc:
+            raise BadEncodingError(f"corrupt zstd body: {exc}") from exc
+        if self._d.eof and self._d.unused_data:
+            return out, memoryview(self._d.unused_data + bytes(data[step:]))
+        return out, data[step:]
+
+    @property
+    def complete(self) -> bool:
+        return self._started and self._d.eof
 
 
 class Inflater:
@@ -34,8 +73,9 @@ class Inflater:
 
     def __init__(self, encoding: str | None, cap: int) -> None:
         enc = (encoding or "identity").strip().lower()
-        if enc not in ("identity", "", *_WBITS):
+        if enc not in ("identity", "", _ZSTD, *_WBITS):
             raise UnsupportedEncodingError(f"unsupported Content-Encoding {encoding!r}")
+        self._zstd = _Unzstd(cap) if enc == _ZSTD else None
         self._wbits = _WBITS.get(enc)
         self._cap = cap
         self._out: list[bytes] = []
@@ -50,6 +90,12 @@ class Inflater:
 
     def feed(self, chunk: bytes) -> None:
         """Add a chunk of the request body."""
+        if self._zstd is not None:
+            view = memoryview(chunk)
+            while view:
+                out, view = self._zstd.decompress(view, self._cap - self._size + 1)
+                self._append(out)
+            return
         if self._d is None:
             self._append(chunk)
             return
@@ -66,6 +112,8 @@ class Inflater:
 
     def finish(self) -> bytes:
         """Return the whole body; raise BadEncodingError if the stream was cut short."""
+        if self._zstd is not None and not self._zstd.complete:
+            raise BadEncodingError("truncated zstd body")
         if self._d is not None:
             try:
                 self._append(self._d.flush())
