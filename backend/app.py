@@ -19,6 +19,7 @@ from fastapi import APIRouter, FastAPI
 
 from backend.config import BackendSettings, resolve_api_token
 from backend.live import Broker
+from backend.live_push import LivePusher
 from backend.storage.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,10 @@ def _routers() -> list[APIRouter]:
 def _background_jobs() -> list[Job]:
     from backend.alerts.service import alerts_job
     from backend.live import close_streams_on_exit
+    from backend.live_push import close_pusher_on_exit
     from backend.maintenance import retention_job
 
-    return [retention_job, alerts_job, close_streams_on_exit]
+    return [retention_job, alerts_job, close_streams_on_exit, close_pusher_on_exit]
 
 
 @contextlib.asynccontextmanager
@@ -78,6 +80,9 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
         synchronous=settings.sqlite_synchronous,
     )
     app.state.broker = Broker()
+    app.state.pusher = LivePusher(
+        app.state.store, app.state.broker, retention=settings.retention_seconds()
+    )
     app.state.ingest_slots = asyncio.Semaphore(settings.max_inflight_exports)
     for router in _routers():
         app.include_router(router)

@@ -27,6 +27,10 @@ class AlertSettings(BaseSettings):
     alert_db_file: str = Field(
         default="alerts.db", description="SQLite file, relative to the data dir"
     )
+    alert_file_dir: Path | None = Field(
+        default=None,
+        description="the only folder file channels write in; unset: <data dir>/alerts",
+    )
     alert_eval_interval: float = Field(default=5.0, gt=0, le=3600, description="seconds")
     alert_repeat_interval: Duration = Field(
         default=4 * 3600.0, description="re-notify while firing"
@@ -52,4 +56,11 @@ class AlertSettings(BaseSettings):
     def db_path(self, data_dir: Path) -> Path:
         """Return the alert database path."""
         path = Path(self.alert_db_file)
+        return path if path.is_absolute() else data_dir / path
+
+    def file_dir(self, data_dir: Path) -> Path:
+        """Return the folder file channels write in (relative settings: the data dir)."""
+        if self.alert_file_dir is None:
+            return data_dir / "alerts"
+        path = self.alert_file_dir.expanduser()
         return path if path.is_absolute() else data_dir / path

@@ -22,6 +22,7 @@ from backend.alerts.rules import Rule
 from backend.alerts.store import AlertStore
 from backend.notify.dispatcher import Dispatcher
 from backend.notify.email import EmailSender
+from backend.notify.file import protected_files
 from backend.notify.ssrf import Policy
 from backend.notify.webhook import WebhookSender
 from backend.query.signals import evaluate
@@ -104,8 +105,11 @@ def build_engine(app: FastAPI, *, source: SignalSource | None = None) -> AlertEn
             max_attempts=settings.email_max_attempts,
             backoff_base=settings.webhook_backoff_base,
             backoff_max=settings.webhook_backoff_max,
+            policy=webhook_policy(settings),
         ),
         workers=settings.notify_workers,
+        file_dir=settings.file_dir(data_dir),
+        protected=protected_files(data_dir, [settings.db_path(data_dir)]),
     )
     engine.load(settings.alert_rules_file)
     return engine

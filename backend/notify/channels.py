@@ -2,7 +2,14 @@
 
 A channel is named; rules list channel names. Secret fields (a webhook's HMAC secret, an
 SMTP password) are `SecretStr`: they render as ``[REDACTED]`` unless serialized with the
-context ``{"reveal": True}``, which only the persistence layer uses.
+context ``{"reveal": True}``, which only the persistence layer uses. A webhook URL is
+treated as a secret too (Slack's and many others carry their key in the path): it renders
+as ``scheme://host[:port]/[REDACTED]`` (`redact_url`), and that form, sent back, keeps the
+stored URL.
+
+A file channel's path lies inside one folder (`MLPULSE_ALERT_FILE_DIR`, default
+``<data dir>/alerts``): relative paths are taken from it, anything resolving elsewhere is
+refused (`FileChannel.resolve`).
 """
 
 from __future__ import annotations
@@ -27,6 +34,22 @@ REDACTED = "[REDACTED]"
 _NAME = r"^[A-Za-z0-9_.:-]{1,100}$"
 
 
+def redact_url(url: str) -> str:
+    """Return ``url`` with its path, query and fragment replaced by ``[REDACTED]``."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc.rpartition("@")[2]
+    except ValueError:
+        return REDACTED
+    if not (parts.path.strip("/") or parts.query or parts.fragment):
+        return f"{parts.scheme}://{netloc}"
+    return f"{parts.scheme}://{netloc}/{REDACTED}"
+
+
+class FilePathRefused(ValueError):
+    """A file channel's path lies outside its folder, or on a file the backend owns."""
+
+
 def _reveal(info: SerializationInfo) -> bool:
     context = info.context
     return isinstance(context, dict) and bool(context.get("reveal"))
@@ -47,15 +70,31 @@ class ConsoleChannel(_Channel):
 
 
 class FileChannel(_Channel):
-    """Append each notification as one JSON line to a file (relative paths: the data dir)."""
+    """Append each notification as one JSON line to a file inside the file channels' folder
+    (``MLPULSE_ALERT_FILE_DIR``, default ``<data dir>/alerts``; relative paths from it)."""
 
     type: Literal["file"] = "file"
     path: str = Field(default="alerts.jsonl", min_length=1, max_length=1000)
 
-    def resolve(self, data_dir: Path) -> Path:
-        """Return the absolute file path, relative paths taken from the data dir."""
-        path = Path(self.path).expanduser()
-        return path if path.is_absolute() else (data_dir / path)
+    def resolve(self, folder: Path, protected: frozenset[Path] = frozenset()) -> Path:
+        """Return the file's absolute path (symlinks resolved) inside ``folder``.
+
+        Raise FilePathRefused when it resolves outside the folder, onto a ``protected``
+        file (the backend's database, its token) or onto something not a regular file.
+        """
+        root = folder.resolve()
+        try:
+            path = (root / Path(self.path).expanduser()).resolve()
+            odd = path.exists() and not path.is_file()
+        except (OSError, ValueError) as exc:  # a NUL byte, a loop, a name too long
+            raise FilePathRefused(f"is not a usable path: {exc}") from None
+        if not path.is_relative_to(root) or path == root:
+            raise FilePathRefused(f"must be inside the file channel folder {root}")
+        if path in protected:
+            raise FilePathRefused("is one of the backend's own files")
+        if odd:
+            raise FilePathRefused("exists and is not a regular file")
+        return path
 
 
 class WebhookChannel(_Channel):
@@ -84,6 +123,10 @@ class WebhookChannel(_Channel):
         if parts.username or parts.password:
             raise ValueError("credentials in the URL are not allowed; use the secret field")
         return url
+
+    @field_serializer("url")
+    def _url(self, value: str, info: SerializationInfo) -> str:
+        return value if _reveal(info) else redact_url(value)
 
     @field_serializer("secret")
     def _secret(self, value: SecretStr | None, info: SerializationInfo) -> str | None:
@@ -128,7 +171,11 @@ SECRET_FIELDS: dict[str, tuple[str, ...]] = {"webhook": ("secret",), "email": ("
 
 def channel_secrets(channel: BaseModel) -> list[str]:
     """Return the secret values configured on ``channel`` (to check nothing leaks)."""
-    out = []
+    out: list[str] = []
+    url = getattr(channel, "url", None)
+    if isinstance(url, str) and redact_url(url) != url:
+        parts = urlsplit(url)
+        out.extend(p for p in (parts.path.strip("/"), parts.query) if p)
     for field in SECRET_FIELDS.get(str(getattr(channel, "type", "")), ()):
         value: Any = getattr(channel, field, None)
         if isinstance(value, SecretStr) and value.get_secret_value():

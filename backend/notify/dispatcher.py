@@ -26,7 +26,7 @@ from backend.notify.channels import (
 )
 from backend.notify.console import send_console
 from backend.notify.email import EmailSender
-from backend.notify.file import send_file
+from backend.notify.file import protected_files, send_file
 from backend.notify.result import DeliveryResult
 from backend.notify.webhook import WebhookSender
 
@@ -72,10 +72,15 @@ class Dispatcher:
         email: EmailSender | None = None,
         workers: int = 4,
         clock: Callable[[], float] = time.time,
+        file_dir: Path | None = None,
+        protected: frozenset[Path] | None = None,
     ) -> None:
         self._receipts = receipts
         self._lookup = channel_lookup
         self._data_dir = data_dir
+        # File channels write only inside this folder, never onto the backend's files.
+        self._file_dir = file_dir if file_dir is not None else data_dir / "alerts"
+        self._protected = protected if protected is not None else protected_files(data_dir)
         self.webhook = webhook
         self.email = email or EmailSender()
         self._workers = max(1, workers)
@@ -190,7 +195,7 @@ class Dispatcher:
         if isinstance(channel, ConsoleChannel):
             return send_console(channel, payload)
         if isinstance(channel, FileChannel):
-            return send_file(channel, payload, self._data_dir)
+            return send_file(channel, payload, self._file_dir, self._protected)
         if isinstance(channel, WebhookChannel):
             payload["sent_at"] = time.time()
             body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()

@@ -3,13 +3,20 @@
 ``smtplib`` blocks, so it runs on the delivery worker threads, never on the event loop.
 Transient failures (connection errors, timeouts, 4xx replies) are retried with the same
 backoff as webhooks; 5xx replies are final.
+
+The SMTP host goes through the webhooks' SSRF guard (`backend.notify.ssrf.check_host`,
+same policy and settings) before every attempt, and the connection is made to the address
+that was checked, the host name kept for EHLO and TLS certificate checks: a DNS answer
+that changes after the check (rebinding) cannot send the mail, or the SMTP login,
+elsewhere.
 """
 
 from __future__ import annotations
 
 import smtplib
+import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
@@ -17,6 +24,33 @@ from typing import Any
 from backend.notify.channels import EmailChannel
 from backend.notify.message import html_body, subject, text_body
 from backend.notify.result import AttemptHook, DeliveryResult, Sleep
+from backend.notify.ssrf import Policy, Resolver, UrlRefused, check_host, default_resolver
+
+
+class _PinnedSMTP(smtplib.SMTP):
+    """SMTP that connects to a checked address while naming the host (TLS, EHLO)."""
+
+    def __init__(self, address: str, host: str, port: int, timeout: float) -> None:
+        self._address = address
+        super().__init__(host, port, timeout=timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return socket.create_connection((self._address, port), timeout, self.source_address)
+
+
+class _PinnedSMTPSSL(smtplib.SMTP_SSL):
+    """SMTPS that connects to a checked address; the certificate is checked for the host."""
+
+    def __init__(
+        self, address: str, host: str, port: int, timeout: float, context: ssl.SSLContext
+    ) -> None:
+        self._address = address
+        self._server_name = host
+        super().__init__(host, port, timeout=timeout, context=context)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        raw = socket.create_connection((self._address, port), timeout, self.source_address)
+        return self.context.wrap_socket(raw, server_hostname=self._server_name)
 
 
 def build_message(channel: EmailChannel, payload: dict[str, Any]) -> EmailMessage:
@@ -41,6 +75,8 @@ class EmailSender:
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     ssl_context: ssl.SSLContext | None = None
+    policy: Policy = field(default_factory=Policy)  # the SSRF guard's, as for webhooks
+    resolver: Resolver = default_resolver
 
     def send(
         self,
@@ -70,14 +106,17 @@ class EmailSender:
 
     def _attempt(self, channel: EmailChannel, message: EmailMessage) -> tuple[bool, str | None]:
         context = self.ssl_context or ssl.create_default_context()
+        host = channel.host.strip("[]")
+        try:
+            addresses, _ = check_host(host, channel.port, self.policy, self.resolver)
+        except UrlRefused as exc:
+            return False, f"SMTP host refused: {exc}"
         try:
             smtp: smtplib.SMTP
             if channel.ssl:
-                smtp = smtplib.SMTP_SSL(
-                    channel.host, channel.port, timeout=channel.timeout, context=context
-                )
+                smtp = _PinnedSMTPSSL(addresses[0], host, channel.port, channel.timeout, context)
             else:
-                smtp = smtplib.SMTP(channel.host, channel.port, timeout=channel.timeout)
+                smtp = _PinnedSMTP(addresses[0], host, channel.port, channel.timeout)
             with smtp:
                 smtp.ehlo()
                 if not channel.ssl and (

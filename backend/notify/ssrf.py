@@ -1,11 +1,12 @@
-"""The SSRF guard for webhook URLs: only http(s), only public addresses.
+"""The SSRF guard for webhook URLs and SMTP hosts: only http(s), only public addresses.
 
-A webhook URL is checked when a channel is saved and again before every request: the
-host is resolved and every address must be public — loopback, private (RFC 1918, ULA),
-link-local, shared (CGNAT), unspecified, multicast, reserved and cloud metadata addresses
-are refused. The request then goes to the address that was checked (the URL host is kept
-in ``Host`` and in TLS SNI/certificate checks), so a DNS answer that changes between the
-check and the connection (rebinding) cannot send it elsewhere.
+A webhook URL (`check_url`) or an SMTP host (`check_host`) is checked when a channel is
+saved and again before every request or connection: the host is resolved and every
+address must be public — loopback, private (RFC 1918, ULA), link-local, shared (CGNAT),
+unspecified, multicast, reserved and cloud metadata addresses are refused. The request
+then goes to the address that was checked (the URL host is kept in ``Host`` and in TLS
+SNI/certificate checks), so a DNS answer that changes between the check and the
+connection (rebinding) cannot send it elsewhere.
 
 Two settings loosen the guard, for receivers on a private network and for tests:
 ``MLPULSE_WEBHOOK_ALLOW_PRIVATE=true`` accepts any address except metadata ones, and
@@ -128,6 +129,20 @@ def check_url(url: str, policy: Policy, resolver: Resolver = default_resolver) -
     if parts.username or parts.password:
         raise UrlRefused("credentials in the URL are refused")
     port = port or (443 if parts.scheme == "https" else 80)
+    addresses, allowed = check_host(host, port, policy, resolver)
+    return Target(url, parts.scheme, host, port, addresses, allowed)
+
+
+def check_host(
+    host: str, port: int, policy: Policy, resolver: Resolver = default_resolver
+) -> tuple[tuple[str, ...], bool]:
+    """Resolve and check ``host``; return (its checked addresses, allowed by a setting).
+
+    Raise `UrlRefused` naming the reason.
+    """
+    host = host.lower().rstrip(".")
+    if not host:
+        raise UrlRefused("no host")
     allowed = host in policy.allowed_hosts or f"{host}:{port}" in policy.allowed_hosts
     try:
         literal: IPAddress | None = ipaddress.ip_address(host)
@@ -158,4 +173,4 @@ def check_url(url: str, policy: Policy, resolver: Resolver = default_resolver) -
             f"{host!r} resolves to {address}, {problem}: refused "
             "(set MLPULSE_WEBHOOK_ALLOW_PRIVATE or MLPULSE_WEBHOOK_ALLOWED_HOSTS to allow)"
         )
-    return Target(url, parts.scheme, host, port, tuple(addresses), allowed)
+    return tuple(addresses), allowed

@@ -15,43 +15,32 @@ Every state-changing route requires the bearer token.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from backend.alerts.configure import ConfigureIn, check_channels, etag, if_match_ok, merge
 from backend.alerts.engine import AlertEngine
 from backend.alerts.rules import (
-    AlertConfig,
     ConfigError,
-    Rule,
     dump_yaml,
     format_validation_error,
     load_yaml,
-    parse_config,
 )
 from backend.alerts.service import alert_settings, get_engine, webhook_policy
 from backend.alerts.silences import SilenceIn
 from backend.api.deps import RequireToken
-from backend.notify.channels import (
-    REDACTED,
-    SECRET_FIELDS,
-    Channel,
-    FileChannel,
-    WebhookChannel,
-)
-from backend.notify.ssrf import UrlRefused, check_url
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
 MAX_CONFIG_BYTES = 1024 * 1024
-_CHANNEL: TypeAdapter[Any] = TypeAdapter(Channel)
 
 
 def _engine(request: Request) -> AlertEngine:
@@ -131,112 +120,44 @@ def history(
 # -- configuration ----------------------------------------------------------------------
 
 
+def _configure_lock(request: Request) -> asyncio.Lock:
+    """One configuration change at a time: each merges onto the previous one's result."""
+    lock: asyncio.Lock | None = getattr(request.app.state, "alerts_configure_lock", None)
+    if lock is None:  # created on the event loop, with no await in between: no race
+        lock = request.app.state.alerts_configure_lock = asyncio.Lock()
+    return lock
+
+
 @router.get("/configure", response_model=None)
 def get_configure(
-    engine: EngineDep, fmt: Annotated[str, Query(alias="format", pattern="^(json|yaml)$")] = "json"
+    request: Request,
+    response: Response,
+    engine: EngineDep,
+    fmt: Annotated[str, Query(alias="format", pattern="^(json|yaml)$")] = "json",
 ) -> dict[str, Any] | Response:
-    """Return the rules and channels; secrets are ``[REDACTED]``."""
+    """Return the rules and channels; secrets and webhook URL paths are ``[REDACTED]``.
+
+    The `ETag` header is the configuration's version: send it back as `If-Match` with a
+    change, and the change is refused with 412 if someone else changed it meanwhile.
+    """
+    config = engine.config
+    tag = etag(config, request.app.state.api_token)
     if fmt == "yaml":
-        return Response(dump_yaml(engine.config), media_type="application/yaml")
-    return engine.config.dump()
-
-
-class ConfigureIn(BaseModel):
-    """A change to the configuration: upserts by name, deletions, or a full replace."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    rules: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)
-    channels: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
-    delete_rules: list[str] = Field(default_factory=list, max_length=1000)
-    delete_channels: list[str] = Field(default_factory=list, max_length=100)
-    replace: bool = Field(
-        default=False, description="replace the whole configuration with rules + channels"
-    )
-
-
-def _keep_secrets(new: dict[str, Any], old: Any) -> dict[str, Any]:
-    """Replace ``[REDACTED]`` placeholders by the stored secret of the same channel."""
-    out = dict(new)
-    for field in SECRET_FIELDS.get(str(new.get("type")), ()):
-        if out.get(field) != REDACTED:
-            continue
-        stored = getattr(old, field, None) if old is not None else None
-        if getattr(old, "type", None) != new.get("type") or not isinstance(stored, SecretStr):
-            raise ConfigError(
-                f"channels.{new.get('name')}.{field}: '{REDACTED}' only keeps a stored secret; "
-                "give the secret"
-            )
-        out[field] = stored.get_secret_value()
-    return out
-
-
-def _validate_item(kind: str, index: int, item: dict[str, Any]) -> None:
-    """Validate one submitted rule or channel, so the message points into the body."""
-    try:
-        if kind == "rules":
-            Rule.model_validate(item)
-        else:
-            _CHANNEL.validate_python(item)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, prefix=f"{kind}[{index}]")) from None
-
-
-def _merge(current: AlertConfig, change: ConfigureIn) -> AlertConfig:
-    channels: dict[str, dict[str, Any]] = {}
-    rules: dict[str, dict[str, Any]] = {}
-    if not change.replace:
-        for c in current.channels:
-            channels[c.name] = c.model_dump(mode="json", context={"reveal": True})
-        for r in current.rules:
-            rules[r.name] = r.model_dump(mode="json", by_alias=True)
-    for name in change.delete_channels:
-        if channels.pop(name, None) is None:
-            raise ConfigError(f"delete_channels: no channel {name!r}")
-    for name in change.delete_rules:
-        if rules.pop(name, None) is None:
-            raise ConfigError(f"delete_rules: no rule {name!r}")
-    for i, channel in enumerate(change.channels):
-        channel = _keep_secrets(channel, current.channel(str(channel.get("name"))))
-        _validate_item("channels", i, channel)
-        channels[str(channel["name"])] = channel
-    for i, rule in enumerate(change.rules):
-        _validate_item("rules", i, rule)
-        rules[str(rule["name"])] = rule
-    # Cross-references (a rule's channels) are checked on the merged configuration.
-    return parse_config({"channels": list(channels.values()), "rules": list(rules.values())})
-
-
-def _check_saved_channels(config: AlertConfig, names: list[str], request: Request) -> None:
-    """Refuse webhook URLs the SSRF guard refuses and files outside the data dir."""
-    settings = alert_settings(request.app)
-    data_dir: Path = request.app.state.settings.data_dir
-    for i, name in enumerate(names):
-        channel = config.channel(name)
-        if isinstance(channel, WebhookChannel):
-            try:
-                check_url(channel.url, webhook_policy(settings))
-            except UrlRefused as exc:
-                raise ConfigError(f"channels[{i}].url: {exc}") from None
-        if isinstance(channel, FileChannel):
-            root = data_dir.resolve()
-            path = channel.resolve(data_dir).resolve()
-            if not path.is_relative_to(root):
-                raise ConfigError(
-                    f"channels[{i}].path: must be inside the data directory "
-                    "(set other paths in the rules file)"
-                )
+        return Response(dump_yaml(config), media_type="application/yaml", headers={"ETag": tag})
+    response.headers["ETag"] = tag
+    return config.dump()
 
 
 @router.post("/configure", dependencies=[RequireToken])
-async def post_configure(request: Request, engine: EngineDep) -> dict[str, Any]:
+async def post_configure(request: Request, response: Response, engine: EngineDep) -> dict[str, Any]:
     """Create, update or delete rules and channels; the whole change applies or nothing.
 
     JSON body: ``{"rules": [...], "channels": [...], "delete_rules": [...],
     "delete_channels": [...], "replace": false}`` — rules and channels are upserted by
     name. A YAML body (``Content-Type: application/yaml``) replaces the configuration
-    with the document, like a rules file. A secret given as ``[REDACTED]`` keeps the
-    stored one.
+    with the document, like a rules file. A secret given as ``[REDACTED]`` (a webhook
+    URL in its redacted form) keeps the stored one. With ``If-Match: <ETag of a GET>``
+    the change applies only to that version (else 412); the new ETag is returned.
     """
     body = await request.body()
     if len(body) > MAX_CONFIG_BYTES:
@@ -259,15 +180,35 @@ async def post_configure(request: Request, engine: EngineDep) -> dict[str, Any]:
                 raise ConfigError(f"invalid JSON: {exc.msg} at position {exc.pos}") from None
             except ValidationError as exc:
                 raise ConfigError(format_validation_error(exc)) from None
-        new = _merge(engine.config, change)
-        touched = [str(c.get("name")) for c in change.channels]
-        await run_in_threadpool(_check_saved_channels, new, touched, request)
     except ConfigError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    engine.set_config(new)
+    key: str = request.app.state.api_token
+    async with _configure_lock(request):
+        if not if_match_ok(request.headers.get("if-match"), etag(engine.config, key)):
+            raise HTTPException(
+                status.HTTP_412_PRECONDITION_FAILED,
+                "the configuration changed since it was read (If-Match is stale): "
+                "GET it again and reapply the change",
+            )
+        try:
+            new = merge(engine.config, change)
+            touched = [str(c.get("name")) for c in change.channels]
+            settings = alert_settings(request.app)
+            await run_in_threadpool(
+                check_channels,
+                new,
+                touched,
+                settings,
+                webhook_policy(settings),
+                request.app.state.settings.data_dir,
+            )
+        except ConfigError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        engine.set_config(new)
     log.info(
         "alert configuration changed: %d rules, %d channels", len(new.rules), len(new.channels)
     )
+    response.headers["ETag"] = etag(new, key)
     return new.dump()
 
 

@@ -118,15 +118,9 @@ async def export_metrics(
                 **{"Retry-After": RETRY_AFTER_S},
             )  # fmt: skip
     rejections_of(request.app).settle(tally, result.rejected)
-    if result.committed_at is not None:
-        broker.publish(
-            "ingest",
-            {
-                "committed_at": result.committed_at,
-                "points": result.accepted,
-                "services": result.services,
-            },
-        )
+    # The `ingest` event follows from the pusher's thread, with the newest data computed
+    # once per burst of commits (backend/live_push.py): this never waits for it.
+    request.app.state.pusher.committed(result)
     if result.rejected:
         log.info("export: %d point(s) refused: %s", result.rejected, result.message)
     return Response(

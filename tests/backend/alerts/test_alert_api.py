@@ -17,6 +17,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 WEBHOOK_SECRET = "whsec-8c1f0e2d"
 SMTP_PASSWORD = "smtp-pw-77aa13"
 MLAPI_SECRET = "mlapi-side-secret-5521"
+SMTP_HOST = "127.0.0.1:1"  # the SMTP host passes the SSRF guard only when allowed
 
 # OTLP exporters (the SDK, collectors) post metrics without the API token: ingest is the
 # one state-changing route open by default (docs/contracts.md, "Auth");
@@ -129,7 +130,9 @@ def test_every_state_changing_route_needs_the_token_and_no_get_leaks_a_secret(
 ):
     receiver = Receiver([200])
     receivers.append(receiver)
-    backend = alert_backend(backend={"mlapi_url": mlapi.url}, webhook_allowed_hosts=[receiver.host])
+    backend = alert_backend(
+        backend={"mlapi_url": mlapi.url}, webhook_allowed_hosts=[receiver.host, SMTP_HOST]
+    )
     _configure_secrets(backend, receiver)
     engine = backend.app.state.alerts
     script = Script()
@@ -301,7 +304,7 @@ def test_configure_upserts_deletes_and_refuses_bad_rules_naming_the_field(alert_
 def test_redacted_secret_keeps_the_stored_one(alert_backend, receivers):
     receiver = Receiver([200])
     receivers.append(receiver)
-    backend = alert_backend(webhook_allowed_hosts=[receiver.host])
+    backend = alert_backend(webhook_allowed_hosts=[receiver.host, SMTP_HOST])
     _configure_secrets(backend, receiver)
     hook = next(c for c in backend.get("/alerts/configure")["channels"] if c["name"] == "hook")
     assert hook["secret"] == "[REDACTED]"
@@ -325,7 +328,7 @@ def test_redacted_secret_keeps_the_stored_one(alert_backend, receivers):
 def test_test_route_reports_a_failing_channel(alert_backend, receivers):
     receiver = Receiver([503])
     receivers.append(receiver)
-    backend = alert_backend(webhook_allowed_hosts=[receiver.host])
+    backend = alert_backend(webhook_allowed_hosts=[receiver.host, SMTP_HOST])
     _configure_secrets(backend, receiver)
     resp = backend.client.post("/alerts/test", json={"channel": "hook"}, headers=AUTH)
     assert resp.status_code == 502

@@ -25,6 +25,8 @@ from backend.notify.ssrf import Policy
 from backend.notify.webhook import WebhookSender
 
 PASSWORD = "smtp-pass-9d2e"
+# The SMTP host is behind the SSRF guard: the local test server must be allowed.
+LOOPBACK = Policy.of(False, ["127.0.0.1"])
 
 
 class Inbox:
@@ -121,7 +123,7 @@ def test_email_arrives_with_the_alerts_content(tmp_path, smtp_server):
         engine.channel,
         tmp_path,
         webhook=WebhookSender(Policy()),
-        email=EmailSender(max_attempts=1, ssl_context=client_tls),
+        email=EmailSender(max_attempts=1, ssl_context=client_tls, policy=LOOPBACK),
     )
     engine.set_config(
         parse_config(
@@ -182,7 +184,7 @@ def test_wrong_password_is_a_failed_receipt_without_the_password(tmp_path, smtp_
         ).channel(name),
         tmp_path,
         webhook=WebhookSender(Policy()),
-        email=EmailSender(max_attempts=1, ssl_context=client_tls),
+        email=EmailSender(max_attempts=1, ssl_context=client_tls, policy=LOOPBACK),
     )
     note = store.add_notification(
         None,

@@ -38,7 +38,7 @@ def test_restart_while_firing_sends_nothing_twice_and_keeps_history(tmp_path, re
     receiver = Receiver([200])
     receivers.append(receiver)
     data_dir = tmp_path / "data"
-    jsonl = data_dir / "alerts.jsonl"
+    jsonl = data_dir / "alerts" / "alerts.jsonl"  # the file channels' folder
     script = Script()
     script.set(42.0, 100, service="mlapi")
 

@@ -154,5 +154,5 @@ def test_each_seed_rule_fires_on_its_scenario_and_resolves_when_it_ends(alert_ba
     assert by_rule == {name: ["firing", "resolved"] for name in names.values()}
     assert engine.dispatcher is not None
     assert engine.dispatcher.wait_idle(10)
-    lines = (backend.settings.data_dir / "alerts.jsonl").read_text().splitlines()
+    lines = (backend.settings.data_dir / "alerts" / "alerts.jsonl").read_text().splitlines()
     assert len(lines) == 14
