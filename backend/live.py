@@ -1,9 +1,17 @@
 """Live push: an in-process publish/subscribe broker and the `GET /events` SSE route.
 
-Ingest publishes an `ingest` event after each commit; the alert engine publishes `alert`
-events through the same broker (`request.app.state.broker.publish("alert", {...})`, from
-any thread). Each subscriber has a bounded queue: when a slow browser falls behind, its
-oldest events are dropped, so a subscriber never blocks a publisher.
+Ingest announces each commit through `backend.live_push.LivePusher`, which publishes an
+`ingest` event carrying the newest data; the alert engine publishes `alert` events through
+the same broker (`request.app.state.broker.publish("alert", {...})`, from any thread).
+
+A subscriber says what it wants pushed: `GET /events?snapshot=1` adds the
+`/metrics/current` snapshot to each `ingest` event, `&range=3600&step=30` the newest steps
+of the charted signals for that view (the page's time range and step). The broker only
+collects these interests (`Broker.interests()`); the pusher computes them once per burst.
+
+Each subscriber has a bounded queue: a slow browser that falls behind never blocks a
+publisher; when its queue is full, the queued events are replaced by one `resync` event
+(`data: {"dropped": n}`), so the client knows to re-fetch rather than miss data silently.
 
 Event shapes are pinned in docs/contracts.md ("Live events").
 """
@@ -16,33 +24,89 @@ import json
 import signal
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
 router = APIRouter(tags=["live"])
 _CLOSE = ""  # sentinel message: the stream ends
 
+MAX_VIEWS = 4
+"""Distinct views (range, step) computed per commit; further ones get the snapshot only."""
+MAX_RANGE_S = 90 * 86_400
+MAX_STEP_S = 86_400
+MAX_POINTS = 11_000  # as `/metrics/history`
+
+
+@dataclass(frozen=True)
+class View:
+    """A page's live time range and step, e.g. the last hour at 30 s steps."""
+
+    range_s: int
+    step: int
+
+    @property
+    def key(self) -> str:
+        """The key of this view's windows in an `ingest` event: "3600:30"."""
+        return f"{self.range_s}:{self.step}"
+
+
+_RESYNC = "event: resync\n"
+
+
+def resync_message(dropped: int) -> str:
+    """The SSE message that replaces the events a slow subscriber could not take."""
+    return f"{_RESYNC}data: {json.dumps({'dropped': dropped})}\n\n"
+
 
 class Subscription:
-    """One listener's bounded queue of already-formatted SSE messages."""
+    """One listener's bounded queue of already-formatted SSE messages, and its interests."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, maxsize: int) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        maxsize: int,
+        *,
+        snapshot: bool = False,
+        view: View | None = None,
+    ) -> None:
         self.loop = loop
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize)
+        self.snapshot = snapshot
+        self.view = view
         self.dropped = 0
+        self.resyncs = 0
 
     def offer(self, message: str) -> None:
-        """Enqueue without blocking, dropping the oldest message when full."""
+        """Enqueue without blocking; when full, replace what is queued by one `resync`."""
+        try:
+            self.queue.put_nowait(message)
+            return
+        except asyncio.QueueFull:
+            pass
+        if message == _CLOSE:  # the end of the stream is never dropped
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(_CLOSE)
+            return
+        dropped = 1  # this message
         while True:
             try:
-                self.queue.put_nowait(message)
+                queued = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if queued == _CLOSE:  # the stream ends anyway: keep the sentinel
+                self.queue.put_nowait(_CLOSE)
                 return
-            except asyncio.QueueFull:
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    self.queue.get_nowait()
-                    self.dropped += 1
+            if queued.startswith(_RESYNC):  # an earlier resync: carry its count over
+                dropped += int(json.loads(queued.split("data: ", 1)[1])["dropped"])
+            else:
+                dropped += 1
+        self.dropped += dropped
+        self.resyncs += 1
+        self.queue.put_nowait(resync_message(dropped))
 
 
 class Broker:
@@ -67,6 +131,17 @@ class Broker:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def interests(self) -> tuple[bool, list[View]]:
+        """Whether any subscriber wants the snapshot, and the distinct views wanted."""
+        with self._lock:
+            subs = list(self._subs)
+        snapshot = any(s.snapshot for s in subs)
+        views: list[View] = []
+        for s in subs:
+            if s.view is not None and s.view not in views and len(views) < MAX_VIEWS:
+                views.append(s.view)
+        return snapshot, views
 
     def close(self) -> None:
         """End every stream (at shutdown: a server waits for open responses to finish)."""
@@ -98,9 +173,13 @@ class Broker:
                     sub.loop.call_soon_threadsafe(sub.offer, message)
 
     @contextlib.contextmanager
-    def subscribe(self) -> Iterator[Subscription]:
+    def subscribe(
+        self, *, snapshot: bool = False, view: View | None = None
+    ) -> Iterator[Subscription]:
         """Register a subscriber on the running loop for the duration of the block."""
-        sub = Subscription(asyncio.get_running_loop(), self.queue_size)
+        sub = Subscription(
+            asyncio.get_running_loop(), self.queue_size, snapshot=snapshot, view=view
+        )
         with self._lock:
             self._subs.add(sub)
         try:
@@ -123,13 +202,36 @@ async def _stream(broker: Broker, sub: Subscription) -> AsyncIterator[str]:
         yield message
 
 
+def _view(range_s: int | None, step: int | None) -> View | None:
+    if range_s is None and step is None:
+        return None
+    if range_s is None or step is None:
+        raise HTTPException(status_code=400, detail="range and step go together")
+    if not (10 <= step <= MAX_STEP_S and step % 10 == 0):
+        raise HTTPException(status_code=400, detail="step: a multiple of 10 s, at most 1 day")
+    if not (step <= range_s <= MAX_RANGE_S and range_s / step <= MAX_POINTS):
+        raise HTTPException(
+            status_code=400, detail=f"range: at least one step, at most {MAX_POINTS} steps, 90 days"
+        )
+    return View(range_s, step)
+
+
 @router.get("/events")
-async def events(request: Request) -> StreamingResponse:
-    """Server-Sent Events: `ingest` after each committed export, `alert` on transitions."""
+async def events(
+    request: Request,
+    snapshot: Annotated[bool, Query(description="push the /metrics/current snapshot")] = False,
+    range_s: Annotated[
+        int | None, Query(alias="range", description="the page's live range, seconds")
+    ] = None,
+    step: Annotated[int | None, Query(description="the page's step, seconds")] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: `ingest` after commits (with what the subscriber asked to be
+    pushed), `alert` on transitions, `resync` when this subscriber fell behind."""
     broker: Broker = request.app.state.broker
+    view = _view(range_s, step)
 
     async def body() -> AsyncIterator[str]:
-        with broker.subscribe() as sub:
+        with broker.subscribe(snapshot=snapshot, view=view) as sub:
             async for chunk in _stream(broker, sub):
                 yield chunk
 

@@ -43,16 +43,47 @@ async function errorFrom(res) {
   return new ApiError(res.status, message);
 }
 
+async function fetchJSON(href, signal) {
+  const res = await fetch(href, { headers: { Accept: "application/json" }, signal, cache: "no-store" });
+  if (!res.ok) throw await errorFrom(res);
+  return res.json();
+}
+
+/** Requests started ahead (boot.js), by URL; each is handed out once, while fresh. */
+const prefetched = new Map();
+const PREFETCH_TTL_MS = 10_000;
+
 /**
- * GET a JSON document.
+ * Start a GET now; the first `getJSON` of the same URL within PREFETCH_TTL_MS takes its
+ * answer instead of asking again. Returns the answer's promise.
+ * @param {string} path
+ * @param {Record<string, any>} [params]
+ */
+export function prefetchJSON(path, params) {
+  const href = url(path, params);
+  let entry = prefetched.get(href);
+  if (!entry) {
+    entry = { promise: fetchJSON(href), at: Date.now() };
+    entry.promise.catch(() => { /* the taker sees the error */ });
+    prefetched.set(href, entry);
+  }
+  return entry.promise;
+}
+
+/**
+ * GET a JSON document (or take the prefetched answer for the same URL).
  * @param {string} path
  * @param {Record<string, any>} [params]
  * @param {AbortSignal} [signal]
  */
 export async function getJSON(path, params, signal) {
-  const res = await fetch(url(path, params), { headers: { Accept: "application/json" }, signal, cache: "no-store" });
-  if (!res.ok) throw await errorFrom(res);
-  return res.json();
+  const href = url(path, params);
+  const entry = prefetched.get(href);
+  if (entry) {
+    prefetched.delete(href);
+    if (Date.now() - entry.at < PREFETCH_TTL_MS) return entry.promise;
+  }
+  return fetchJSON(href, signal);
 }
 
 /** The token kept for this browser tab, or null. */
@@ -119,22 +150,28 @@ export const post = (path, body) => send("POST", path, body);
  * The live connection: Server-Sent Events from `GET /events`, with reconnects and a
  * polling fallback.
  *
- * While the stream is open, `onEvent(type, data)` fires for `ingest` and `alert`. When it
- * drops, the browser's own retry runs; if the stream stays down (or the server refuses it)
- * `onPoll()` runs every `pollMs` until the stream is back, and reconnects are retried with
- * backoff. `onState(state)` reports "connecting" | "live" | "polling" | "offline".
+ * While the stream is open, `onEvent(type, data)` fires for `ingest`, `alert` and `resync`
+ * (the server dropped events this page was too slow to take: re-fetch). `params()` gives
+ * what the page wants pushed with each `ingest` (`{snapshot: 1, range, step}`); call
+ * `reconnect()` when they change. When the stream drops, the browser's own retry runs; if
+ * it stays down (or the server refuses it) `onPoll()` runs every `pollMs` until the stream
+ * is back, and reconnects are retried with backoff. `onState(state)` reports
+ * "connecting" | "live" | "polling" | "offline".
  *
  * @example
- *   const live = new LiveStream({ onEvent: (t, d) => ..., onPoll: refresh, onState: show });
+ *   const live = new LiveStream({ onEvent: (t, d) => ..., onPoll: refresh, onState: show,
+ *                                 params: () => ({ snapshot: 1, range: 3600, step: 30 }) });
  *   live.start();
  */
 export class LiveStream {
   /**
    * @param {{onEvent:(type:string,data:any)=>void, onPoll:()=>Promise<any>|void,
-   *          onState:(state:string)=>void, path?:string, pollMs?:number}} opts
+   *          onState:(state:string)=>void, path?:string, pollMs?:number,
+   *          params?:()=>Record<string, any>}} opts
    */
   constructor(opts) {
-    this.opts = { path: "events", pollMs: 5000, ...opts };
+    this.opts = { path: "events", pollMs: 5000, params: () => ({}), ...opts };
+    this.connectedWith = "";
     this.source = null;
     this.pollTimer = null;
     this.retryTimer = null;
@@ -144,6 +181,12 @@ export class LiveStream {
   }
 
   start() {
+    this.connect();
+  }
+
+  /** Reconnect if `params()` changed since the stream opened (a new range or step). */
+  reconnect() {
+    if (!this.source || url(this.opts.path, this.opts.params()) === this.connectedWith) return;
     this.connect();
   }
 
@@ -169,7 +212,8 @@ export class LiveStream {
     if (this.state !== "polling") this.setState("connecting");
     let source;
     try {
-      source = new EventSource(url(this.opts.path));
+      this.connectedWith = url(this.opts.path, this.opts.params());
+      source = new EventSource(this.connectedWith);
     } catch {
       this.fallBack();
       return;
@@ -180,7 +224,7 @@ export class LiveStream {
       this.stopPolling();
       this.setState("live");
     });
-    for (const type of ["ingest", "alert"]) {
+    for (const type of ["ingest", "alert", "resync"]) {
       source.addEventListener(type, (ev) => {
         this.lastMessageAt = Date.now();
         let data = null;

@@ -1,13 +1,20 @@
 /**
  * The page's controller: builds the panels, owns the time range, loads data, and applies
- * live events (SSE `ingest` / `alert`, or polling every 5 s when the stream is down).
+ * live events (SSE `ingest` / `alert` / `resync`, or polling every 5 s when the stream is
+ * down).
+ *
+ * An `ingest` event carries the update itself (the snapshot numbers and the newest steps
+ * of every chart, computed once by the backend for the page's range and step): the page
+ * draws it without a request. Only the whole-range views (distribution, exemplars, the
+ * per-route table) are re-fetched, lazily, at most every SLOW_REFRESH_MS.
  */
 
+import { bootNow } from "./boot.js";
 import { getJSON, LiveStream, setTokenPrompt, url } from "./api.js";
 import { byId, h } from "./dom.js";
 import * as f from "./format.js";
 import { deriveStatus } from "./status.js";
-import { TimeRange } from "./timerange.js";
+import { TimeRange, readHash } from "./timerange.js";
 import { OverviewPanel } from "./panels/overview.js";
 import { ModelsPanel } from "./panels/models.js";
 import { ApiPanel } from "./panels/apiperf.js";
@@ -16,7 +23,13 @@ import { AlertsPanel } from "./panels/alerts.js";
 import { RulesPanel } from "./panels/rules.js";
 import { AdminPanel } from "./panels/admin.js";
 
+// When the page's own code starts (its whole module graph is loaded by then): the first
+// load's requests, started by boot.js, should all be older than this mark.
+performance.mark("mlpulse:main");
+
 const range = new TimeRange(3600);
+/** @type {LiveStream|null} the live connection, once started */
+let live = null;
 
 /** Health as last fetched, and when (to age `last_ingest_age_seconds` locally). */
 const health = { reachable: true, ageAtFetch: /** @type {number|null} */ (null), fetchedAt: 0 };
@@ -102,9 +115,9 @@ let snapshotWindowMin = 5;
  * Fetch the snapshot numbers; with `withRoutes`, the per-route table too (three history
  * queries, so live updates refresh it only every SLOW_REFRESH_MS).
  */
-async function refreshNumbers(withRoutes = true) {
+async function refreshNumbers(withRoutes = true, now = Date.now() / 1000) {
   const [current, hl] = await Promise.allSettled([
-    getJSON("metrics/current"), getJSON("health"), withRoutes ? apiPanel.loadRoutes() : null,
+    getJSON("metrics/current"), getJSON("health"), withRoutes ? apiPanel.loadRoutes(300, now) : null,
   ]);
   if (hl.status === "fulfilled") {
     health.reachable = true;
@@ -165,13 +178,85 @@ function updateExportLinks() {
 }
 
 let chartsLoading = null;
-async function loadCharts() {
+/** @type {any} the newest pushed `ingest` event, re-applied after a full load it raced */
+let lastPush = null;
+async function loadCharts(now = Date.now() / 1000) {
   updateExportLinks();
-  const w = range.window();
-  chartsLoading = graphs.load(w, range.compare).catch(() => {});
-  await chartsLoading;
+  live?.reconnect(); // the pushed windows follow the range and step
+  const w = range.window(now);
+  const loading = graphs.load(w, range.compare).catch(() => {});
+  chartsLoading = loading;
+  await loading;
+  if (chartsLoading !== loading) return; // a newer load runs
   chartsLoading = null;
+  // An event that arrived during the load may be newer than what the load fetched.
+  if (lastPush && range.isLive) graphs.applyPushed(range.window(), pushedWindow(lastPush));
   overview.setSparks(graphs.sparkData());
+}
+
+/** The pushed windows of an `ingest` event for the page's current view, or null. */
+function pushedWindow(data) {
+  if (!range.isLive) return null;
+  return data?.windows?.[`${range.relative}:${range.window().step}`] ?? null;
+}
+
+/** What the page asks the backend to push with each `ingest` event. */
+function liveParams() {
+  return range.isLive ? { snapshot: 1, range: range.relative, step: range.window().step } : { snapshot: 1 };
+}
+
+/** Mark a finished live update (the live-path benchmark and the tests read these). */
+function markLive(commit, source) {
+  liveUpdates += 1;
+  document.body.dataset.liveCommittedAt = String(commit);
+  document.body.dataset.liveAppliedAt = String(Date.now() / 1000);
+  document.body.dataset.liveSource = source;
+  document.body.dataset.liveUpdates = String(liveUpdates);
+}
+
+/** Re-fetch the whole-range views, at most every SLOW_REFRESH_MS (in the background). */
+function slowRefresh() {
+  if (Date.now() - lastSlowRefresh < SLOW_REFRESH_MS) return;
+  lastSlowRefresh = Date.now();
+  const w = range.window();
+  Promise.allSettled([apiPanel.loadRoutes(), graphs.loadDistribution(w), graphs.loadExemplars(w)]);
+}
+
+/**
+ * Apply an `ingest` event that carries its update; false when it carries none (the page
+ * then re-fetches, as before pushes existed).
+ */
+function applyPush(data) {
+  const snap = data?.snapshot?.doc;
+  if (!snap) return false;
+  const commit = f.isNum(data.committed_at) ? data.committed_at : 0;
+  newestCommit = Math.max(newestCommit, commit);
+  // Freshness on the server's clock: the data is as old as the commit was when computed.
+  health.reachable = true;
+  health.ageAtFetch = f.isNum(data.computed_at) ? Math.max(0, data.computed_at - commit) : 0;
+  health.fetchedAt = Date.now();
+  applyCurrent(snap);
+  renderStatus();
+  if (range.isLive) {
+    lastPush = data;
+    const pushed = pushedWindow(data);
+    if (!chartsLoading) {
+      updateExportLinks();
+      const w = range.window();
+      if (!graphs.applyPushed(w, pushed)) graphs.tail(w, false).then(() => overview.setSparks(graphs.sparkData()));
+    }
+  }
+  overview.setSparks(graphs.sparkData());
+  markLive(newestCommit, "push");
+  slowRefresh();
+  return true;
+}
+
+/** The server dropped events this page was too slow to take: fetch everything again. */
+async function resync() {
+  lastSlowRefresh = Date.now();
+  await Promise.allSettled([refreshNumbers(true), loadCharts(), refreshAlerts()]);
+  markLive(newestCommit, "resync");
 }
 
 // Live updates are coalesced: at most one refresh runs, and one more follows if events
@@ -201,11 +286,7 @@ async function liveRefresh() {
       }
       await Promise.all(jobs);
       overview.setSparks(graphs.sparkData());
-      liveUpdates += 1;
-      // For the live-path benchmark: which commit is on screen, and since when.
-      document.body.dataset.liveCommittedAt = String(commit);
-      document.body.dataset.liveAppliedAt = String(Date.now() / 1000);
-      document.body.dataset.liveUpdates = String(liveUpdates);
+      markLive(commit, "fetch");
     } while (livePending);
   } finally {
     liveBusy = false;
@@ -222,16 +303,7 @@ function toLocalInput(epoch) {
 
 /** Restore the range from the URL (`#dashboard?range=900&compare=1`, or `from`/`to`). */
 function readRangeFromUrl() {
-  const q = new URLSearchParams(location.hash.split("?")[1] || "");
-  const from = Number(q.get("from")), to = Number(q.get("to")), rel = Number(q.get("range"));
-  if (from > 0 && to > from) {
-    range.relative = null;
-    range.customFrom = from;
-    range.customTo = to;
-  } else if (rel > 0) {
-    range.relative = rel;
-  }
-  range.compare = q.get("compare") === "1";
+  readHash(range, location.hash);
 }
 
 /** Keep the range in the URL, so a reload or a shared link shows the same view. */
@@ -338,23 +410,29 @@ async function start() {
   graphs.ready = config;
   alerts.ready = config;
 
-  // Everything at once: a cold load costs about the slowest query.
+  // Everything at once: a cold load costs about the slowest query. Computed for the
+  // moment boot.js started the same requests, so the page takes those answers.
   await Promise.allSettled([
     rules.load().then(() => {
       if (lastCurrent) applyCurrent(lastCurrent);
       alerts.setSignals(rules.signals());
     }),
     refreshAlerts(),
-    refreshNumbers(),
-    loadCharts(),
+    refreshNumbers(true, bootNow),
+    loadCharts(bootNow),
   ]);
   document.body.dataset.ready = "1";
+  lastSlowRefresh = Date.now(); // the whole-range views were just loaded
 
-  const live = new LiveStream({
+  live = new LiveStream({
     onState: showConnection,
+    params: liveParams,
     onEvent: (type, data) => {
-      if (type === "alert") refreshAlerts();
-      if (type === "ingest" && f.isNum(data?.committed_at)) newestCommit = Math.max(newestCommit, data.committed_at);
+      if (type === "alert") { refreshAlerts(); return; }
+      if (type === "resync") { resync(); return; }
+      if (type !== "ingest") return;
+      if (applyPush(data)) return;
+      if (f.isNum(data?.committed_at)) newestCommit = Math.max(newestCommit, data.committed_at);
       liveRefresh();
     },
     onPoll: async () => {
@@ -373,3 +451,6 @@ async function start() {
 }
 
 start();
+
+// For the tests and the console: the panels, the range and the newest pushed event.
+export { graphs, range, lastPush };

@@ -20,6 +20,24 @@ export function stepFor(span) {
   return STEPS.find((s) => s >= wanted) ?? STEPS[STEPS.length - 1];
 }
 
+/**
+ * Set `range` from the page's URL hash (`#dashboard?range=900&compare=1`, or `from`/`to`).
+ * @param {TimeRange} range
+ * @param {string} hash
+ */
+export function readHash(range, hash) {
+  const q = new URLSearchParams(hash.split("?")[1] || "");
+  const from = Number(q.get("from")), to = Number(q.get("to")), rel = Number(q.get("range"));
+  if (from > 0 && to > from) {
+    range.relative = null;
+    range.customFrom = from;
+    range.customTo = to;
+  } else if (rel > 0) {
+    range.relative = rel;
+  }
+  range.compare = q.get("compare") === "1";
+}
+
 export class TimeRange {
   constructor(seconds = 3600) {
     /** @type {number|null} seconds of a relative range, null when custom */

@@ -4,6 +4,7 @@
  */
 
 import { getJSON } from "../api.js";
+import * as Q from "../queries.js";
 import { h, replace } from "../dom.js";
 import * as f from "../format.js";
 import { makeStat } from "./cards.js";
@@ -41,14 +42,12 @@ export class ApiPanel {
    * steps: counts add up, and error % and average latency are count-weighted means of the
    * steps, so the numbers are exact (not averages of averages).
    */
-  async loadRoutes(seconds = 300) {
-    const step = 10;
-    const to = Math.ceil(Date.now() / 1000);
-    const from = Math.floor((to - seconds) / step) * step;
-    const q = (metric) => getJSON("metrics/history", { metric, from, to, step, group_by: "route" });
+  async loadRoutes(seconds = 300, now = Date.now() / 1000) {
+    const rw = Q.routesWindow(now, seconds);
+    const { from, to } = rw;
     let counts, errors, latency;
     try {
-      [counts, errors, latency] = await Promise.all([q("request_count"), q("error_rate_percent"), q("avg_latency_ms")]);
+      [counts, errors, latency] = await Promise.all(Q.ROUTE_SIGNALS.map((metric) => getJSON("metrics/history", Q.routeParams(metric, rw))));
     } catch {
       return; // the table keeps its last state
     }

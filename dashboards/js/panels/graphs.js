@@ -3,11 +3,14 @@
  * response-time distribution from the stored histogram buckets, error rate, model MAE
  * trend and the cache hit rate gauge.
  *
- * `load(range)` fetches the whole visible range; `refreshTail(range)` (live updates)
- * fetches only the newest steps and appends them, so charts move without a rebuild.
+ * `load(range)` fetches the whole visible range. Live updates append the newest steps
+ * without a rebuild: `applyPushed(range, windows)` takes them from the `ingest` event (the
+ * backend computed them once for every page, at the resolution of the page's own fetch),
+ * `tail(range)` fetches them when no pushed window fits.
  */
 
 import { getJSON } from "../api.js";
+import * as Q from "../queries.js";
 import { TimeChart, BarChart, Gauge } from "../charts.js";
 import { h, replace, loading, empty, failed } from "../dom.js";
 import * as f from "../format.js";
@@ -94,6 +97,8 @@ class SignalChart {
     el.append(this.overlay);
     this.showState(loading());
     this.token = 0;
+    /** @type {number|null} the stored resolution the full load was computed at */
+    this.resolution = null;
   }
 
   showState(node) {
@@ -108,8 +113,12 @@ class SignalChart {
     const now = new SeriesSet();
     const prev = new SeriesSet();
     const jobs = [];
+    let resolution = null;
     for (const spec of this.opts.specs) {
-      jobs.push(history(spec, w.from, w.to, w.step).then((r) => now.merge(spec.signal, r.series, spec.label)));
+      jobs.push(history(spec, w.from, w.to, w.step).then((r) => {
+        resolution = r.resolution ?? null;
+        now.merge(spec.signal, r.series, spec.label);
+      }));
       if (compare) {
         jobs.push(history(spec, w.from - w.span, w.to - w.span, w.step)
           .then((r) => prev.merge(spec.signal, r.series, spec.label, w.span)));
@@ -124,7 +133,26 @@ class SignalChart {
     if (token !== this.token) return;
     this.now = now;
     this.prev = prev;
+    this.resolution = resolution;
     this.render(w);
+  }
+
+  /**
+   * Append pushed steps (`signals`: series per signal, in `/metrics/history`'s shape).
+   * Returns false, changing nothing, when they do not fit what the chart holds (another
+   * resolution, a signal missing): the caller fetches the tail instead.
+   * @param {{from: number, to: number, step: number}} w
+   * @param {Record<string, Array<{labels: any, points: Array<[number, number|null]>}>>} signals
+   * @param {number} resolution
+   */
+  applyTail(w, signals, resolution) {
+    if (this.resolution !== null && resolution !== this.resolution) return false;
+    if (!this.opts.specs.every((spec) => Array.isArray(signals[spec.signal]))) return false;
+    for (const spec of this.opts.specs) this.now.merge(spec.signal, signals[spec.signal], spec.label);
+    this.now.prune(w.from);
+    this.prev.prune(w.from);
+    this.render(w);
+    return true;
   }
 
   /** Fetch the newest steps only and append them. */
@@ -191,7 +219,7 @@ function joinColumns(a, b) {
 
 /** @param {Spec} spec */
 function history(spec, from, to, step) {
-  return getJSON("metrics/history", { metric: spec.signal, from, to, step, group_by: spec.group_by });
+  return getJSON("metrics/history", Q.historyParams(spec, from, to, step));
 }
 
 export class GraphsPanel {
@@ -212,24 +240,24 @@ export class GraphsPanel {
     this.cacheMisses = null;
     this.charts = {
       requests: new SignalChart(els.requests, {
-        specs: [{ signal: "request_rate", group_by: "service", label: svcLabel("") }],
+        specs: [{ ...Q.CHART_SIGNALS.requests[0], label: svcLabel("") }],
         format: (v) => f.num(v), axisFormat: f.axis, fill: true, completeOnly: true,
         emptyHint: "Requests appear once mlapi exports metrics.",
       }),
       latency: new SignalChart(els.latency, {
         specs: [
-          { signal: "avg_latency_ms", group_by: "service", label: svcLabel("avg"), color: "--c1" },
-          { signal: "p95_latency_ms", group_by: "service", label: svcLabel("p95"), color: "--c2" },
-          { signal: "p99_latency_ms", group_by: "service", label: svcLabel("p99"), color: "--c5" },
+          { ...Q.CHART_SIGNALS.latency[0], label: svcLabel("avg"), color: "--c1" },
+          { ...Q.CHART_SIGNALS.latency[1], label: svcLabel("p95"), color: "--c2" },
+          { ...Q.CHART_SIGNALS.latency[2], label: svcLabel("p99"), color: "--c5" },
         ],
         format: (v) => f.ms(v), axisFormat: (v) => `${f.axis(v)} ms`, emptyHint: "Latency appears with the first requests.",
       }),
       errors: new SignalChart(els.errors, {
-        specs: [{ signal: "error_rate_percent", group_by: "service", label: svcLabel(""), color: "--c5" }],
+        specs: [{ ...Q.CHART_SIGNALS.errors[0], label: svcLabel(""), color: "--c5" }],
         format: (v) => f.pct(v), axisFormat: (v) => `${f.axis(v)} %`, fill: true, emptyHint: "No requests in this range.",
       }),
       mae: new SignalChart(els.mae, {
-        specs: [{ signal: "model_mae", group_by: "model", label: svcLabel("") }],
+        specs: [{ ...Q.CHART_SIGNALS.mae[0], label: svcLabel("") }],
         format: (v) => f.num(v), axisFormat: f.axis, logWhenSpread: true, emptyHint: "MAE needs ground-truth feedback (POST /feedback on mlapi).",
       }),
     };
@@ -256,6 +284,27 @@ export class GraphsPanel {
     if (failedOne) throw failedOne.reason;
   }
 
+  /**
+   * Append the steps pushed with an `ingest` event (`windows` of the page's view); false
+   * when some chart could not take them (it then needs `tail`).
+   * @param {{from: number, to: number, step: number}} w
+   * @param {{step: number, resolution: number, signals: Record<string, any[]>}} pushed
+   */
+  applyPushed(w, pushed) {
+    if (!pushed || pushed.step !== w.step || !pushed.signals) return false;
+    let ok = true;
+    for (const c of Object.values(this.charts)) ok = c.applyTail(w, pushed.signals, pushed.resolution) && ok;
+    const { cache_hits: hits, cache_misses: misses } = pushed.signals;
+    if (Array.isArray(hits) && Array.isArray(misses) && this.cacheHits && this.cacheMisses) {
+      this.cacheHits.merge("hits", hits, () => "hits");
+      this.cacheMisses.merge("misses", misses, () => "misses");
+      this.showCache(w);
+    } else {
+      ok = false;
+    }
+    return ok;
+  }
+
   /** Append the newest points (live); with `wholeRange`, also redo the distribution and exemplars. */
   async tail(w, wholeRange = true) {
     await Promise.allSettled([
@@ -268,7 +317,7 @@ export class GraphsPanel {
   async loadDistribution(w) {
     let body;
     try {
-      body = await getJSON("metrics/distribution", { metric: "http.server.request.duration", from: w.from, to: w.to });
+      body = await getJSON("metrics/distribution", Q.distributionParams(w));
     } catch (err) {
       if (err.status === 404) body = { buckets: [] }; // no request recorded yet
       else {
@@ -310,16 +359,21 @@ export class GraphsPanel {
     const last = tail ? hitsSet.last() : null;
     const from = last === null ? w.from : Math.max(w.from, last - w.step);
     try {
-      const q = (metric) => getJSON("metrics/history", { metric, from, to: w.to, step: w.step, group_by: "service" });
-      const [h1, m1] = await Promise.all([q("cache_hits"), q("cache_misses")]);
+      const [h1, m1] = await Promise.all(Q.CACHE_SIGNALS.map((metric) => getJSON("metrics/history", Q.cacheParams(metric, from, w))));
       if (token !== this.cacheToken) return; // a newer full load won
       hitsSet.merge("hits", h1.series, () => "hits");
       missSet.merge("misses", m1.series, () => "misses");
     } catch { /* keep what is shown */ }
-    hitsSet.prune(w.from);
-    missSet.prune(w.from);
     this.cacheHits = hitsSet;
     this.cacheMisses = missSet;
+    this.showCache(w);
+  }
+
+  /** Draw the gauge from the hits and misses held (pruned to the range). */
+  showCache(w) {
+    const hitsSet = /** @type {SeriesSet} */ (this.cacheHits), missSet = /** @type {SeriesSet} */ (this.cacheMisses);
+    hitsSet.prune(w.from);
+    missSet.prune(w.from);
     const total = (set) => [...set.series.values()].reduce((n, e) => n + [...e.points.values()].reduce((a, v) => a + (f.isNum(v) ? v : 0), 0), 0);
     const hits = total(hitsSet), misses = total(missSet);
     const lookups = hits + misses;
@@ -337,7 +391,7 @@ export class GraphsPanel {
     if (!this.jaegerUrl) { box.hidden = true; chart.setMarkers([]); return; }
     let body;
     try {
-      body = await getJSON("metrics/exemplars", { metric: "http.server.request.duration", from: w.from, to: w.to, limit: 30 });
+      body = await getJSON("metrics/exemplars", Q.exemplarParams(w));
     } catch {
       box.hidden = true;
       return;

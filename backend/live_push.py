@@ -1,0 +1,228 @@
+"""Pushed live updates: after a commit, compute once what every open page would re-fetch.
+
+`LivePusher` sits between ingest and the broker. Ingest calls `committed(result)` after
+each commit (cheap, never blocks); a worker thread then computes, through the query
+layer's public functions, the newest windows of the signals the page charts and the
+`/metrics/current` snapshot, and publishes them in one `ingest` event. Commits that arrive
+while it computes are coalesced into the next computation: a burst of exports costs two
+computations, never one per export, and ingest never waits for it.
+
+What gets computed depends on who listens (`GET /events?snapshot=1&range=3600&step=30`,
+see `backend.live`): the snapshot when a subscriber asked for it, and for each distinct
+view (range, step) the two newest steps of each charted signal, at the resolution the
+page's own `/metrics/history` fetch of that range uses — so a pushed point equals the
+fetched one. A commit with no such subscriber publishes the plain event only.
+
+    pusher = LivePusher(store, broker, retention=settings.retention_seconds())
+    pusher.committed(result)  # from the ingest route, after the store commit
+    pusher.close()            # at shutdown, before the store closes
+
+Event shape: docs/contracts.md, "Live events".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+
+from backend.api.params import finite
+from backend.ingest.pipeline import IngestResult
+from backend.live import Broker, View
+from backend.query.signals import choose_resolution, evaluate_range
+from backend.query.snapshot import snapshot
+from backend.storage.base import MetricStore
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_WINDOW_S = 300.0
+"""The window of `/metrics/current` as the page asks for it (its default, 5 min)."""
+
+NEWEST_STEPS = 2
+"""Steps pushed per view: the open one and the one before (a commit near a step's end)."""
+
+
+@dataclass(frozen=True)
+class Charted:
+    """One signal a dashboard chart draws, grouped as the page asks for it."""
+
+    signal: str
+    group_by: tuple[str, ...]
+
+
+CHARTED: tuple[Charted, ...] = (
+    Charted("request_rate", ("service",)),
+    Charted("avg_latency_ms", ("service",)),
+    Charted("p95_latency_ms", ("service",)),
+    Charted("p99_latency_ms", ("service",)),
+    Charted("error_rate_percent", ("service",)),
+    Charted("model_mae", ("model",)),
+    Charted("cache_hits", ("service",)),
+    Charted("cache_misses", ("service",)),
+)
+"""Must match the specs of dashboards/js/panels/graphs.js (and its cache gauge)."""
+
+
+def newest_windows(
+    store: MetricStore,
+    view: View,
+    now: float,
+    retention: Mapping[int, int] | None = None,
+    charted: Sequence[Charted] = CHARTED,
+) -> dict[str, Any]:
+    """Return the newest `NEWEST_STEPS` steps of each charted signal for `view`.
+
+    The resolution is the one `/metrics/history` picks for the view's whole range
+    (`choose_resolution(now - range, now, step)`), so each pushed step window is computed
+    exactly as in the page's full fetch. Series are in `/metrics/history`'s shape.
+    """
+    res = choose_resolution(now - view.range_s, now, view.step, retention)
+    step = max(view.step, res)
+    to = math.ceil(now / step) * step  # the page's `to`: now aligned up to the step
+    start = to - NEWEST_STEPS * step
+    signals: dict[str, list[dict[str, Any]]] = {}
+    for c in charted:
+        out = []
+        for s in evaluate_range(store, c.signal, start, to, step, c.group_by, None, resolution=res):
+            item: dict[str, Any] = {
+                "labels": s.labels,
+                "points": [[p.time, p.value] for p in s.points],
+            }
+            if any(p.lower is not None for p in s.points):
+                item["bounds"] = [[p.time, p.lower, p.upper] for p in s.points]
+            out.append(item)
+        signals[c.signal] = out
+    return finite(
+        {
+            "range": view.range_s,
+            "step": step,
+            "resolution": res,
+            "from": start,
+            "to": to,
+            "signals": signals,
+        }
+    )
+
+
+class LivePusher:
+    """Publishes an `ingest` event per burst of commits, with the newest data computed once.
+
+    Thread-safe; `committed` may be called from the event loop or any thread. The worker
+    thread starts with the first commit and stops at `close()`.
+    """
+
+    def __init__(
+        self,
+        store: MetricStore,
+        broker: Broker,
+        *,
+        retention: Mapping[int, int] | None = None,
+        snapshot_window_s: float = SNAPSHOT_WINDOW_S,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.retention = dict(retention) if retention is not None else None
+        self.snapshot_window_s = snapshot_window_s
+        self.computations = 0  # bursts computed (tests and diagnostics)
+        self.last_compute_s = 0.0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._commits = 0
+        self._points = 0
+        self._services: set[str] = set()
+        self._committed_at = 0.0
+
+    def committed(self, result: IngestResult) -> None:
+        """Note a commit; the event follows from the worker thread (coalesced)."""
+        if result.committed_at is None:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            self._commits += 1
+            self._points += result.accepted
+            self._services.update(result.services)
+            self._committed_at = max(self._committed_at, result.committed_at)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="mlpulse-live-push", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the worker (after the computation under way, if any)."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout)
+
+    def _take(self) -> dict[str, Any] | None:
+        with self._lock:
+            self._wake.clear()
+            if not self._commits:
+                return None
+            event = {
+                "committed_at": self._committed_at,
+                "points": self._points,
+                "services": sorted(self._services),
+                "commits": self._commits,
+            }
+            self._commits = self._points = 0
+            self._services = set()
+            return event
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            if self._closed:
+                return
+            event = self._take()
+            if event is None:
+                continue
+            try:
+                event.update(self.compute())
+            except Exception:  # a failed computation still announces the commit
+                log.exception("live push: computing the update failed")
+            self.broker.publish("ingest", event)
+
+    def compute(self, now: float | None = None) -> dict[str, Any]:
+        """Return the pushed part of an event for the current subscribers (may be empty)."""
+        wants_snapshot, views = self.broker.interests()
+        if not wants_snapshot and not views:
+            return {}
+        started = time.perf_counter()
+        now = time.time() if now is None else now
+        out: dict[str, Any] = {"computed_at": now}
+        if wants_snapshot:
+            doc = finite(snapshot(self.store, now, self.snapshot_window_s))
+            out["snapshot"] = {"at": now, "window_seconds": self.snapshot_window_s, "doc": doc}
+        if views:
+            out["windows"] = {
+                view.key: newest_windows(self.store, view, now, self.retention) for view in views
+            }
+        self.computations += 1
+        self.last_compute_s = time.perf_counter() - started
+        return out
+
+
+async def close_pusher_on_exit(app: FastAPI) -> None:
+    """Background job: stop the pusher at shutdown (before the store closes)."""
+    try:
+        await asyncio.Event().wait()  # until cancelled at shutdown
+    finally:
+        app.state.pusher.close()
+
+
+__all__ = ["CHARTED", "Charted", "LivePusher", "close_pusher_on_exit", "newest_windows"]

@@ -1,0 +1,43 @@
+/**
+ * The first load's requests, started the moment this small module runs — while the rest
+ * of the page (uPlot, the panels, main.js) is still being fetched and built. index.html
+ * loads it `async`, ahead of main.js; the panels' own requests for the same URLs then take
+ * these answers (`prefetchJSON` / `getJSON` in api.js) instead of asking again.
+ *
+ * main.js computes its first load for `bootNow`, so every URL here is exactly the one a
+ * panel asks for (the same parameter builders, queries.js). A request nobody takes costs
+ * one query and is dropped after a few seconds.
+ */
+
+import { prefetchJSON } from "./api.js";
+import * as q from "./queries.js";
+import { TimeRange, readHash } from "./timerange.js";
+
+/** The time (epoch s) the first load is computed for, by this module and by main.js. */
+export const bootNow = Date.now() / 1000;
+
+function prefetchFirstLoad() {
+  const range = new TimeRange(3600);
+  readHash(range, location.hash);
+  const w = range.window(bootNow);
+  // The charts first: the slowest queries decide when the page is ready.
+  for (const specs of Object.values(q.CHART_SIGNALS)) {
+    for (const spec of specs) {
+      prefetchJSON("metrics/history", q.historyParams(spec, w.from, w.to, w.step));
+      if (range.compare) prefetchJSON("metrics/history", q.historyParams(spec, w.from - w.span, w.to - w.span, w.step));
+    }
+  }
+  for (const metric of q.CACHE_SIGNALS) prefetchJSON("metrics/history", q.cacheParams(metric, w.from, w));
+  prefetchJSON("metrics/distribution", q.distributionParams(w));
+  prefetchJSON("metrics/current");
+  prefetchJSON("health");
+  const rw = q.routesWindow(bootNow);
+  for (const metric of q.ROUTE_SIGNALS) prefetchJSON("metrics/history", q.routeParams(metric, rw));
+  prefetchJSON("alerts/configure");
+  prefetchJSON("alerts/active");
+  prefetchJSON("dashboard/config").then((cfg) => {
+    if (cfg?.jaeger_ui_url) prefetchJSON("metrics/exemplars", q.exemplarParams(w));
+  }).catch(() => { /* no trace links */ });
+}
+
+prefetchFirstLoad();
