@@ -1,67 +1,43 @@
-"""Hot-path aggregation: a measurement costs a deque append; folding happens at collection.
+"""Histogram maths: fold sorted batches of values into base-2 exponential or explicit buckets.
 
-An SDK `Histogram.record` costs ~15 µs (a Measurement object, attribute cleaning, view
-matching, hashing). Five of them per request are several percent of a prediction API's
-throughput. Here a measurement appends its value to a per-series deque (thread-safe,
-~0.1 µs). At collection — every export interval, in the reader's thread — each deque
-is drained, sorted, and folded into cumulative state with a bisect per bucket, so even
-the deferred work stays in C:
+The hot path (`_hotpath`) hands each export destination batches of values at collection;
+these states fold them with a bisect per bucket, so the deferred work stays in C:
 
-* `ExponentialHistogram`: base-2 exponential buckets with the SDK's layout
-  (upper-inclusive; the scale starts at `max_scale` and halves until the populated range
-  fits `max_size` buckets), plus exemplars taken from the span current at measurement;
-* `ExplicitHistogram`: fixed boundaries (the confidence histogram);
-* `SumTable`: cumulative sums, reported through SDK observable counters.
+* `ExponentialState`: base-2 exponential buckets with the SDK's layout (upper-inclusive;
+  the scale starts at `max_scale` and halves until the populated range fits `max_size`
+  buckets); negative values go to negative buckets by magnitude, as OTLP allows;
+* `ExplicitState`: fixed, upper-inclusive boundaries.
 
-Histograms reach the exporters through `HistogramSet.merge_into`, wired into each metric
-reader's collection; they are cumulative (the OTLP default). A deque that grows past
-`FOLD_THRESHOLD` between two collections (say, an in-memory reader nobody reads) is
-folded on the spot, so memory stays bounded.
+Both yield the SDK's own data-point classes, with exemplars picked as the SDK's
+reservoirs do (the latest measurement per bucket).
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from bisect import bisect_right
-from collections import deque
-from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import replace
-from time import time_ns
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.sdk.metrics.export import (
-    AggregationTemporality,
     Buckets,
     ExponentialHistogramDataPoint,
     HistogramDataPoint,
-    Metric,
-    MetricsData,
-    ResourceMetrics,
-    ScopeMetrics,
 )
-from opentelemetry.sdk.metrics.export import (
-    ExponentialHistogram as ExponentialHistogramData,
-)
-from opentelemetry.sdk.metrics.export import Histogram as HistogramData
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import get_current_span
+from opentelemetry.trace import SpanContext
 
 Attributes = Mapping[str, Any]
+#: A measurement taken while a sampled span was current: (value, time in ns, span).
+Traced = tuple[float, int, SpanContext]
 
-#: Attribute sets per instrument beyond which measurements go to one overflow series.
-MAX_SERIES = 2000
-OVERFLOW_ATTRIBUTES: Attributes = {"otel.metric.overflow": True}
-_OVERFLOW_KEY = ("otel.metric.overflow",)
 #: Exemplars reported per series and collection (as the SDK's reservoir).
 EXEMPLARS_PER_SERIES = 20
-#: Exemplar candidates kept per series between collections (the latest ones).
-_EXEMPLAR_CANDIDATES = 256
-#: Values buffered per series before they are folded without waiting for a collection.
-FOLD_THRESHOLD = 20_000
+#: The SDK's default explicit boundaries (used when explicit buckets are asked for).
+DEFAULT_BOUNDARIES: tuple[float, ...] = (
+    0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0,
+    7500.0, 10000.0,
+)  # fmt: skip
 
 
 def _index_at_scale(value: float, scale: int) -> int:
@@ -78,11 +54,6 @@ def _upper_bound(index: int, scale: int) -> float:
     if scale > 0:
         return math.exp2((index + 1) / (1 << scale))
     return math.ldexp(1.0, (index + 1) << -scale)
-
-
-def _drain(buffer: deque[Any]) -> list[Any]:
-    # popleft is atomic, so appends racing with the drain are kept for the next one.
-    return [buffer.popleft() for _ in range(len(buffer))]
 
 
 class _Buckets:
@@ -129,409 +100,141 @@ class _Buckets:
         )
 
 
-class _ExpSeries:
-    __slots__ = (
-        "attributes",
-        "buffer",
-        "candidates",
-        "count",
-        "max",
-        "min",
-        "negative",
-        "positive",
-        "scale",
-        "start_ns",
-        "sum",
-        "zero_count",
-    )
+class ExponentialState:
+    """One series' base-2 exponential histogram since `start_ns`."""
 
-    def __init__(self, attributes: Attributes, scale: int) -> None:
-        self.attributes = attributes
-        self.buffer: deque[float] = deque()
-        self.candidates: deque[tuple[float, int, int, int]] = deque(maxlen=_EXEMPLAR_CANDIDATES)
-        self.start_ns = time_ns()
+    __slots__ = (
+        "count", "exemplars", "max", "max_size", "min", "negative", "positive", "scale",
+        "start_ns", "sum", "zero_count",
+    )  # fmt: skip
+
+    def __init__(self, start_ns: int, *, max_size: int = 160, max_scale: int = 20) -> None:
+        self.start_ns = start_ns
+        self.max_size = max_size
         self.count = 0
         self.sum = 0.0
         self.min = math.inf
         self.max = -math.inf
         self.zero_count = 0
-        self.scale = scale
+        self.scale = max_scale
         self.positive = _Buckets()
         self.negative = _Buckets()
+        self.exemplars: dict[int, Traced] = {}
 
+    def fold(self, values: list[float], traced: Sequence[Traced]) -> None:
+        """Add ascending `values` (those of `traced` included) and offer `traced` as exemplars."""
+        if values:
+            self._fold_values(values)
+        for measurement in traced:
+            value = measurement[0]
+            index = _index_at_scale(abs(value), self.scale) if value else 0
+            # The latest per bucket wins; new buckets only while there is room.
+            if index in self.exemplars or len(self.exemplars) < EXEMPLARS_PER_SERIES:
+                self.exemplars[index] = measurement
 
-class _Instrument:
-    """What the histograms share: identity, a lock for folding, the exemplar switch."""
-
-    def __init__(self, name: str, unit: str, description: str) -> None:
-        self.name = name
-        self.unit = unit
-        self.description = description
-        self._lock = threading.Lock()
-        self.exemplars_enabled = False
-
-
-class _Series(Protocol):
-    buffer: deque[float]
-    candidates: deque[tuple[float, int, int, int]]
-
-
-_S = TypeVar("_S", bound=_Series)
-
-
-class _Histogram(_Instrument, Generic[_S]):
-    """The buffered recording both histograms share: a series per attribute set, values
-    appended on the hot path and folded under the lock. Subclasses say how a series
-    starts (`_make_series`) and how buffered values fold into it (`_fold`)."""
-
-    def __init__(self, name: str, unit: str, description: str) -> None:
-        super().__init__(name, unit, description)
-        self._series: dict[Hashable, _S] = {}
-
-    def record(self, value: float, key: Hashable, attributes: Attributes) -> None:
-        """Add one measurement to the series of `attributes` (identified by `key`)."""
-        series = self._series.get(key)
-        if series is None:
-            series = self._new_series(key, attributes)
-        buffer = series.buffer
-        buffer.append(value)
-        if len(buffer) > FOLD_THRESHOLD:
-            with self._lock:
-                self._fold(series)
-        if self.exemplars_enabled:
-            context = get_current_span().get_span_context()
-            if context.trace_flags.sampled:
-                series.candidates.append((value, time_ns(), context.span_id, context.trace_id))
-
-    def buffer(self, key: Hashable, attributes: Attributes) -> deque[float]:
-        """The raw buffer of a series, for hot paths that append values directly.
-
-        Such callers skip exemplars and must call `fold_pending` when the buffer grows
-        past FOLD_THRESHOLD.
-        """
-        series = self._series.get(key)
-        if series is None:
-            series = self._new_series(key, attributes)
-        return series.buffer
-
-    def fold_pending(self) -> None:
-        """Fold every buffered value now."""
-        with self._lock:
-            for series in list(self._series.values()):
-                self._fold(series)
-
-    def _new_series(self, key: Hashable, attributes: Attributes) -> _S:
-        with self._lock:
-            series = self._series.get(key)
-            if series is not None:
-                return series
-            if len(self._series) >= MAX_SERIES:
-                key, attributes = _OVERFLOW_KEY, OVERFLOW_ATTRIBUTES
-                series = self._series.get(key)
-                if series is not None:
-                    return series
-            series = self._series[key] = self._make_series(dict(attributes))
-            return series
-
-    def _make_series(self, attributes: Attributes) -> _S:
-        raise NotImplementedError
-
-    def _fold(self, series: _S) -> None:
-        raise NotImplementedError
-
-
-class ExponentialHistogram(_Histogram[_ExpSeries]):
-    """A base-2 exponential histogram per attribute set.
-
-    `record(value, key, attributes)` takes a hashable `key` naming the attribute set, so
-    callers can cache both and skip hashing a dict per call.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        unit: str,
-        description: str,
-        *,
-        max_size: int = 160,
-        max_scale: int = 20,
-    ) -> None:
-        super().__init__(name, unit, description)
-        self.max_size = max_size
-        self.max_scale = max_scale
-
-    def _make_series(self, attributes: Attributes) -> _ExpSeries:
-        return _ExpSeries(attributes, self.max_scale)
-
-    def _fold(self, series: _ExpSeries) -> None:
-        values = _drain(series.buffer)
-        if not values:
-            return
-        values.sort()
-        series.count += len(values)
-        series.sum += math.fsum(values)
-        series.min = min(series.min, values[0])
-        series.max = max(series.max, values[-1])
+    def _fold_values(self, values: list[float]) -> None:
+        self.count += len(values)
+        self.sum += math.fsum(values)
+        self.min = min(self.min, values[0])
+        self.max = max(self.max, values[-1])
         first_positive = bisect_right(values, 0.0)
         first_zero = first_positive - values[:first_positive].count(0.0)
-        series.zero_count += first_positive - first_zero
+        self.zero_count += first_positive - first_zero
         positives = values[first_positive:]
         negatives = [-v for v in reversed(values[:first_zero])]
-        for magnitudes, buckets in ((positives, series.positive), (negatives, series.negative)):
+        for magnitudes, buckets in ((positives, self.positive), (negatives, self.negative)):
             if not magnitudes:
                 continue
-            low = _index_at_scale(magnitudes[0], series.scale)
-            high = _index_at_scale(magnitudes[-1], series.scale)
+            low = _index_at_scale(magnitudes[0], self.scale)
+            high = _index_at_scale(magnitudes[-1], self.scale)
             if buckets.counts:
                 low, high = min(low, buckets.low), max(high, buckets.high)
             change = 0
             while (high >> change) - (low >> change) + 1 > self.max_size:
                 change += 1
             if change:
-                series.scale -= change
-                series.positive.downscale(change)
-                series.negative.downscale(change)
+                self.scale -= change
+                self.positive.downscale(change)
+                self.negative.downscale(change)
                 low >>= change
                 high >>= change
-            buckets.add_sorted(magnitudes, series.scale, low, high)
+            buckets.add_sorted(magnitudes, self.scale, low, high)
 
-    def _exemplars(self, series: _ExpSeries) -> list[Exemplar]:
-        # The latest candidate per bucket, up to EXEMPLARS_PER_SERIES buckets.
-        chosen: dict[int, Exemplar] = {}
-        for value, time_unix_nano, span_id, trace_id in reversed(_drain(series.candidates)):
-            index = _index_at_scale(abs(value), series.scale) if value else 0
-            if index not in chosen and len(chosen) < EXEMPLARS_PER_SERIES:
-                chosen[index] = Exemplar({}, value, time_unix_nano, span_id, trace_id)
-        return list(chosen.values())
-
-    def collect(self, now_ns: int) -> Metric | None:
-        """Fold what was recorded and return the cumulative state (None if empty)."""
-        points = []
-        with self._lock:
-            for series in list(self._series.values()):
-                self._fold(series)
-                if not series.count:
-                    continue
-                points.append(
-                    ExponentialHistogramDataPoint(
-                        attributes=series.attributes,
-                        start_time_unix_nano=series.start_ns,
-                        time_unix_nano=now_ns,
-                        count=series.count,
-                        sum=series.sum,
-                        scale=series.scale,
-                        zero_count=series.zero_count,
-                        positive=series.positive.export(),
-                        negative=series.negative.export(),
-                        flags=0,
-                        min=series.min,
-                        max=series.max,
-                        exemplars=self._exemplars(series),
-                    )
-                )
-        if not points:
-            return None
-        return Metric(
-            name=self.name,
-            description=self.description,
-            unit=self.unit,
-            data=ExponentialHistogramData(
-                data_points=points, aggregation_temporality=AggregationTemporality.CUMULATIVE
-            ),
+    def point(self, attributes: Attributes, now_ns: int) -> ExponentialHistogramDataPoint:
+        """The state as an OTLP data point, with the exemplars offered since the last one."""
+        exemplars, self.exemplars = _exemplars(self.exemplars), {}
+        return ExponentialHistogramDataPoint(
+            attributes=attributes,
+            start_time_unix_nano=self.start_ns,
+            time_unix_nano=now_ns,
+            count=self.count,
+            sum=self.sum,
+            scale=self.scale,
+            zero_count=self.zero_count,
+            positive=self.positive.export(),
+            negative=self.negative.export(),
+            flags=0,
+            min=self.min,
+            max=self.max,
+            exemplars=exemplars,
         )
 
 
-class _ExplicitSeries:
-    __slots__ = ("attributes", "buffer", "candidates", "counts", "max", "min", "start_ns", "sum")
+class ExplicitState:
+    """One series' histogram with fixed, upper-inclusive boundaries since `start_ns`."""
 
-    def __init__(self, attributes: Attributes, n_buckets: int) -> None:
-        self.attributes = attributes
-        self.buffer: deque[float] = deque()
-        self.candidates: deque[tuple[float, int, int, int]] = deque(maxlen=_EXEMPLAR_CANDIDATES)
-        self.start_ns = time_ns()
-        self.counts = [0] * n_buckets
+    __slots__ = ("boundaries", "counts", "exemplars", "max", "min", "start_ns", "sum")
+
+    def __init__(self, start_ns: int, *, boundaries: Sequence[float]) -> None:
+        self.start_ns = start_ns
+        self.boundaries = tuple(boundaries)
+        self.counts = [0] * (len(self.boundaries) + 1)
         self.sum = 0.0
         self.min = math.inf
         self.max = -math.inf
+        self.exemplars: dict[int, Traced] = {}
 
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
 
-class ExplicitHistogram(_Histogram[_ExplicitSeries]):
-    """A histogram with fixed, upper-inclusive bucket boundaries per attribute set."""
-
-    def __init__(
-        self, name: str, unit: str, description: str, *, boundaries: Sequence[float]
-    ) -> None:
-        super().__init__(name, unit, description)
-        self.boundaries = tuple(boundaries)
-
-    def _make_series(self, attributes: Attributes) -> _ExplicitSeries:
-        return _ExplicitSeries(attributes, len(self.boundaries) + 1)
-
-    def _fold(self, series: _ExplicitSeries) -> None:
-        values = _drain(series.buffer)
-        if not values:
-            return
-        values.sort()
-        series.sum += math.fsum(values)
-        series.min = min(series.min, values[0])
-        series.max = max(series.max, values[-1])
-        below = 0
-        for i, bound in enumerate(self.boundaries):
-            at_or_below = bisect_right(values, bound, below)
-            series.counts[i] += at_or_below - below
-            below = at_or_below
-        series.counts[-1] += len(values) - below
-
-    def _exemplars(self, series: _ExplicitSeries) -> list[Exemplar]:
-        # The latest candidate per bucket (as the SDK's aligned reservoir).
-        chosen: dict[int, Exemplar] = {}
-        for value, time_unix_nano, span_id, trace_id in reversed(_drain(series.candidates)):
-            index = bisect_right(self.boundaries, value)
-            if index > 0 and self.boundaries[index - 1] == value:
+    def fold(self, values: list[float], traced: Sequence[Traced]) -> None:
+        """Add ascending `values` (those of `traced` included) and offer `traced` as exemplars."""
+        if values:
+            self.sum += math.fsum(values)
+            self.min = min(self.min, values[0])
+            self.max = max(self.max, values[-1])
+            below = 0
+            for i, bound in enumerate(self.boundaries):
+                at_or_below = bisect_right(values, bound, below)
+                self.counts[i] += at_or_below - below
+                below = at_or_below
+            self.counts[-1] += len(values) - below
+        for measurement in traced:
+            index = bisect_right(self.boundaries, measurement[0])
+            if index > 0 and self.boundaries[index - 1] == measurement[0]:
                 index -= 1  # upper-inclusive
-            chosen.setdefault(index, Exemplar({}, value, time_unix_nano, span_id, trace_id))
-        return list(chosen.values())
+            self.exemplars[index] = measurement
 
-    def collect(self, now_ns: int) -> Metric | None:
-        """Fold what was recorded and return the cumulative state (None if empty)."""
-        points = []
-        with self._lock:
-            for series in list(self._series.values()):
-                self._fold(series)
-                count = sum(series.counts)
-                if not count:
-                    continue
-                points.append(
-                    HistogramDataPoint(
-                        attributes=series.attributes,
-                        start_time_unix_nano=series.start_ns,
-                        time_unix_nano=now_ns,
-                        count=count,
-                        sum=series.sum,
-                        bucket_counts=list(series.counts),
-                        explicit_bounds=self.boundaries,
-                        min=series.min,
-                        max=series.max,
-                        exemplars=self._exemplars(series),
-                    )
-                )
-        if not points:
-            return None
-        return Metric(
-            name=self.name,
-            description=self.description,
-            unit=self.unit,
-            data=HistogramData(
-                data_points=points, aggregation_temporality=AggregationTemporality.CUMULATIVE
-            ),
+    def point(self, attributes: Attributes, now_ns: int) -> HistogramDataPoint:
+        """The state as an OTLP data point, with the exemplars offered since the last one."""
+        exemplars, self.exemplars = _exemplars(self.exemplars), {}
+        return HistogramDataPoint(
+            attributes=attributes,
+            start_time_unix_nano=self.start_ns,
+            time_unix_nano=now_ns,
+            count=self.count,
+            sum=self.sum,
+            bucket_counts=list(self.counts),
+            explicit_bounds=self.boundaries,
+            min=self.min,
+            max=self.max,
+            exemplars=exemplars,
         )
 
 
-class _SumSeries:
-    __slots__ = ("attributes", "buffer", "total")
-
-    def __init__(self, attributes: Attributes) -> None:
-        self.attributes = attributes
-        self.buffer: deque[float] = deque()
-        self.total: float = 0
-
-
-class SumTable:
-    """Cumulative sums per attribute set; `observe` is an SDK observable callback."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._series: dict[Hashable, _SumSeries] = {}
-
-    def add(self, amount: float, key: Hashable, attributes: Attributes) -> None:
-        """Add `amount` to the series of `attributes` (identified by `key`)."""
-        series = self._series.get(key)
-        if series is None:
-            series = self._new_series(key, attributes)
-        buffer = series.buffer
-        buffer.append(amount)
-        if len(buffer) > FOLD_THRESHOLD:
-            with self._lock:
-                series.total += sum(_drain(buffer))
-
-    def buffer(self, key: Hashable, attributes: Attributes) -> deque[float]:
-        """The raw buffer of a series, for hot paths that append amounts directly."""
-        series = self._series.get(key)
-        if series is None:
-            series = self._new_series(key, attributes)
-        return series.buffer
-
-    def fold_pending(self) -> None:
-        """Add every buffered amount to its total now."""
-        with self._lock:
-            for series in list(self._series.values()):
-                series.total += sum(_drain(series.buffer))
-
-    def _new_series(self, key: Hashable, attributes: Attributes) -> _SumSeries:
-        with self._lock:
-            series = self._series.get(key)
-            if series is not None:
-                return series
-            if len(self._series) >= MAX_SERIES:
-                key, attributes = _OVERFLOW_KEY, OVERFLOW_ATTRIBUTES
-                series = self._series.get(key)
-                if series is not None:
-                    return series
-            series = self._series[key] = _SumSeries(dict(attributes))
-            return series
-
-    def observe(self, _options: CallbackOptions) -> Iterable[Observation]:
-        """Fold what was added and report every series' total."""
-        with self._lock:
-            observations = []
-            for series in list(self._series.values()):
-                series.total += sum(_drain(series.buffer))
-                observations.append(Observation(series.total, series.attributes))
-            return observations
-
-
-class HistogramSet:
-    """The histograms of one instrumentation, merged into each reader's collection."""
-
-    def __init__(
-        self,
-        histograms: Sequence[ExponentialHistogram | ExplicitHistogram],
-        *,
-        resource: Resource,
-        scope: InstrumentationScope,
-    ) -> None:
-        self.histograms = tuple(histograms)
-        self._resource = resource
-        self._scope = scope
-
-    def enable_exemplars(self) -> None:
-        """Sample exemplars from sampled spans current at measurement time."""
-        for histogram in self.histograms:
-            histogram.exemplars_enabled = True
-
-    def merge_into(self, data: MetricsData | None) -> MetricsData | None:
-        """Return `data` with the histograms added to this instrumentation's scope."""
-        now = time_ns()
-        metrics = [m for h in self.histograms if (m := h.collect(now)) is not None]
-        if not metrics:
-            return data
-        resource_metrics = list(data.resource_metrics) if data is not None else []
-        for i, rm in enumerate(resource_metrics):
-            scopes = list(rm.scope_metrics)
-            for j, sm in enumerate(scopes):
-                if sm.scope.name == self._scope.name:
-                    scopes[j] = replace(sm, metrics=[*sm.metrics, *metrics])
-                    break
-            else:
-                scopes.append(ScopeMetrics(scope=self._scope, metrics=metrics, schema_url=""))
-            resource_metrics[i] = replace(rm, scope_metrics=scopes)
-            break
-        else:
-            resource_metrics.append(
-                ResourceMetrics(
-                    resource=self._resource,
-                    scope_metrics=[ScopeMetrics(scope=self._scope, metrics=metrics, schema_url="")],
-                    schema_url="",
-                )
-            )
-        return MetricsData(resource_metrics=resource_metrics)
+def _exemplars(chosen: Mapping[int, Traced]) -> list[Exemplar]:
+    return [
+        Exemplar({}, value, time_ns, span.span_id, span.trace_id)
+        for value, time_ns, span in chosen.values()
+    ]

@@ -4,59 +4,74 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable
 
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from instrumentation._aggregate import FOLD_THRESHOLD, SumTable
-from instrumentation._meters import CACHE_RESULT, MODEL_NAME
+from instrumentation._hotpath import BufferedSum, SumHandle
+from instrumentation._meters import CACHE_ENTRIES, CACHE_RESULT, CACHE_SIZE, MODEL_NAME
 
 _log = logging.getLogger(__name__)
 
 #: Returns (entries, size in bytes) of one cache.
 SizeSource = Callable[[], tuple[int, int]]
 
-_MAX_CACHED_ATTRIBUTE_SETS = 256
+_MAX_BOUND_MODELS = 256
+
+
+class BoundCache:
+    """The lookup recorder of one model's cache; get it with `CacheTelemetry.bind`."""
+
+    __slots__ = ("_hit", "_miss", "model")
+
+    def __init__(self, lookups: BufferedSum, model: str) -> None:
+        self.model = model
+        self._hit: SumHandle = lookups.bind({CACHE_RESULT: "hit", MODEL_NAME: model})
+        self._miss: SumHandle = lookups.bind({CACHE_RESULT: "miss", MODEL_NAME: model})
+
+    def record_lookup(self, *, hit: bool) -> None:
+        """Count one lookup as a hit or a miss."""
+        (self._hit if hit else self._miss).add(1)
 
 
 class CacheTelemetry:
     """Records prediction-cache lookups and reports the cache's size.
 
-    Count every lookup with `record_lookup`; hand the cache's size to `track` once and
-    it is read at each metric collection, costing nothing per request::
+    Count every lookup with `record_lookup` (or a recorder from `bind`); hand the cache's
+    size to `track` once and it is read at each metric collection, costing nothing per
+    request::
 
         telemetry.cache.track(lambda: (len(cache), cache.size_bytes))
         telemetry.cache.record_lookup("result", hit=True)
     """
 
-    __slots__ = ("_buffers", "_lock", "_lookups", "_sources")
+    __slots__ = ("_bound", "_lock", "_lookups", "_sources")
 
-    def __init__(self) -> None:
-        self._lookups: SumTable | None = None
+    def __init__(self, meter: Meter, lookups: BufferedSum) -> None:
+        self._lookups = lookups
         self._sources: list[SizeSource] = []
         self._lock = threading.Lock()
-        self._buffers: dict[tuple[str, bool], deque[float]] = {}
+        self._bound: dict[str, BoundCache] = {}
+        meter.create_observable_gauge(
+            CACHE_ENTRIES, [self._observe_entries], "{entry}", "Entries in the cache."
+        )
+        meter.create_observable_gauge(
+            CACHE_SIZE, [self._observe_size], "By", "Estimated size of the cache in bytes."
+        )
 
-    def bind(self, lookups: SumTable) -> None:
-        """Attach the lookup counter (done by instrument_app)."""
-        self._lookups = lookups
+    def bind(self, model: str) -> BoundCache:
+        """The lookup recorder of `model`'s cache (the same object for the same model)."""
+        bound = self._bound.get(model)
+        if bound is None:
+            bound = BoundCache(self._lookups, model)
+            with self._lock:
+                if len(self._bound) < _MAX_BOUND_MODELS:
+                    bound = self._bound.setdefault(model, bound)
+        return bound
 
     def record_lookup(self, model: str, *, hit: bool) -> None:
         """Count one lookup of `model`'s cache as a hit or a miss."""
-        buffer = self._buffers.get((model, hit))
-        if buffer is None:
-            if self._lookups is None:
-                return
-            key = (model, hit)
-            attrs = {CACHE_RESULT: "hit" if hit else "miss", MODEL_NAME: model}
-            if len(self._buffers) >= _MAX_CACHED_ATTRIBUTE_SETS:
-                self._lookups.add(1, key, attrs)
-                return
-            buffer = self._buffers[key] = self._lookups.buffer(key, attrs)
-        buffer.append(1)
-        if len(buffer) > FOLD_THRESHOLD and self._lookups is not None:
-            self._lookups.fold_pending()
+        self.bind(model).record_lookup(hit=hit)
 
     def track(self, source: SizeSource) -> None:
         """Report `source()` = (entries, bytes) as the cache gauges from now on."""
@@ -85,12 +100,10 @@ class CacheTelemetry:
             size += source_size
         return entries, size
 
-    def observe_entries(self, _options: CallbackOptions) -> Iterable[Observation]:
-        """Gauge callback: entries in the tracked caches."""
+    def _observe_entries(self, _options: CallbackOptions) -> Iterable[Observation]:
         totals = self._totals()
         return () if totals is None else (Observation(totals[0]),)
 
-    def observe_size(self, _options: CallbackOptions) -> Iterable[Observation]:
-        """Gauge callback: bytes in the tracked caches."""
+    def _observe_size(self, _options: CallbackOptions) -> Iterable[Observation]:
         totals = self._totals()
         return () if totals is None else (Observation(totals[1]),)

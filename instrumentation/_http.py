@@ -4,32 +4,55 @@ It sits inside the tracing middleware (when traces are on), so each measurement 
 while the server span is current and the histogram point gets the span as an exemplar.
 The route is the matched route's template, read from the scope after routing; requests
 that match no route carry no `http.route` at all, so unknown paths cannot explode the
-number of series.
+number of series. Attributes follow the stable HTTP semantic conventions:
+`http.request.method` (methods outside the known list become ``_OTHER``),
+`http.route`, `http.response.status_code`, `url.scheme`, `network.protocol.version` and,
+on failures, `error.type` (the exception's fully qualified class name, or the 5xx status).
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Iterable
 from time import perf_counter
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from instrumentation._aggregate import FOLD_THRESHOLD, ExponentialHistogram
+from instrumentation._hotpath import BufferedHistogram, HistogramHandle
 from instrumentation._meters import (
     ERROR_TYPE,
     HTTP_REQUEST_METHOD,
     HTTP_RESPONSE_STATUS_CODE,
     HTTP_ROUTE,
+    NETWORK_PROTOCOL_VERSION,
+    URL_SCHEME,
 )
 
-_KNOWN_METHODS = frozenset(
+#: The semantic conventions' known methods; OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS
+#: (comma-separated) replaces the list. Any other method is recorded as "_OTHER".
+DEFAULT_KNOWN_METHODS = frozenset(
     {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"}
 )
-_MAX_CACHED_ATTRIBUTE_SETS = 2048
+_MAX_CACHED_HANDLES = 2048
 
-_AttrKey = tuple[str, str | None, int, str | None]
+# (method, route, status, scheme, protocol version, error type), as the request gave them.
+_RawKey = tuple[str, str | None, int, str, str, str | None]
+
+
+def known_methods() -> frozenset[str]:
+    """The known HTTP methods: OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS or the default."""
+    value = os.environ.get("OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS", "").strip()
+    if not value:
+        return DEFAULT_KNOWN_METHODS
+    return frozenset(m.strip().upper() for m in value.split(",") if m.strip())
+
+
+def error_type(exc: BaseException) -> str:
+    """The exception's fully qualified class name (builtins keep their bare name)."""
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
 def route_template(scope: Scope) -> str | None:
@@ -52,20 +75,25 @@ def route_template(scope: Scope) -> str | None:
 
 
 class HttpMetricsMiddleware:
-    """Records the duration of each HTTP request with method, route and status."""
+    """Records the duration of each HTTP request with method, route, status and scheme."""
 
-    __slots__ = ("_attrs", "_buffers", "_excluded", "_histogram", "app")
+    __slots__ = ("_excluded", "_handles", "_histogram", "_known_methods", "app")
 
     def __init__(
-        self, app: ASGIApp, *, histogram: ExponentialHistogram, excluded_paths: Iterable[str] = ()
+        self,
+        app: ASGIApp,
+        *,
+        histogram: BufferedHistogram,
+        excluded_paths: Iterable[str] = (),
+        known_methods: Iterable[str] = DEFAULT_KNOWN_METHODS,
     ) -> None:
         self.app = app
         self._histogram = histogram
         self._excluded = frozenset(excluded_paths)
-        self._attrs: dict[_AttrKey, Mapping[str, Any]] = {}
-        # (method, route, status) -> the series' raw buffer, for requests that ended with
-        # a response and need no exemplar: one append per request.
-        self._buffers: dict[tuple[str, str | None, int], deque[float]] = {}
+        self._known_methods = frozenset(known_methods)
+        # Raw request facts -> the handle of their (normalised) series: one dict lookup
+        # and one append per request.
+        self._handles: dict[_RawKey, HistogramHandle] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self._excluded:
@@ -84,48 +112,48 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         except Exception as exc:
             # The outer ServerErrorMiddleware turns the exception into a 500.
-            self._record(perf_counter() - start, scope, status or 500, type(exc).__qualname__)
+            self._handle(scope, status or 500, error_type(exc)).record(perf_counter() - start)
             raise
         duration = perf_counter() - start
         if not status:  # no response at all (client gone): nothing meaningful to record
             return
-        buffer = self._buffers.get((scope["method"], route_template(scope), status))
-        if buffer is None:
-            self._record(duration, scope, status, None)
-            return
-        buffer.append(duration)
-        if len(buffer) > FOLD_THRESHOLD:
-            self._histogram.fold_pending()
+        self._handle(scope, status, None).record(duration)
 
-    def _record(self, duration: float, scope: Scope, status: int, error: str | None) -> None:
-        method = scope["method"]
-        route = route_template(scope)
-        response_error = error
+    def _handle(self, scope: Scope, status: int, error: str | None) -> HistogramHandle:
+        key: _RawKey = (
+            scope["method"],
+            route_template(scope),
+            status,
+            scope.get("scheme", "http"),
+            scope.get("http_version", "1.1"),
+            error,
+        )
+        handle = self._handles.get(key)
+        if handle is None:
+            handle = self._histogram.bind(self._attributes(*key))
+            if len(self._handles) < _MAX_CACHED_HANDLES:
+                self._handles[key] = handle
+        return handle
+
+    def _attributes(
+        self,
+        method: str,
+        route: str | None,
+        status: int,
+        scheme: str,
+        version: str,
+        error: str | None,
+    ) -> dict[str, Any]:
         if error is None and status >= 500:
             error = str(status)
-        key = (method, route, status, error)
-        attrs = self._attrs.get(key)
-        if attrs is None:
-            attrs = _attributes(method, route, status, error)
-            if len(self._attrs) < _MAX_CACHED_ATTRIBUTE_SETS:
-                self._attrs[key] = attrs
-        histogram = self._histogram
-        histogram.record(duration, key, attrs)
-        if (
-            response_error is None
-            and not histogram.exemplars_enabled
-            and len(self._buffers) < _MAX_CACHED_ATTRIBUTE_SETS
-        ):
-            self._buffers[(method, route, status)] = histogram.buffer(key, attrs)
-
-
-def _attributes(method: str, route: str | None, status: int, error: str | None) -> dict[str, Any]:
-    attrs: dict[str, Any] = {
-        HTTP_REQUEST_METHOD: method if method in _KNOWN_METHODS else "_OTHER",
-        HTTP_RESPONSE_STATUS_CODE: status,
-    }
-    if route is not None:
-        attrs[HTTP_ROUTE] = route
-    if error is not None:
-        attrs[ERROR_TYPE] = error
-    return attrs
+        attrs: dict[str, Any] = {
+            HTTP_REQUEST_METHOD: method if method in self._known_methods else "_OTHER",
+            HTTP_RESPONSE_STATUS_CODE: status,
+            URL_SCHEME: scheme,
+            NETWORK_PROTOCOL_VERSION: version,
+        }
+        if route is not None:
+            attrs[HTTP_ROUTE] = route
+        if error is not None:
+            attrs[ERROR_TYPE] = error
+        return attrs

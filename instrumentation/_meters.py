@@ -1,19 +1,19 @@
 """Every instrument mlpulse emits, defined in one place (names per docs/contracts.md).
 
-Histograms and sums are updated on the request path through `_aggregate` (about a
-microsecond each); the SDK sees them at collection time only: sums through observable
-counters, histograms merged into each reader's collection. Gauges are SDK instruments.
+Histograms and sums are recorded on the request path through `_hotpath` (a deque append
+each); gauges are SDK observable instruments read at collection time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from opentelemetry.metrics import CallbackOptions, Meter, ObservableGauge, Observation
-from opentelemetry.metrics import _Gauge as Gauge  # the synchronous gauge, still "_" in the API
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from instrumentation._aggregate import ExplicitHistogram, ExponentialHistogram, SumTable
+from instrumentation._hotpath import BufferedHistogram, BufferedSum, HotPath
 
 Callback = Callable[[CallbackOptions], Iterable[Observation]]
 
@@ -50,6 +50,10 @@ MODEL_VERSION = "ml.model.version"
 PREDICTION_CACHE_HIT = "ml.prediction.cache_hit"
 CACHE_RESULT = "ml.cache.result"
 FILESYSTEM_MOUNTPOINT = "system.filesystem.mountpoint"
+URL_SCHEME = "url.scheme"
+NETWORK_PROTOCOL_VERSION = "network.protocol.version"
+CPU_MODE = "cpu.mode"
+MEMORY_STATE = "system.memory.state"
 
 # One instrument carries both models, so a model's target unit cannot be the instrument
 # unit; values, errors and actuals are in "the target's unit", written as "1".
@@ -63,101 +67,107 @@ CONFIDENCE_BOUNDARIES: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in ran
 class Meters:
     """The instruments of mlpulse's HTTP, model and cache telemetry (see `init_meters`)."""
 
-    http_duration: ExponentialHistogram
-    inference_duration: ExponentialHistogram
-    prediction_value: ExponentialHistogram
-    confidence: ExplicitHistogram
-    predictions: SumTable
-    feedback: SumTable
-    error_absolute: SumTable
-    error_squared: SumTable
-    actual: SumTable
-    actual_squared: SumTable
-    cache_lookups: SumTable
-    baseline_mae: Gauge
-    baseline_r2: Gauge
-    cache_entries: ObservableGauge
-    cache_size: ObservableGauge
+    http_duration: BufferedHistogram
+    inference_duration: BufferedHistogram
+    prediction_value: BufferedHistogram
+    confidence: BufferedHistogram
+    predictions: BufferedSum
+    feedback: BufferedSum
+    error_absolute: BufferedSum
+    error_squared: BufferedSum
+    actual: BufferedSum
+    actual_squared: BufferedSum
+    cache_lookups: BufferedSum
+    baselines: Baselines
 
-    @property
-    def histograms(self) -> tuple[ExponentialHistogram | ExplicitHistogram, ...]:
-        """The histograms, which the setup merges into each reader's collection."""
-        return (
-            self.http_duration,
-            self.inference_duration,
-            self.prediction_value,
-            self.confidence,
+
+class Baselines:
+    """The holdout MAE and R² of each model version, reported as two gauges."""
+
+    def __init__(self, meter: Meter) -> None:
+        self._lock = threading.Lock()
+        self._mae: dict[tuple[tuple[str, Any], ...], Observation] = {}
+        self._r2: dict[tuple[tuple[str, Any], ...], Observation] = {}
+        meter.create_observable_gauge(
+            MODEL_BASELINE_MAE,
+            [lambda _options: self._observe(self._mae)],
+            _TARGET_UNIT,
+            "Holdout MAE of the model version at training.",
+        )
+        meter.create_observable_gauge(
+            MODEL_BASELINE_R2,
+            [lambda _options: self._observe(self._r2)],
+            "1",
+            "Holdout R² of the model version at training.",
         )
 
+    def set(self, attributes: Mapping[str, Any], *, mae: float, r2: float) -> None:
+        """Publish (or replace) the baseline of the version named by `attributes`."""
+        key = tuple(sorted(attributes.items()))
+        with self._lock:
+            self._mae[key] = Observation(mae, dict(attributes))
+            self._r2[key] = Observation(r2, dict(attributes))
 
-def init_meters(
-    meter: Meter,
-    *,
-    cache_entries_callback: Callback,
-    cache_size_callback: Callback,
-    max_size: int = 160,
-    max_scale: int = 20,
-) -> Meters:
-    """Create every HTTP, model and cache instrument; sums are observed through `meter`."""
+    def _observe(self, table: dict[tuple[tuple[str, Any], ...], Observation]) -> list[Observation]:
+        with self._lock:
+            return list(table.values())
 
-    def exponential(name: str, unit: str, description: str) -> ExponentialHistogram:
-        return ExponentialHistogram(name, unit, description, max_size=max_size, max_scale=max_scale)
 
-    def counter(name: str, unit: str, description: str, *, monotonic: bool = True) -> SumTable:
-        table = SumTable()
-        if monotonic:
-            meter.create_observable_counter(name, [table.observe], unit, description)
-        else:
-            meter.create_observable_up_down_counter(name, [table.observe], unit, description)
-        return table
-
+def init_meters(meter: Meter, hot_path: HotPath) -> Meters:
+    """Create every HTTP, model and cache instrument: histograms and sums on the hot path."""
+    hot_path.observe_on(meter)
     return Meters(
-        http_duration=exponential(
+        http_duration=hot_path.histogram(
             HTTP_SERVER_REQUEST_DURATION, "s", "Duration of HTTP server requests."
         ),
-        inference_duration=exponential(
+        inference_duration=hot_path.histogram(
             MODEL_INFERENCE_DURATION, "s", "Model compute time per prediction (cache misses only)."
         ),
-        prediction_value=exponential(
+        prediction_value=hot_path.histogram(
             MODEL_PREDICTION_VALUE, _TARGET_UNIT, "Predicted values, in the target's unit."
         ),
-        confidence=ExplicitHistogram(
+        confidence=hot_path.histogram(
             MODEL_PREDICTION_CONFIDENCE,
             "1",
             "Confidence of each prediction, on [0, 1].",
+            kind="explicit",
             boundaries=CONFIDENCE_BOUNDARIES,
         ),
-        predictions=counter(
-            MODEL_PREDICTIONS, "{prediction}", "Predictions served, cached ones included."
+        predictions=hot_path.sum(
+            meter, MODEL_PREDICTIONS, "{prediction}", "Predictions served, cached ones included."
         ),
-        feedback=counter(
-            MODEL_FEEDBACK, "{feedback}", "Ground-truth values received (n of the error sums)."
+        feedback=hot_path.sum(
+            meter,
+            MODEL_FEEDBACK,
+            "{feedback}",
+            "Ground-truth values received (n of the error sums).",
         ),
-        error_absolute=counter(
-            MODEL_ERROR_ABSOLUTE, _TARGET_UNIT, "Sum of absolute errors |actual - predicted|."
+        error_absolute=hot_path.sum(
+            meter,
+            MODEL_ERROR_ABSOLUTE,
+            _TARGET_UNIT,
+            "Sum of absolute errors |actual - predicted|.",
         ),
-        error_squared=counter(
-            MODEL_ERROR_SQUARED, _TARGET_UNIT, "Sum of squared errors (actual - predicted)^2."
+        error_squared=hot_path.sum(
+            meter,
+            MODEL_ERROR_SQUARED,
+            _TARGET_UNIT,
+            "Sum of squared errors (actual - predicted)^2.",
         ),
-        actual=counter(
-            MODEL_ACTUAL, _TARGET_UNIT, "Sum of actual values (may be negative).", monotonic=False
+        actual=hot_path.sum(
+            meter,
+            MODEL_ACTUAL,
+            _TARGET_UNIT,
+            "Sum of actual values (may be negative).",
+            monotonic=False,
         ),
-        actual_squared=counter(MODEL_ACTUAL_SQUARED, _TARGET_UNIT, "Sum of squared actual values."),
-        cache_lookups=counter(
-            CACHE_LOOKUPS, "{lookup}", "Prediction cache lookups by result (hit or miss)."
+        actual_squared=hot_path.sum(
+            meter, MODEL_ACTUAL_SQUARED, _TARGET_UNIT, "Sum of squared actual values."
         ),
-        baseline_mae=meter.create_gauge(
-            MODEL_BASELINE_MAE, _TARGET_UNIT, "Holdout MAE of the model version at training."
+        cache_lookups=hot_path.sum(
+            meter, CACHE_LOOKUPS, "{lookup}", "Prediction cache lookups by result (hit or miss)."
         ),
-        baseline_r2=meter.create_gauge(
-            MODEL_BASELINE_R2, "1", "Holdout R² of the model version at training."
-        ),
-        cache_entries=meter.create_observable_gauge(
-            CACHE_ENTRIES, [cache_entries_callback], "{entry}", "Entries in the cache."
-        ),
-        cache_size=meter.create_observable_gauge(
-            CACHE_SIZE, [cache_size_callback], "By", "Estimated size of the cache in bytes."
-        ),
+        baselines=Baselines(meter),
     )
 
 
@@ -173,37 +183,38 @@ class SystemCallbacks:
     filesystem: Callback
 
 
-def init_system_meters(meter: Meter, callbacks: SystemCallbacks) -> Sequence[ObservableGauge]:
-    """Create the process and host gauges on `meter`."""
-    return (
-        meter.create_observable_gauge(
-            PROCESS_CPU_UTILIZATION,
-            [callbacks.process_cpu],
-            "1",
-            "CPU used by this process since the last collection, as a share of all cores.",
-        ),
-        meter.create_observable_gauge(
-            PROCESS_MEMORY_USAGE, [callbacks.process_memory], "By", "Resident set size."
-        ),
-        meter.create_observable_gauge(
-            PROCESS_UPTIME, [callbacks.process_uptime], "s", "Time since the process started."
-        ),
-        meter.create_observable_gauge(
-            SYSTEM_CPU_UTILIZATION,
-            [callbacks.system_cpu],
-            "1",
-            "Host CPU busy share since the last collection.",
-        ),
-        meter.create_observable_gauge(
-            SYSTEM_MEMORY_UTILIZATION,
-            [callbacks.system_memory],
-            "1",
-            "Host memory in use, as a share of the total.",
-        ),
-        meter.create_observable_gauge(
-            SYSTEM_FILESYSTEM_UTILIZATION,
-            [callbacks.filesystem],
-            "1",
-            "Filesystem space in use, as a share of the total, per mountpoint.",
-        ),
+def init_system_meters(meter: Meter, callbacks: SystemCallbacks) -> None:
+    """Create the process and host instruments on `meter` (semantic-convention names)."""
+    meter.create_observable_gauge(
+        PROCESS_CPU_UTILIZATION,
+        [callbacks.process_cpu],
+        "1",
+        "CPU used by this process since the last collection, as a share of all cores, "
+        "per cpu.mode.",
+    )
+    # An UpDownCounter per the semantic conventions: memory is an amount that goes up
+    # and down, and summing it over processes is meaningful.
+    meter.create_observable_up_down_counter(
+        PROCESS_MEMORY_USAGE, [callbacks.process_memory], "By", "Resident set size."
+    )
+    meter.create_observable_gauge(
+        PROCESS_UPTIME, [callbacks.process_uptime], "s", "Time since the process started."
+    )
+    meter.create_observable_gauge(
+        SYSTEM_CPU_UTILIZATION,
+        [callbacks.system_cpu],
+        "1",
+        "Host CPU time share since the last collection, per cpu.mode (idle included).",
+    )
+    meter.create_observable_gauge(
+        SYSTEM_MEMORY_UTILIZATION,
+        [callbacks.system_memory],
+        "1",
+        "Host memory share per system.memory.state (used = total - available).",
+    )
+    meter.create_observable_gauge(
+        SYSTEM_FILESYSTEM_UTILIZATION,
+        [callbacks.filesystem],
+        "1",
+        "Filesystem space in use, as a share of the total, per mountpoint.",
     )

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Mapping
+import threading
 
-from instrumentation._aggregate import FOLD_THRESHOLD
+from instrumentation._hotpath import HistogramHandle, SumHandle
 from instrumentation._meters import (
     MODEL_NAME,
     MODEL_VERSION,
@@ -13,23 +12,88 @@ from instrumentation._meters import (
     Meters,
 )
 
-_Attributes = Mapping[str, str | bool]
+# Bound recorders are kept per (model, version); versions only grow on retrain, but a
+# runaway caller must not grow the table without bound (beyond it, binds are not kept).
+_MAX_BOUND_VERSIONS = 1024
 
-# Attribute dicts are cached per (model, version[, cache hit]); versions only grow on
-# retrain, but a runaway caller must not grow the cache without bound.
-_MAX_CACHED_ATTRIBUTE_SETS = 1024
 
-# Per (model, version, cache hit): the raw buffers of predictions, inference duration,
-# confidence and value, appended to directly on the hot path.
-_Buffers = tuple[deque[float], deque[float], deque[float], deque[float]]
+class BoundModel:
+    """The recorder of one model version: bind once with `ModelTelemetry.bind`, then
+    record each prediction and each ground truth at the cost of a few appends::
+
+        recorder = telemetry.models.bind("result", "v1")
+        recorder.record_prediction(value=140.0, confidence=0.82, duration_s=0.0004,
+                                   cache_hit=False)
+        recorder.record_feedback(predicted=140.0, actual=131.0)
+    """
+
+    __slots__ = (
+        "_absolute",
+        "_actual",
+        "_actual_squared",
+        "_confidence",
+        "_duration",
+        "_feedback",
+        "_hits",
+        "_meters",
+        "_misses",
+        "_squared",
+        "_value",
+        "model",
+        "version",
+    )
+
+    def __init__(self, meters: Meters, model: str, version: str) -> None:
+        if not model or not version:
+            raise ValueError(f"model and version must be non-empty, got {model!r}, {version!r}")
+        self.model = model
+        self.version = version
+        self._meters = meters
+        attrs = {MODEL_NAME: model, MODEL_VERSION: version}
+        self._hits: SumHandle = meters.predictions.bind({**attrs, PREDICTION_CACHE_HIT: True})
+        self._misses: SumHandle = meters.predictions.bind({**attrs, PREDICTION_CACHE_HIT: False})
+        self._duration: HistogramHandle = meters.inference_duration.bind(attrs)
+        self._confidence: HistogramHandle = meters.confidence.bind(attrs)
+        self._value: HistogramHandle = meters.prediction_value.bind(attrs)
+        self._feedback: SumHandle = meters.feedback.bind(attrs)
+        self._absolute: SumHandle = meters.error_absolute.bind(attrs)
+        self._squared: SumHandle = meters.error_squared.bind(attrs)
+        self._actual: SumHandle = meters.actual.bind(attrs)
+        self._actual_squared: SumHandle = meters.actual_squared.bind(attrs)
+
+    def record_prediction(
+        self, *, value: float, confidence: float, duration_s: float, cache_hit: bool
+    ) -> None:
+        """Record one served prediction; the compute duration counts on cache misses only."""
+        if cache_hit:
+            self._hits.add(1)
+        else:
+            self._misses.add(1)
+            self._duration.record(duration_s)
+        self._confidence.record(confidence)
+        self._value.record(value)
+
+    def record_feedback(self, *, predicted: float, actual: float) -> None:
+        """Record the ground truth of one earlier prediction of this version."""
+        error = actual - predicted
+        self._feedback.add(1)
+        self._absolute.add(abs(error))
+        self._squared.add(error * error)
+        self._actual.add(actual)
+        self._actual_squared.add(actual * actual)
+
+    def set_baseline(self, *, mae: float, r2: float) -> None:
+        """Publish this version's holdout MAE and R² (once, after training)."""
+        self._meters.baselines.set(
+            {MODEL_NAME: self.model, MODEL_VERSION: self.version}, mae=mae, r2=r2
+        )
 
 
 class ModelTelemetry:
     """Records what a model does, labelled by model name and version.
 
-    Get it from `Telemetry.models` after `instrument_app`. Record each prediction when it
-    is served, each ground-truth value when it arrives, and each model version's holdout
-    metrics once after training::
+    Get it from `Telemetry.models` after `instrument_app`. Bind a recorder per model
+    version (`bind`) and keep it, or call the shortcuts below, which bind for you::
 
         models = telemetry.models
         models.set_baseline("result", "v1", mae=12.5, r2=0.91)
@@ -41,13 +105,25 @@ class ModelTelemetry:
     are exact over any window and any number of instances.
     """
 
-    __slots__ = ("_buffers", "_meters", "_model_attrs", "_prediction_attrs")
+    __slots__ = ("_bound", "_lock", "_meters")
 
     def __init__(self, meters: Meters) -> None:
         self._meters = meters
-        self._model_attrs: dict[tuple[str, str], _Attributes] = {}
-        self._prediction_attrs: dict[tuple[str, str, bool], _Attributes] = {}
-        self._buffers: dict[tuple[str, str, bool], _Buffers] = {}
+        self._bound: dict[tuple[str, str], BoundModel] = {}
+        self._lock = threading.Lock()
+
+    def bind(self, model: str, version: str) -> BoundModel:
+        """The recorder of `model` at `version` (the same object for the same pair)."""
+        bound = self._bound.get((model, version))
+        if bound is not None:
+            return bound
+        with self._lock:
+            bound = self._bound.get((model, version))
+            if bound is None:
+                bound = BoundModel(self._meters, model, version)
+                if len(self._bound) < _MAX_BOUND_VERSIONS:
+                    self._bound[(model, version)] = bound
+        return bound
 
     def record_prediction(
         self,
@@ -59,78 +135,15 @@ class ModelTelemetry:
         duration_s: float,
         cache_hit: bool,
     ) -> None:
-        """Record one served prediction; the compute duration counts on cache misses only."""
-        buffers = self._buffers.get((model, version, cache_hit))
-        if buffers is not None:
-            # Hot path (no exemplars to sample): four appends, folded at collection.
-            buffers[0].append(1)
-            if not cache_hit:
-                buffers[1].append(duration_s)
-            buffers[2].append(confidence)
-            value_buffer = buffers[3]
-            value_buffer.append(value)
-            if len(value_buffer) > FOLD_THRESHOLD:
-                self._fold_pending()
-            return
-        meters = self._meters
-        key = (model, version)
-        attrs = self._model_attributes(key)
-        prediction_key = (model, version, cache_hit)
-        meters.predictions.add(1, prediction_key, self._prediction_attributes(prediction_key))
-        if not cache_hit:
-            meters.inference_duration.record(duration_s, key, attrs)
-        meters.confidence.record(confidence, key, attrs)
-        meters.prediction_value.record(value, key, attrs)
-        if (
-            not meters.prediction_value.exemplars_enabled
-            and len(self._buffers) < _MAX_CACHED_ATTRIBUTE_SETS
-        ):
-            self._buffers[prediction_key] = (
-                meters.predictions.buffer(
-                    prediction_key, self._prediction_attributes(prediction_key)
-                ),
-                meters.inference_duration.buffer(key, attrs),
-                meters.confidence.buffer(key, attrs),
-                meters.prediction_value.buffer(key, attrs),
-            )
+        """Record one served prediction (see `BoundModel.record_prediction`)."""
+        self.bind(model, version).record_prediction(
+            value=value, confidence=confidence, duration_s=duration_s, cache_hit=cache_hit
+        )
 
     def record_feedback(self, model: str, version: str, *, predicted: float, actual: float) -> None:
         """Record the ground truth of one earlier prediction."""
-        meters = self._meters
-        key = (model, version)
-        attrs = self._model_attributes(key)
-        error = actual - predicted
-        meters.feedback.add(1, key, attrs)
-        meters.error_absolute.add(abs(error), key, attrs)
-        meters.error_squared.add(error * error, key, attrs)
-        meters.actual.add(actual, key, attrs)
-        meters.actual_squared.add(actual * actual, key, attrs)
+        self.bind(model, version).record_feedback(predicted=predicted, actual=actual)
 
     def set_baseline(self, model: str, version: str, *, mae: float, r2: float) -> None:
         """Publish a model version's holdout MAE and R² (once per version)."""
-        attrs = self._model_attributes((model, version))
-        self._meters.baseline_mae.set(mae, attrs)
-        self._meters.baseline_r2.set(r2, attrs)
-
-    def _fold_pending(self) -> None:
-        meters = self._meters
-        meters.predictions.fold_pending()
-        meters.inference_duration.fold_pending()
-        meters.confidence.fold_pending()
-        meters.prediction_value.fold_pending()
-
-    def _model_attributes(self, key: tuple[str, str]) -> _Attributes:
-        attrs = self._model_attrs.get(key)
-        if attrs is None:
-            attrs = {MODEL_NAME: key[0], MODEL_VERSION: key[1]}
-            if len(self._model_attrs) < _MAX_CACHED_ATTRIBUTE_SETS:
-                self._model_attrs[key] = attrs
-        return attrs
-
-    def _prediction_attributes(self, key: tuple[str, str, bool]) -> _Attributes:
-        attrs = self._prediction_attrs.get(key)
-        if attrs is None:
-            attrs = {MODEL_NAME: key[0], MODEL_VERSION: key[1], PREDICTION_CACHE_HIT: key[2]}
-            if len(self._prediction_attrs) < _MAX_CACHED_ATTRIBUTE_SETS:
-                self._prediction_attrs[key] = attrs
-        return attrs
+        self.bind(model, version).set_baseline(mae=mae, r2=r2)

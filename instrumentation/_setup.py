@@ -5,20 +5,35 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.metrics import NoOpMeterProvider
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    MeterProvider,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
 from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
     ConsoleMetricExporter,
     MetricExporter,
     MetricReader,
     PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.metrics.view import (
+    Aggregation,
+    ExplicitBucketHistogramAggregation,
+    ExponentialBucketHistogramAggregation,
+    View,
 )
 from opentelemetry.sdk.resources import (
     SERVICE_INSTANCE_ID,
@@ -37,10 +52,21 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NoOpTracer, Tracer
 from starlette.middleware import Middleware
 
-from instrumentation._aggregate import HistogramSet
 from instrumentation._cache import CacheTelemetry
-from instrumentation._http import HttpMetricsMiddleware
-from instrumentation._meters import init_meters, init_system_meters
+from instrumentation._hotpath import (
+    AggregationChoice,
+    BufferedMetricExporter,
+    HotPath,
+    ReplaySink,
+)
+from instrumentation._http import HttpMetricsMiddleware, known_methods
+from instrumentation._meters import (
+    HTTP_SERVER_REQUEST_DURATION,
+    MODEL_INFERENCE_DURATION,
+    MODEL_PREDICTION_VALUE,
+    init_meters,
+    init_system_meters,
+)
 from instrumentation._model import ModelTelemetry
 from instrumentation._system import SystemSampler
 
@@ -131,6 +157,7 @@ def instrument_app(
     deployment_environment: str | None = None,
     resource_attributes: Mapping[str, str] | None = None,
     metric_readers: Sequence[MetricReader] | None = None,
+    views: Sequence[View] | None = None,
     span_processors: Sequence[SpanProcessor] | None = None,
     metrics_endpoint: str | None = None,
     traces_endpoint: str | None = None,
@@ -141,11 +168,16 @@ def instrument_app(
 ) -> Telemetry:
     """Instrument a FastAPI app: metrics always, traces when an exporter is configured.
 
-    Calling it again on an instrumented app returns the existing `Telemetry`.
+    Without `metric_readers`, readers and exporters come from the ``OTEL_*`` variables
+    and the histograms take the buffered export path; readers you pass (and `views`)
+    get every histogram through the SDK's own aggregation instead. Calling it again on
+    an instrumented app returns the existing `Telemetry`.
     """
     existing = get_telemetry(app)
     if existing is not None:
         return existing
+    if export_interval_s is not None and export_interval_s <= 0:
+        raise ValueError(f"export_interval_s must be positive, got {export_interval_s}")
     excluded = tuple(excluded_paths)
     resource = build_resource(
         service_name=service_name,
@@ -154,50 +186,61 @@ def instrument_app(
         deployment_environment=deployment_environment,
         attributes=resource_attributes,
     )
-    readers = (
-        list(metric_readers)
-        if metric_readers is not None
-        else _env_metric_readers(metrics_endpoint, export_interval_s)
-    )
-    meter_provider = MeterProvider(metric_readers=readers, resource=resource)
-    meter = meter_provider.get_meter(SCOPE_NAME, SCOPE_VERSION)
-    cache = CacheTelemetry()
-    meters = init_meters(
-        meter,
-        cache_entries_callback=cache.observe_entries,
-        cache_size_callback=cache.observe_size,
-    )
-    cache.bind(meters.cache_lookups)
-    histograms = HistogramSet(
-        meters.histograms,
-        resource=resource,
-        scope=InstrumentationScope(SCOPE_NAME, SCOPE_VERSION),
-    )
-    for reader in readers:
-        _merge_histograms_on_collect(reader, histograms)
-    if system_metrics:
-        init_system_meters(meter, SystemSampler(filesystem_mountpoints).callbacks())
-
     processors = (
         list(span_processors)
         if span_processors is not None
         else _env_span_processors(traces_endpoint)
     )
+    exemplars = bool(processors) and _env("OTEL_METRICS_EXEMPLAR_FILTER") != "always_off"
+    scope = InstrumentationScope(SCOPE_NAME, SCOPE_VERSION)
+
+    # The buffered export path needs to own the exporters (to know their temporality);
+    # readers built by the caller, or views, get the SDK's aggregation of every value.
+    buffered = metric_readers is None and views is None
+    hot_path = HotPath(exemplars=exemplars)
+    exporters = (
+        _env_metric_exporters(hot_path, resource, scope, metrics_endpoint, export_interval_s)
+        if buffered
+        else []
+    )
+    if metric_readers is not None:
+        readers = list(metric_readers)
+    else:
+        readers = [
+            PeriodicExportingMetricReader(exporter, export_interval_millis=interval)
+            for exporter, interval in exporters
+        ]
+    all_views = list(views) if views is not None else _default_views()
+    meter_provider = MeterProvider(
+        metric_readers=readers, resource=resource, views=[] if buffered else all_views
+    )
+    meter = meter_provider.get_meter(SCOPE_NAME, SCOPE_VERSION)
+    meters = init_meters(meter, hot_path)
+    if not buffered:
+        hot_path.add_destination(ReplaySink(meter, hot_path.histograms))
+    cache = CacheTelemetry(meter, meters.cache_lookups)
+    if system_metrics:
+        init_system_meters(meter, SystemSampler(filesystem_mountpoints).callbacks())
+
     tracer_provider: TracerProvider | None = None
     if processors:
         tracer_provider = TracerProvider(resource=resource)
         for processor in processors:
             tracer_provider.add_span_processor(processor)
-        if _env("OTEL_METRICS_EXEMPLAR_FILTER") != "always_off":
-            histograms.enable_exemplars()
 
     # Innermost of the two: the server span is current when the duration is recorded,
     # which is what gives the HTTP histogram its exemplars.
     middleware = Middleware(
-        HttpMetricsMiddleware, histogram=meters.http_duration, excluded_paths=excluded
+        HttpMetricsMiddleware,
+        histogram=meters.http_duration,
+        excluded_paths=excluded,
+        known_methods=known_methods(),
     )
     app.user_middleware.insert(0, middleware)
     if tracer_provider is not None:
+        # Spans with the stable HTTP attribute names (http.request.method, url.path...),
+        # as the metrics have; read by the contrib instrumentation once per process.
+        os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
         FastAPIInstrumentor.instrument_app(
             app,
             tracer_provider=tracer_provider,
@@ -222,9 +265,10 @@ def instrument_app(
     with _active_lock:
         _active.add(telemetry)
     _log.debug(
-        "instrumented %s: %d metric reader(s), traces %s",
+        "instrumented %s: %d metric reader(s) (%s histograms), traces %s",
         resource.attributes.get(SERVICE_NAME),
         len(readers),
+        "buffered" if buffered else "SDK-aggregated",
         "on" if tracer_provider is not None else "off",
     )
     return telemetry
@@ -280,18 +324,23 @@ def build_resource(
     return Resource.create(attrs).merge(OTELResourceDetector().detect())
 
 
-def _merge_histograms_on_collect(reader: MetricReader, histograms: HistogramSet) -> None:
-    """Make each collection of `reader` carry the hot-path histograms too."""
-    # The SDK hands every reader a collect callback when the MeterProvider registers it;
-    # wrapping it is the one hook that serves periodic, in-memory and pull readers alike.
-    sdk_collect: Any = reader._collect
-    if sdk_collect is None:
-        raise RuntimeError("metric reader is not registered with a MeterProvider")
-
-    def collect(metric_reader: MetricReader, timeout_millis: float = 10_000) -> Any:
-        return histograms.merge_into(sdk_collect(metric_reader, timeout_millis=timeout_millis))
-
-    reader._collect = collect  # type: ignore[assignment]
+def _default_views() -> list[View]:
+    """Base-2 exponential latency and value histograms (the contract), for readers the
+    caller built. An OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION set by the
+    operator wins: its readers' preferred aggregation then applies."""
+    if _env("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION"):
+        return []
+    return [
+        View(
+            instrument_name=name,
+            aggregation=ExponentialBucketHistogramAggregation(max_size=160, max_scale=20),
+        )
+        for name in (
+            HTTP_SERVER_REQUEST_DURATION,
+            MODEL_INFERENCE_DURATION,
+            MODEL_PREDICTION_VALUE,
+        )
+    ]
 
 
 def _env(name: str) -> str | None:
@@ -329,22 +378,93 @@ def _export_interval_millis(export_interval_s: float | None) -> float | None:
     return DEFAULT_EXPORT_INTERVAL_S * 1000
 
 
-def _env_metric_readers(
-    default_endpoint: str | None, export_interval_s: float | None
-) -> list[MetricReader]:
+def _env_metric_exporters(
+    hot_path: HotPath,
+    resource: Resource,
+    scope: InstrumentationScope,
+    default_endpoint: str | None,
+    export_interval_s: float | None,
+) -> list[tuple[BufferedMetricExporter, float | None]]:
+    """The exporters OTEL_METRICS_EXPORTER names, each wrapped for the buffered path."""
     kinds = _exporter_kinds("OTEL_METRICS_EXPORTER")
     if "none" in kinds:
         return []
     interval = _export_interval_millis(export_interval_s)
-    exporters: list[MetricExporter] = []
+    temporality = _temporality_preference()
+    aggregation = _histogram_aggregation()
+    preferred_aggregation = _preferred_aggregation(aggregation)
+    exporters: list[tuple[MetricExporter, dict[type, AggregationTemporality]]] = []
     if "otlp" in kinds:
-        exporters.append(_otlp_metric_exporter(default_endpoint, _export_timeout_s(interval)))
+        exporters.append(
+            (
+                _otlp_metric_exporter(
+                    default_endpoint,
+                    _export_timeout_s(interval),
+                    temporality,
+                    preferred_aggregation,
+                ),
+                temporality,
+            )
+        )
     if "console" in kinds:
-        exporters.append(ConsoleMetricExporter())
+        # sys.stdout as it is now (the SDK's default is bound when it is imported).
+        exporters.append((ConsoleMetricExporter(out=sys.stdout), {}))
     return [
-        PeriodicExportingMetricReader(exporter, export_interval_millis=interval)
-        for exporter in exporters
+        (
+            BufferedMetricExporter(
+                exporter,
+                hot_path,
+                resource=resource,
+                scope=scope,
+                preferred_temporality=preference,
+                preferred_aggregation=preferred_aggregation,
+                histogram_aggregation=aggregation,
+            ),
+            interval,
+        )
+        for exporter, preference in exporters
     ]
+
+
+def _temporality_preference() -> dict[type, AggregationTemporality]:
+    """OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, as the SDK's OTLP exporters
+    read it (cumulative, delta or lowmemory)."""
+    value = (_env("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE") or "cumulative").lower()
+    cumulative, delta = AggregationTemporality.CUMULATIVE, AggregationTemporality.DELTA
+    if value not in ("cumulative", "delta", "lowmemory"):
+        _log.warning("temporality preference %r is not supported, using cumulative", value)
+        value = "cumulative"
+    monotonic = delta if value in ("delta", "lowmemory") else cumulative
+    return {
+        Counter: monotonic,
+        UpDownCounter: cumulative,
+        Histogram: monotonic,
+        ObservableCounter: delta if value == "delta" else cumulative,
+        ObservableUpDownCounter: cumulative,
+        ObservableGauge: cumulative,
+    }
+
+
+def _histogram_aggregation() -> AggregationChoice:
+    """OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION, or None for each
+    histogram's own kind (exponential latencies and values, explicit confidence)."""
+    value = _env("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION")
+    if value is None:
+        return None
+    if value.lower() == "base2_exponential_bucket_histogram":
+        return "exponential"
+    if value.lower() == "explicit_bucket_histogram":
+        return "explicit"
+    _log.warning("default histogram aggregation %r is not supported, ignoring it", value)
+    return None
+
+
+def _preferred_aggregation(choice: AggregationChoice) -> dict[type, Aggregation] | None:
+    if choice == "exponential":
+        return {Histogram: ExponentialBucketHistogramAggregation()}
+    if choice == "explicit":
+        return {Histogram: ExplicitBucketHistogramAggregation()}
+    return None
 
 
 def _export_timeout_s(interval_millis: float | None) -> float | None:
@@ -358,7 +478,12 @@ def _export_timeout_s(interval_millis: float | None) -> float | None:
     return min(max(interval_millis / 1000, 1.0), 10.0)
 
 
-def _otlp_metric_exporter(default_endpoint: str | None, timeout_s: float | None) -> MetricExporter:
+def _otlp_metric_exporter(
+    default_endpoint: str | None,
+    timeout_s: float | None,
+    temporality: dict[type, AggregationTemporality],
+    aggregation: dict[type, Aggregation] | None,
+) -> MetricExporter:
     # With an OTEL_* endpoint (or none at all) the exporter reads the environment itself;
     # the default endpoint only fills the gap (mlapi's embedded default: the backend).
     endpoint = None if _endpoint_from_env("METRICS") else default_endpoint
@@ -367,12 +492,21 @@ def _otlp_metric_exporter(default_endpoint: str | None, timeout_s: float | None)
             OTLPMetricExporter as GrpcMetricExporter,
         )
 
-        return GrpcMetricExporter(timeout=timeout_s)
+        return GrpcMetricExporter(
+            timeout=timeout_s,
+            preferred_temporality=temporality,
+            preferred_aggregation=aggregation,
+        )
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
         OTLPMetricExporter as HttpMetricExporter,
     )
 
-    return HttpMetricExporter(endpoint=endpoint, timeout=timeout_s)
+    return HttpMetricExporter(
+        endpoint=endpoint,
+        timeout=timeout_s,
+        preferred_temporality=temporality,
+        preferred_aggregation=aggregation,
+    )
 
 
 def _env_span_processors(default_endpoint: str | None) -> list[SpanProcessor]:

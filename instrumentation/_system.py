@@ -10,7 +10,20 @@ from collections.abc import Iterable, Sequence
 import psutil
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from instrumentation._meters import FILESYSTEM_MOUNTPOINT, SystemCallbacks
+from instrumentation._meters import CPU_MODE, FILESYSTEM_MOUNTPOINT, MEMORY_STATE, SystemCallbacks
+
+# psutil's host cpu_times() fields -> semantic-convention cpu.mode values. guest and
+# guest_nice are left out: Linux already counts them in user and nice.
+_HOST_CPU_MODES = {
+    "user": "user",
+    "nice": "nice",
+    "system": "system",
+    "idle": "idle",
+    "iowait": "iowait",
+    "irq": "interrupt",
+    "softirq": "interrupt",
+    "steal": "steal",
+}
 
 _log = logging.getLogger(__name__)
 
@@ -18,8 +31,10 @@ _log = logging.getLogger(__name__)
 class SystemSampler:
     """Reads psutil once per collection for the system gauges.
 
-    CPU shares are measured between two collections, so the first collection after
-    start reports the share since the sampler was created.
+    CPU shares are measured between two collections, per ``cpu.mode``, so the first
+    collection after start reports the share since the sampler was created. Host memory
+    is reported per ``system.memory.state``: ``used`` (total - available, psutil's
+    percent) and ``free`` (available), which add up to 1.
     """
 
     def __init__(self, mountpoints: Sequence[str] = ("/",)) -> None:
@@ -28,9 +43,12 @@ class SystemSampler:
         self._create_time = self._process.create_time()
         self._mountpoints = tuple(mountpoints)
         self._mount_attributes = {m: {FILESYSTEM_MOUNTPOINT: m} for m in self._mountpoints}
-        # Prime the interval-based counters so the first reading is meaningful.
-        self._process.cpu_percent(interval=None)
-        self._last_cpu = _busy_and_total(psutil.cpu_times())
+        self._mode_attributes = {
+            mode: {CPU_MODE: mode} for mode in {*_HOST_CPU_MODES.values(), "user", "system"}
+        }
+        # The first reading covers the time since the sampler was created.
+        self._last_process = self._process_times()
+        self._last_host = _host_times()
 
     def callbacks(self) -> SystemCallbacks:
         """Return the gauge callbacks bound to this sampler."""
@@ -43,9 +61,21 @@ class SystemSampler:
             filesystem=self._filesystem,
         )
 
+    def _process_times(self) -> tuple[float, float, float]:
+        times = self._process.cpu_times()
+        return time.monotonic(), times.user, times.system
+
     def _process_cpu(self, _options: CallbackOptions) -> Iterable[Observation]:
-        share = self._process.cpu_percent(interval=None) / 100.0 / self._cpu_count
-        return (Observation(min(share, 1.0)),)
+        now, user, system = self._process_times()
+        then, last_user, last_system = self._last_process
+        self._last_process = (now, user, system)
+        capacity = (now - then) * self._cpu_count
+        if capacity <= 0:
+            return ()
+        return [
+            Observation(min(max(used / capacity, 0.0), 1.0), self._mode_attributes[mode])
+            for mode, used in (("user", user - last_user), ("system", system - last_system))
+        ]
 
     def _process_memory(self, _options: CallbackOptions) -> Iterable[Observation]:
         return (Observation(self._process.memory_info().rss),)
@@ -55,15 +85,25 @@ class SystemSampler:
 
     def _system_cpu(self, _options: CallbackOptions) -> Iterable[Observation]:
         # Own deltas rather than psutil.cpu_percent(), whose state is process-global.
-        busy, total = _busy_and_total(psutil.cpu_times())
-        last_busy, last_total = self._last_cpu
-        self._last_cpu = (busy, total)
-        elapsed = total - last_total
-        share = (busy - last_busy) / elapsed if elapsed > 0 else 0.0
-        return (Observation(min(max(share, 0.0), 1.0)),)
+        host = _host_times()
+        last = self._last_host
+        self._last_host = host
+        elapsed = {mode: host.get(mode, 0.0) - last.get(mode, 0.0) for mode in host}
+        total = sum(elapsed.values())
+        if total <= 0:  # two collections within the clock's tick: shares since boot
+            elapsed, total = host, sum(host.values())
+        return [
+            Observation(min(max(spent / total, 0.0), 1.0), self._mode_attributes[mode])
+            for mode, spent in sorted(elapsed.items())
+        ]
 
     def _system_memory(self, _options: CallbackOptions) -> Iterable[Observation]:
-        return (Observation(psutil.virtual_memory().percent / 100.0),)
+        memory = psutil.virtual_memory()
+        used = (memory.total - memory.available) / memory.total
+        return (
+            Observation(used, {MEMORY_STATE: "used"}),
+            Observation(1.0 - used, {MEMORY_STATE: "free"}),
+        )
 
     def _filesystem(self, _options: CallbackOptions) -> Iterable[Observation]:
         observations = []
@@ -79,9 +119,11 @@ class SystemSampler:
         return observations
 
 
-def _busy_and_total(times: object) -> tuple[float, float]:
-    """Return (busy, total) CPU seconds from a psutil cpu_times() result."""
-    fields: dict[str, float] = times._asdict()  # type: ignore[attr-defined]
-    total = sum(fields.values()) - fields.get("guest", 0.0) - fields.get("guest_nice", 0.0)
-    idle = fields.get("idle", 0.0) + fields.get("iowait", 0.0)
-    return total - idle, total
+def _host_times() -> dict[str, float]:
+    """CPU seconds per semantic-convention cpu.mode, summed over the host's cores."""
+    fields: dict[str, float] = psutil.cpu_times()._asdict()
+    modes: dict[str, float] = {}
+    for field, mode in _HOST_CPU_MODES.items():
+        if field in fields:
+            modes[mode] = modes.get(mode, 0.0) + fields[field]
+    return modes

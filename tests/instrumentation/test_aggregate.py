@@ -15,15 +15,8 @@ from opentelemetry.sdk.metrics.view import (
 )
 from otel_reading import collect, point
 
-from instrumentation._aggregate import (
-    FOLD_THRESHOLD,
-    MAX_SERIES,
-    ExplicitHistogram,
-    ExponentialHistogram,
-    SumTable,
-)
+from instrumentation._aggregate import ExplicitState, ExponentialState
 
-KEY = ("k",)
 ATTRS = {"k": "v"}
 
 
@@ -42,16 +35,12 @@ def _sdk_points(values: list[float], aggregation: object) -> object:
 
 
 def _ours(values: list[float], batches: int = 1) -> object:
-    histogram = ExponentialHistogram("h", "s", "")
+    state = ExponentialState(0)
     step = max(len(values) // batches, 1)
-    metric = None
     for start in range(0, len(values), step):
-        for value in values[start : start + step]:
-            histogram.record(value, KEY, ATTRS)
-        metric = histogram.collect(0)  # folding in several batches must not matter
-    assert metric is not None
-    (data_point,) = metric.data.data_points
-    return data_point
+        # folding in several batches must not matter
+        state.fold(sorted(values[start : start + step]), ())
+    return state.point(ATTRS, 0)
 
 
 @pytest.mark.parametrize(
@@ -91,13 +80,10 @@ def test_exponential_histogram_matches_the_sdk(
 
 def test_negative_values_go_to_negative_buckets_by_magnitude() -> None:
     # The SDK's Histogram refuses negative values; OTLP carries them, and a model may
-    # predict them (a price change, say), so they are kept.
-    histogram = ExponentialHistogram("h", "1", "")
-    for value in (-8.0, -8.0, -1.0, 0.0, 4.0):
-        histogram.record(value, KEY, ATTRS)
-    metric = histogram.collect(0)
-    assert metric is not None
-    (data_point,) = metric.data.data_points
+    # predict them (a price change, say), so the buffered path keeps them.
+    state = ExponentialState(0)
+    state.fold(sorted([-8.0, -8.0, -1.0, 0.0, 4.0]), ())
+    data_point = state.point(ATTRS, 0)
     assert (data_point.count, data_point.zero_count, data_point.sum) == (5, 1, -13.0)
     assert (data_point.min, data_point.max) == (-8.0, 4.0)
     assert sum(data_point.negative.bucket_counts) == 3
@@ -115,71 +101,11 @@ def test_explicit_histogram_matches_the_sdk() -> None:
     rng = random.Random(4)
     values = [rng.random() for _ in range(2000)] + [0.05, 0.5, 0.95, 1.0, 0.0]
     bounds = tuple(round(0.05 * i, 2) for i in range(1, 20))
-    ours_histogram = ExplicitHistogram("h", "1", "", boundaries=bounds)
-    for value in values:
-        ours_histogram.record(value, KEY, ATTRS)
-    metric = ours_histogram.collect(0)
-    assert metric is not None
-    (ours,) = metric.data.data_points
+    state = ExplicitState(0, boundaries=bounds)
+    state.fold(sorted(values), ())
+    ours = state.point(ATTRS, 0)
     sdk = _sdk_points(values, ExplicitBucketHistogramAggregation(boundaries=bounds))
     assert list(ours.bucket_counts) == list(sdk.bucket_counts)  # type: ignore[attr-defined]
     assert ours.count == len(values)
     assert ours.sum == pytest.approx(sdk.sum, rel=1e-12)  # type: ignore[attr-defined]
     assert (ours.min, ours.max) == (0.0, 1.0)
-
-
-def test_a_full_buffer_is_folded_without_a_collection() -> None:
-    histogram = ExponentialHistogram("h", "s", "")
-    for _ in range(FOLD_THRESHOLD + 1):
-        histogram.record(1.0, KEY, ATTRS)
-    assert len(histogram.buffer(KEY, ATTRS)) == 0
-    histogram.record(2.0, KEY, ATTRS)
-    metric = histogram.collect(0)
-    assert metric is not None
-    assert metric.data.data_points[0].count == FOLD_THRESHOLD + 2
-
-
-def test_series_beyond_the_cardinality_limit_go_to_one_overflow_series() -> None:
-    table = SumTable()
-    for i in range(MAX_SERIES + 10):
-        table.add(1, (i,), {"i": i})
-    observations = list(table.observe(None))  # type: ignore[arg-type]
-    assert len(observations) == MAX_SERIES + 1
-    overflow = [o for o in observations if o.attributes == {"otel.metric.overflow": True}]
-    assert [o.value for o in overflow] == [10]
-
-
-def test_concurrent_recording_and_collection_lose_nothing() -> None:
-    histogram = ExponentialHistogram("h", "s", "")
-    sums = SumTable()
-    stop = threading.Event()
-    collected: list[int] = []
-
-    def collector() -> None:
-        while not stop.is_set():
-            metric = histogram.collect(0)
-            if metric is not None:
-                collected.append(metric.data.data_points[0].count)
-            list(sums.observe(None))  # type: ignore[arg-type]
-
-    def writer() -> None:
-        for i in range(20_000):
-            histogram.record(0.001 * (1 + i % 97), KEY, ATTRS)
-            sums.add(1, KEY, ATTRS)
-
-    threads = [threading.Thread(target=writer) for _ in range(4)]
-    reader = threading.Thread(target=collector)
-    reader.start()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    stop.set()
-    reader.join()
-    metric = histogram.collect(0)
-    assert metric is not None
-    assert metric.data.data_points[0].count == 80_000
-    assert sum(metric.data.data_points[0].positive.bucket_counts) == 80_000
-    (observation,) = sums.observe(None)  # type: ignore[arg-type]
-    assert observation.value == 80_000
-    assert collected == sorted(collected)  # cumulative: never goes back

@@ -8,6 +8,8 @@ from opentelemetry.trace import SpanKind
 from otel_reading import TestClient, collect, point, points
 
 DURATION = "http.server.request.duration"
+#: What every request of the TestClient carries: plain HTTP/1.1.
+SERVER = {"url.scheme": "http", "network.protocol.version": "1.1"}
 
 
 def test_route_is_the_template_not_the_raw_path(
@@ -19,6 +21,7 @@ def test_route_is_the_template_not_the_raw_path(
         collect(reader),
         DURATION,
         {
+            **SERVER,
             "http.request.method": "GET",
             "http.route": "/items/{item_id}",
             "http.response.status_code": 200,
@@ -45,6 +48,7 @@ def test_unmatched_paths_share_one_series_without_route(
     series = points(collect(reader), DURATION)
     assert len(series) == 1
     assert dict(series[0].attributes) == {
+        **SERVER,
         "http.request.method": "GET",
         "http.response.status_code": 404,
     }
@@ -57,6 +61,7 @@ def test_validation_error_keeps_the_route(client: TestClient, reader: InMemoryMe
         collect(reader),
         DURATION,
         {
+            **SERVER,
             "http.request.method": "GET",
             "http.route": "/items/{item_id}",
             "http.response.status_code": 422,
@@ -72,6 +77,7 @@ def test_exception_is_a_500_with_the_exception_type(
         collect(reader),
         DURATION,
         {
+            **SERVER,
             "http.request.method": "GET",
             "http.route": "/boom",
             "http.response.status_code": 500,
@@ -89,6 +95,7 @@ def test_5xx_response_sets_error_type_to_the_status(
         collect(reader),
         DURATION,
         {
+            **SERVER,
             "http.request.method": "GET",
             "http.route": "/unavailable",
             "http.response.status_code": 503,
@@ -135,6 +142,7 @@ def test_exemplars_carry_the_trace_of_the_request_span(
         collect(reader),
         DURATION,
         {
+            **SERVER,
             "http.request.method": "GET",
             "http.route": "/items/{item_id}",
             "http.response.status_code": 200,

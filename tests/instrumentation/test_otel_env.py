@@ -72,7 +72,7 @@ def test_default_metrics_endpoint_and_5s_interval(
     telemetry = instrumented(metrics_endpoint="http://127.0.0.1:9/v1/metrics")
     reader = _reader(telemetry)
     assert reader._export_interval_millis == 5000
-    exporter: Any = reader._exporter
+    exporter: Any = reader._exporter.exporter  # the OTLP exporter inside the buffered one
     assert isinstance(exporter, HttpMetricExporter)
     assert exporter._endpoint == "http://127.0.0.1:9/v1/metrics"
     assert not telemetry.traces_enabled
@@ -87,7 +87,9 @@ def test_otel_endpoint_beats_the_default_and_interval_is_read(
     telemetry = instrumented(metrics_endpoint="http://127.0.0.1:9/v1/metrics")
     reader = _reader(telemetry)
     assert reader._export_interval_millis == 250
-    assert getattr(reader._exporter, "_endpoint", None) == "http://collector:4318/v1/metrics"
+    assert (
+        getattr(reader._exporter.exporter, "_endpoint", None) == "http://collector:4318/v1/metrics"
+    )
     # The general endpoint serves traces too.
     assert telemetry.traces_enabled
 
@@ -99,7 +101,7 @@ def test_grpc_protocol_selects_the_grpc_exporter(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://collector:4317")
     telemetry = instrumented(span_processors=[])
-    assert isinstance(_reader(telemetry)._exporter, GrpcMetricExporter)
+    assert isinstance(_reader(telemetry)._exporter.exporter, GrpcMetricExporter)
 
 
 def test_metrics_exporter_none_means_no_reader(

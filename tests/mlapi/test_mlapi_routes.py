@@ -224,6 +224,8 @@ def test_http_and_model_exemplars_carry_the_request_trace(
             "http.request.method": "POST",
             "http.route": "/predict/duration",
             "http.response.status_code": 200,
+            "url.scheme": "http",
+            "network.protocol.version": "1.1",
         },
     )
     inference = point(metrics, "ml.model.inference.duration", _model("duration"))
@@ -342,6 +344,8 @@ def test_error_burst_answers_500_for_a_share_of_predictions(
             "http.request.method": "POST",
             "http.route": "/predict/result",
             "http.response.status_code": 500,
+            "url.scheme": "http",
+            "network.protocol.version": "1.1",
             "error.type": "500",
         },
     )
