@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from instrumentation import Telemetry, instrument_app
 from mlapi.config import MlapiSettings
+from mlapi.errors import RequestValidationError, request_validation_error
 from mlapi.routes import admin, feedback, health, predict
 from mlapi.service import InjectedFault, MlService, ModelsNotReady
 from mlpulse import __version__
@@ -58,6 +59,7 @@ def create_app(
         app.include_router(router)
     app.add_exception_handler(InjectedFault, _injected_fault)
     app.add_exception_handler(ModelsNotReady, _models_not_ready)
+    app.add_exception_handler(RequestValidationError, request_validation_error)  # NaN → 422
     return app
 
 

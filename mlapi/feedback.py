@@ -1,12 +1,40 @@
-"""Predictions waiting for their ground truth, bounded in memory and in time."""
+"""Predictions waiting for their ground truth, bounded in memory and in time.
+
+Ground truth is bounded too, per model (`ACTUAL_RANGES`): a value outside its model's
+range is refused before the prediction counts as answered, so one absurd `actual` (say
+1e308) can neither overflow the error sums (Σe², Σy²) nor dilute the MAE.
+"""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+
+# The plausible range of each model's target: a result count (a scan covers at most
+# 10 000 symbols; noise can exceed the noise-free count) and a scan duration in seconds
+# (a week at most). Squares of these stay far below a double's range over any count.
+ACTUAL_RANGES: dict[str, tuple[float, float]] = {
+    "result": (0.0, 1e6),
+    "duration": (0.0, 7 * 86_400.0),
+}
+MAX_ACTUAL = max(high for _, high in ACTUAL_RANGES.values())  # the schema's bound
+
+
+class ActualOutOfRange(ValueError):
+    """The ground truth lies outside its model's plausible range."""
+
+
+def check_actual(model_name: str, actual: float) -> None:
+    """Raise ActualOutOfRange unless `actual` is finite and within the model's range."""
+    low, high = ACTUAL_RANGES.get(model_name, (0.0, MAX_ACTUAL))
+    if not (math.isfinite(actual) and low <= actual <= high):
+        raise ActualOutOfRange(
+            f"actual must be within [{low:g}, {high:g}] for model {model_name!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +111,11 @@ class FeedbackStore:
                 self.evicted += 1
             self._items[prediction_id] = (prediction, now + self.ttl_s, False)
 
-    def resolve(self, prediction_id: str) -> PendingPrediction:
+    def resolve(self, prediction_id: str, actual: float | None = None) -> PendingPrediction:
         """Mark `prediction_id` answered and return its prediction.
 
-        Raises UnknownPrediction or FeedbackAlreadyReceived.
+        Raises UnknownPrediction or FeedbackAlreadyReceived; with `actual`, also
+        ActualOutOfRange (and the prediction stays pending, to be answered correctly).
         """
         with self._lock:
             self._expire(self._clock())
@@ -98,6 +127,8 @@ class FeedbackStore:
             if answered:
                 self.duplicates += 1
                 raise FeedbackAlreadyReceived(prediction_id)
+            if actual is not None:
+                check_actual(prediction.model_name, actual)
             self._items[prediction_id] = (prediction, expires_at, True)
             self._answered += 1
             self.received += 1

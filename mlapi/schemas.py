@@ -7,14 +7,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlapi.faults import ScenarioName
+from mlapi.feedback import MAX_ACTUAL
 from mlapi.models import ModelName, ScanFeatures
 
 Timeframe = Literal["1m", "5m", "15m", "1h", "4h", "1d", "1w"]
 
 
 class _Strict(BaseModel):
-    # Unknown fields are refused: a typo'd feature must not be silently ignored.
-    model_config = ConfigDict(extra="forbid")
+    # Unknown fields are refused: a typo'd feature must not be silently ignored. Strict
+    # types: "10" is not an int nor "yes" a bool (a JSON int still fills a float field).
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class ScanRequest(_Strict):
@@ -54,7 +56,12 @@ class FeedbackRequest(_Strict):
     """The actual value of an earlier prediction."""
 
     prediction_id: str = Field(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")
-    actual: float = Field(ge=0.0, allow_inf_nan=False, description="Observed target value.")
+    actual: float = Field(
+        ge=0.0,
+        le=MAX_ACTUAL,
+        allow_inf_nan=False,
+        description="Observed target value (each model also bounds its own range).",
+    )
 
 
 class FeedbackResponse(BaseModel):

@@ -162,7 +162,7 @@ class MlService:
 
     def record_feedback(self, request: FeedbackRequest) -> FeedbackResponse:
         """Score an earlier prediction against its actual value (raises on unknown/dup)."""
-        pending = self.feedback.resolve(request.prediction_id)
+        pending = self.feedback.resolve(request.prediction_id, request.actual)
         if self._models_telemetry is not None:
             self._models_telemetry.record_feedback(
                 pending.model_name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, status
 
 from mlapi.deps import ServiceDep
-from mlapi.feedback import FeedbackAlreadyReceived, UnknownPrediction
+from mlapi.feedback import ActualOutOfRange, FeedbackAlreadyReceived, UnknownPrediction
 from mlapi.schemas import FeedbackRequest, FeedbackResponse
 
 router = APIRouter(tags=["feedback"])
@@ -21,6 +21,8 @@ async def feedback(request: FeedbackRequest, service: ServiceDep) -> FeedbackRes
             status.HTTP_404_NOT_FOUND,
             "unknown prediction_id: never issued, or expired from the pending store",
         ) from None
+    except ActualOutOfRange as exc:
+        raise HTTPException(422, str(exc)) from None
     except FeedbackAlreadyReceived:
         raise HTTPException(
             status.HTTP_409_CONFLICT, "feedback for this prediction_id was already received"
