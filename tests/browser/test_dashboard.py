@@ -305,7 +305,7 @@ def test_polling_takes_over_when_the_event_stream_is_down(browser: Any, backend:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         pg = context.new_page()
-        pg.route("**/events", lambda route: route.abort())
+        pg.route("**/events?*", lambda route: route.abort())
         pg.goto(backend.url + "/")
         pg.wait_for_selector("body[data-ready='1']", timeout=20_000)
         pg.wait_for_selector("#conn[data-state=polling]", timeout=10_000)
