@@ -3,7 +3,9 @@
 The embedded default needs nothing but Python: the backend (SQLite in a data folder),
 mlapi exporting metrics straight to the backend's /v1/metrics, and the load generator.
 `--with-collector` puts the real OpenTelemetry Collector and Jaeger in between when their
-binaries have been built (`bash scripts/build-binaries.sh`).
+binaries have been built (`bash scripts/build-binaries.sh`): traces go to Jaeger, which
+serves the real Jaeger UI from collector-config/jaeger-ui/, and the backend gets
+MLPULSE_JAEGER_UI_URL, so the dashboard's exemplars and latency alerts link into it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from mlpulse import _binaries
 from mlpulse._process import ManagedProcess
 
 log = logging.getLogger("mlpulse.demo")
+
+_JAEGER_UI_ASSETS = _binaries.config_path("jaeger-ui")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -228,7 +232,8 @@ def _start_collector_and_jaeger(
         "jaeger",
         [str(binaries.jaeger), "--config", str(_binaries.config_path("jaeger.yaml"))],
         log_dir=log_dir,
-        env=_binaries.jaeger_env(),
+        # The real Jaeger UI, kept built in collector-config/jaeger-ui/ (its ORIGIN.md).
+        env={**_binaries.jaeger_env(), "MLPULSE_JAEGER_UI_ASSETS": str(_JAEGER_UI_ASSETS)},
     )
     procs.append(jaeger)
     jaeger.start()
@@ -272,7 +277,7 @@ def _banner(
         f"  Backend API   {backend_url}/docs",
     ]
     if jaeger_ui:
-        lines.append(f"  Jaeger        {jaeger_ui}/api/services (HTTP query API)")
+        lines.append(f"  Jaeger UI     {jaeger_ui}/search?service=mlapi (traces)")
     lines += [
         f"  Admin token   in {data_dir / 'api-token'} (or $MLPULSE_API_TOKEN)",
         "",

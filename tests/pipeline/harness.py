@@ -43,6 +43,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "collector-config"
+JAEGER_UI_ASSETS = CONFIG_DIR / "jaeger-ui"  # the real Jaeger UI (see its ORIGIN.md)
 BUILD_HINT = "build them with: bash scripts/build-binaries.sh"
 
 
@@ -332,6 +333,8 @@ def make_sink() -> Iterator[Callable[[], OtlpSink]]:
 
 @dataclass
 class Jaeger:
+    """A Jaeger v2 process: OTLP in on `otlp_grpc`, query API and UI at `query_url`."""
+
     proc: Proc
     otlp_grpc: str
     query_url: str
@@ -353,6 +356,7 @@ def jaeger(binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "MLPULSE_JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{ports['health']}",
         "MLPULSE_JAEGER_METRICS_HOST": "127.0.0.1",
         "MLPULSE_JAEGER_METRICS_PORT": str(ports["metrics"]),
+        "MLPULSE_JAEGER_UI_ASSETS": str(JAEGER_UI_ASSETS),
     }
     proc = Proc(
         "jaeger",
