@@ -168,14 +168,13 @@ def _profile(streams: list[Stream], workdir: Path) -> dict[str, Any]:
     from backend.config import BackendSettings
     from backend.ingest.limits import Limits
     from backend.ingest.otlp import decode_request
-    from backend.ingest.pipeline import ingest
-    from backend.storage.sqlite import SQLiteStore
+    from backend.ingest.pipeline import ingest, open_engine
 
     data = workdir / "profile"
     data.mkdir(exist_ok=True)
     settings = BackendSettings(data_dir=data, api_token="x")
-    store = SQLiteStore(settings.database_path)
     limits = Limits.from_settings(settings)
+    store = open_engine(settings.database_path, limits)
     # The first 49 windows (window 0 creates the series): enough for stable shares.
     windows = min(len(streams[0].bodies), 49)
     order = [s.bodies[w] for w in range(windows) for s in streams]
@@ -320,7 +319,9 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
             if col is not None:
                 col.stop()
             bare.close()
-        stored = _stored(workdir / "data" / "mlpulse.db")
+    # After the backend's clean stop: its last checkpoint has written the head (while it
+    # runs, the newest buckets live in memory and the WAL, not yet in the tables).
+    stored = _stored(workdir / "data" / "mlpulse.db")
     total_sent = sum(sum(s.points) for s in streams)
     expected = {
         "histogram observations": sum(s.hist_observations for s in streams),

@@ -218,10 +218,10 @@ def _rollup(db: Path, t0: int, samples: Any) -> dict[str, Any] | None:
     try:
         from backend.query.histograms import quantile, relative_error
         from backend.storage.aggregate import merge_all
-        from backend.storage.sqlite import SQLiteStore
+        from backend.ingest.pipeline import open_engine
     except ImportError:
         return None
-    store = SQLiteStore(db)
+    store = open_engine(db)
     try:
         ids = [s.id for s in store.series(EXP)]
         aggs = [a for _, _, a in store.read(ids, 3600, t0, t0 + 3600)]

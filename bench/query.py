@@ -77,9 +77,9 @@ def _profile_summary(db: Path, t0: float, t1: float) -> dict[str, Any]:
     import re
 
     from backend.query.snapshot import snapshot
-    from backend.storage.sqlite import SQLiteStore
+    from backend.ingest.pipeline import open_engine
 
-    store = SQLiteStore(db)
+    store = open_engine(db)
     try:
         snapshot(store, t1, t1 - t0, None)  # warm the page cache
         prof = cProfile.Profile(time.process_time)

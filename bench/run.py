@@ -17,6 +17,7 @@ import argparse
 import datetime as dt
 import importlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -70,7 +71,8 @@ def _run_child(name: str, quick: bool, results: Path) -> dict[str, Any]:
     dump(results / f"{name}.json", doc)
     import shutil
 
-    shutil.rmtree(workdir, ignore_errors=True)
+    if not os.environ.get("MLPULSE_BENCH_KEEP_WORK"):  # keep logs and data to debug a run
+        shutil.rmtree(workdir, ignore_errors=True)
     return doc
 
 

@@ -21,6 +21,7 @@ from fastapi import Depends, Header, HTTPException, Request, status
 from backend.config import BackendSettings
 from backend.live import Broker
 from backend.storage.base import MetricStore
+from backend.storage.engine import Engine
 
 
 def get_settings(request: Request) -> BackendSettings:
@@ -33,6 +34,12 @@ def get_store(request: Request) -> MetricStore:
     """Return the app's metrics store."""
     store: MetricStore = request.app.state.store
     return store
+
+
+def get_engine(request: Request) -> Engine:
+    """Return the app's storage engine (what ingest writes into)."""
+    engine: Engine = request.app.state.store
+    return engine
 
 
 def get_broker(request: Request) -> Broker:
@@ -62,5 +69,6 @@ def require_token(request: Request, authorization: Annotated[str | None, Header(
 
 SettingsDep = Annotated[BackendSettings, Depends(get_settings)]
 StoreDep = Annotated[MetricStore, Depends(get_store)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
 BrokerDep = Annotated[Broker, Depends(get_broker)]
 RequireToken = Depends(require_token)

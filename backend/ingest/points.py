@@ -292,6 +292,30 @@ def flatten(
     return out
 
 
+# Series keys by their raw attribute bytes, per limits and metric identity: a known series
+# costs one serialization of its attributes instead of rendering, checking, sorting and
+# fingerprinting them again. Only keys that passed the limits are cached. Bounded: when
+# it grows past _KEY_CACHE_MAX keys (a cardinality storm), it starts again.
+_KEY_CACHE: dict[tuple[Any, ...], dict[tuple[bytes, ...], SeriesKey]] = {}
+_KEY_CACHE_MAX = 200_000
+_key_cache_size = 0
+
+
+def _key_cache(
+    bounds: tuple[int, ...], metric: tuple[Any, ...]
+) -> dict[tuple[bytes, ...], SeriesKey]:
+    global _key_cache_size
+    ident = (bounds, metric)
+    cache = _KEY_CACHE.get(ident)
+    if cache is None:
+        _key_cache_size += sum(len(c) for c in _KEY_CACHE.values()) - _key_cache_size
+        if _key_cache_size > _KEY_CACHE_MAX:
+            _KEY_CACHE.clear()
+            _key_cache_size = 0
+        cache = _KEY_CACHE[ident] = {}
+    return cache
+
+
 def _metric_samples(
     metric: metrics_pb2.Metric,
     resource: tuple[tuple[str, str], ...],
@@ -309,12 +333,29 @@ def _metric_samples(
     except Refused as exc:
         out.refuse(f"{metric.name[:64]}: {exc}", n, exc.code)
         return
+    series_keys = _key_cache(
+        (limits.max_attributes, limits.max_key_length, limits.max_value_length),
+        (resource, scope, metric.name, metric.unit, kind, monotonic),
+    )
     for point in points:
         if point.flags & _NO_RECORDED_VALUE:
             continue  # a staleness marker, not a value
         try:
             _check_times(point, now_ns, limits)
-            attrs = labels(point.attributes, limits, "data point")
+            raw = tuple([kv.SerializeToString() for kv in point.attributes])
+            key = series_keys.get(raw)
+            if key is None:
+                attrs = labels(point.attributes, limits, "data point")
+                key = SeriesKey(
+                    metric=metric.name,
+                    kind=kind,
+                    unit=metric.unit[:64],
+                    monotonic=monotonic,
+                    resource=resource,
+                    scope=scope,
+                    attributes=attrs,
+                )
+                series_keys[raw] = key
             value = _value(kind, cumulative, monotonic and kind == "sum", point, limits)
         except LimitError as exc:
             out.refuse(f"{metric.name[:64]}: {exc}", code="attribute_limit")
@@ -325,13 +366,4 @@ def _metric_samples(
         except (ValueError, OverflowError) as exc:  # anything else odd: this point only
             out.refuse(f"{metric.name[:64]}: {exc}", code="bad_metric")
             continue
-        key = SeriesKey(
-            metric=metric.name,
-            kind=kind,
-            unit=metric.unit[:64],
-            monotonic=monotonic,
-            resource=resource,
-            scope=scope,
-            attributes=attrs,
-        )
         yield Sample(key, cumulative, int(point.start_time_unix_nano), value.last_ns, value)

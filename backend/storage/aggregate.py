@@ -22,7 +22,7 @@ import json
 import math
 import struct
 from array import array
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -94,12 +94,12 @@ class Aggregate:
     exemplars: list[Exemplar] = field(default_factory=list)
 
     def copy(self) -> Aggregate:
-        return replace(
-            self,
-            explicit=self.explicit.copy() if self.explicit else None,
-            exponential=self.exponential.copy() if self.exponential else None,
-            exemplars=list(self.exemplars),
-        )
+        # Histogram buckets are never mutated in place (merges build new ones), so a
+        # copy shares them; only the exemplar list is the copy's own.
+        return Aggregate(
+            self.count, self.sum, self.min, self.max, self.last, self.last_ns,
+            self.explicit, self.exponential, list(self.exemplars),
+        )  # fmt: skip
 
 
 # --- exponential buckets -----------------------------------------------------------
@@ -186,9 +186,20 @@ def _merge_scale(hs: list[ExpBuckets]) -> int:
         scale -= max(1, (widest // MAX_EXP_BUCKETS).bit_length() - 1)
 
 
+def _same_scale_fits(a: ExpBuckets, b: ExpBuckets) -> bool:
+    """The common case (one instrument): same scale and a merged range that fits."""
+    if a.scale != b.scale:
+        return False
+    for ao, ac, bo, bc in ((a.pos_offset, a.pos_counts, b.pos_offset, b.pos_counts),
+                           (a.neg_offset, a.neg_counts, b.neg_offset, b.neg_counts)):  # fmt: skip
+        if ac and bc and max(ao + len(ac), bo + len(bc)) - min(ao, bo) > MAX_EXP_BUCKETS:
+            return False
+    return True
+
+
 def merge_exp(a: ExpBuckets, b: ExpBuckets) -> ExpBuckets:
     """Add two exponential histograms, downscaling to the coarser scale."""
-    scale = _merge_scale([a, b])
+    scale = a.scale if _same_scale_fits(a, b) else _merge_scale([a, b])
     a2, b2 = downscale(a, scale), downscale(b, scale)
     po, pc = _add_range(a2.pos_offset, a2.pos_counts, b2.pos_offset, b2.pos_counts)
     no, nc = _add_range(a2.neg_offset, a2.neg_counts, b2.neg_offset, b2.neg_counts)

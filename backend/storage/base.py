@@ -41,11 +41,13 @@ class SeriesKey:
     resource: tuple[tuple[str, str], ...]
     scope: str
     attributes: tuple[tuple[str, str], ...]
+    fingerprint: bytes = field(default=b"", compare=False, repr=False)
 
-    @property
-    def fingerprint(self) -> bytes:
+    def __post_init__(self) -> None:
+        # Computed once per key (ingest caches keys), stored for the series table.
         doc = [self.metric, self.kind, list(self.resource), self.scope, list(self.attributes)]
-        return hashlib.sha256(json.dumps(doc, separators=(",", ":")).encode()).digest()
+        fp = hashlib.sha256(json.dumps(doc, separators=(",", ":")).encode()).digest()
+        object.__setattr__(self, "fingerprint", fp)
 
     @property
     def service(self) -> str:

@@ -31,12 +31,17 @@ from backend.ingest.temporality import (
     is_interval_delta,
     zero_like,
 )
-from backend.storage.aggregate import Aggregate, Exemplar, keep_exemplars, merge
+from backend.storage.aggregate import Aggregate, Exemplar, keep_exemplars, merge, merge_all
 from backend.storage.base import RESOLUTIONS, PointState
 
 BucketKey = tuple[int, int, int]  # (resolution, series id, bucket start)
 CLOSE_GRACE_S = 30  # a quiet series' bucket closes this long after its end
+_ROLL_PARTS = 64  # closed 10 s buckets kept apart in a rollup before they are merged
 _NS = 1_000_000_000
+
+
+def _merged(parts: list[Aggregate], max_exemplars: int) -> Aggregate:
+    return parts[0] if len(parts) == 1 else merge_all(parts, max_exemplars)
 
 
 def bucket_of(time_ns: int, resolution: int) -> int:
@@ -63,11 +68,14 @@ class SeriesHead:
     state: PointState | None = None
     base: Aggregate | None = None  # cumulative snapshot at the open bucket's start
     acc: Aggregate | None = None  # open bucket: deltas, gauge points, pre-restart part
-    points: int = 0  # cumulative points since `base` (a sum bucket's count)
+    points: int = 0  # cumulative points since `base` that count (a sum bucket's count)
+    fresh: bool = False  # a cumulative point arrived since `base` (its level is news)
     exemplars: list[Exemplar] = field(default_factory=list)  # of those points
     open_ts: int | None = None
     roll_ts: dict[int, int] = field(default_factory=dict)  # 60 / 3600 -> bucket start
-    roll: dict[int, Aggregate] = field(default_factory=dict)
+    # The closed 10 s buckets of the open minute / hour, merged in one numpy pass
+    # (`merge_all`) when read or flushed rather than one merge per close.
+    roll: dict[int, list[Aggregate]] = field(default_factory=dict)
     _view: Aggregate | None = None  # cached open-bucket aggregate
     _view_ok: bool = False
 
@@ -77,7 +85,7 @@ class SeriesHead:
             return self._view
         view = self.acc
         last = self.state.cumulative if self.state is not None else None
-        if last is not None and self.base is not None and self.points:
+        if last is not None and self.base is not None and self.fresh:
             part = _cumulative_delta(last, self.base, self.points)
             part.exemplars = list(self.exemplars)
             view = part if view is None else merge(view, part)
@@ -131,19 +139,21 @@ class Head:
                 if e.roll_ts.get(res) != rts:
                     self._flush_roll(e, res)
                     e.roll_ts[res] = rts
-                cur = e.roll.get(res)
-                e.roll[res] = agg.copy() if cur is None else merge(cur, agg, self.max_exemplars)
+                parts = e.roll.setdefault(res, [])
+                parts.append(agg)
+                if len(parts) >= _ROLL_PARTS:
+                    e.roll[res] = [merge_all(parts, self.max_exemplars)]
         last = e.state.cumulative if e.state is not None else None
         if last is not None:
             e.base = last
-        e.acc, e.points, e.exemplars, e.open_ts = None, 0, [], None
+        e.acc, e.points, e.exemplars, e.open_ts, e.fresh = None, 0, [], None, False
         e._touch()
 
     def _flush_roll(self, e: SeriesHead, res: int) -> None:
-        agg = e.roll.pop(res, None)
+        parts = e.roll.pop(res, None)
         rts = e.roll_ts.pop(res, None)
-        if agg is not None and rts is not None:
-            self._emit((res, e.sid, rts), agg)
+        if parts and rts is not None:
+            self._emit((res, e.sid, rts), _merged(parts, self.max_exemplars))
 
     def _into_open(self, e: SeriesHead, time_ns: int) -> bool:
         """Make the bucket of `time_ns` the open one; False if it closed already."""
@@ -202,12 +212,14 @@ class Head:
         e = self.entry(sid)
         st = e.state
         value = sample.value
-        snap = value.copy()
-        snap.exemplars = []
+        # The sample is this point's own object: its exemplars move to the bucket and
+        # the rest becomes the snapshot, without a copy.
+        exemplars, value.exemplars = value.exemplars, []
+        snap = value
         if st is None or st.cumulative is None:
             joined_late = sample.start_ns < self.created_ns - int(first_seen_grace_s * _NS)
             self._into_open(e, sample.time_ns)
-            self._restart(e, zero_like(value) if not joined_late else snap)
+            self._restart(e, zero_like(snap) if not joined_late else snap)
             counts = not joined_late
         else:
             restarted = bool(sample.start_ns and st.start_ns and sample.start_ns != st.start_ns)
@@ -218,12 +230,14 @@ class Head:
                 restarted = _went_down(sample, st.cumulative)
             if restarted:
                 self._fold(e)
-                self._restart(e, zero_like(value))
+                self._restart(e, zero_like(snap))
             counts = True
         e.state = PointState(sample.start_ns, sample.time_ns, snap)
-        e.points += 1  # a joined-late first point adds a zero increase (and the level)
-        if counts and value.exemplars:
-            e.exemplars = keep_exemplars(e.exemplars + value.exemplars, self.max_exemplars)
+        e.fresh = True  # a joined-late first point adds a zero increase, and the level
+        if counts:
+            e.points += 1
+        if counts and exemplars:
+            e.exemplars = keep_exemplars(e.exemplars + exemplars, self.max_exemplars)
         self.dirty.add(sid)
         e._touch()
         return True
@@ -232,7 +246,7 @@ class Head:
         """Move the cumulative part of the open bucket into `acc` (before a restart)."""
         part = e.open_bucket()
         e.acc = part
-        e.points, e.exemplars = 0, []
+        e.points, e.exemplars, e.fresh = 0, [], False
 
     def _restart(self, e: SeriesHead, base: Aggregate) -> None:
         e.base = base
@@ -255,8 +269,11 @@ class Head:
                 continue
             if resolution != 10:
                 rts = e.roll_ts.get(resolution)
-                if rts is not None and lo <= rts < hi:
-                    yield sid, rts, e.roll[resolution]
+                parts = e.roll.get(resolution)
+                if rts is not None and parts and lo <= rts < hi:
+                    if len(parts) > 1:
+                        e.roll[resolution] = parts = [merge_all(parts, self.max_exemplars)]
+                    yield sid, rts, parts[0]
             if e.open_ts is not None:
                 ts = e.open_ts // resolution * resolution
                 if lo <= ts < hi:
@@ -275,16 +292,16 @@ class Head:
         """Serialize one series' head state (for the checkpoint)."""
         e = self.series[sid]
         return pickle.dumps(
-            (e.state, e.base, e.acc, e.points, e.exemplars, e.open_ts, e.roll_ts, e.roll),
+            (e.state, e.base, e.acc, e.points, e.fresh, e.exemplars, e.open_ts, e.roll_ts, e.roll),
             protocol=pickle.HIGHEST_PROTOCOL,
         )
 
     def load_entry(self, sid: int, blob: bytes) -> None:
         """Restore one series' head state written by `dump_entry`."""
         # Our own checkpoint in our own database file, never client data.
-        state, base, acc, points, exemplars, open_ts, roll_ts, roll = pickle.loads(blob)  # noqa: S301
+        state, base, acc, points, fresh, exemplars, open_ts, roll_ts, roll = pickle.loads(blob)  # noqa: S301
         self.series[sid] = SeriesHead(
-            sid, state, base, acc, points, exemplars, open_ts, roll_ts, roll
+            sid, state, base, acc, points, fresh, exemplars, open_ts, roll_ts, roll
         )
 
 

@@ -18,7 +18,7 @@ import logging
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from backend.api.deps import BrokerDep, SettingsDep, StoreDep, token_ok
+from backend.api.deps import BrokerDep, EngineDep, SettingsDep, token_ok
 from backend.ingest.decompress import (
     BadEncodingError,
     BodyTooLargeError,
@@ -35,9 +35,10 @@ from backend.ingest.otlp import (
     encoding_of,
     media_type,
 )
-from backend.ingest.pipeline import ingest
+from backend.ingest.pipeline import JSON, PROTOBUF, IngestResult, ingest
 from backend.ingest.rejections import rejections_of
 from backend.storage.base import StorageBusyError
+from backend.storage.engine import Engine
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["ingest"])
@@ -56,9 +57,17 @@ def _status(http: int, code: int, message: str, encoding: Encoding, **headers: s
     )
 
 
+def _decode_and_ingest(
+    store: Engine, body: bytes, encoding: Encoding, limits: Limits
+) -> IngestResult:
+    message = decode_request(body, encoding)
+    raw = (body, PROTOBUF if encoding == "protobuf" else JSON)
+    return ingest(store, message, limits, raw)
+
+
 @router.post("/v1/metrics")
 async def export_metrics(
-    request: Request, settings: SettingsDep, store: StoreDep, broker: BrokerDep
+    request: Request, settings: SettingsDep, store: EngineDep, broker: BrokerDep
 ) -> Response:
     """Accept an OTLP metrics export (protobuf or JSON, optionally gzip)."""
     encoding = encoding_of(request.headers.get("content-type"))
@@ -103,14 +112,14 @@ async def export_metrics(
             return _status(413, _RESOURCE_EXHAUSTED, str(exc), encoding)
         except BadEncodingError as exc:
             return _status(400, _INVALID_ARGUMENT, str(exc), encoding)
+        tally = rejections_of(request.app).tally()  # refused points by reason
+        limits = Limits.from_settings(settings, tally)
         try:
-            message = await run_in_threadpool(decode_request, body, encoding)
+            # Decode and ingest in one worker-thread hop: a hop costs more than a small
+            # export's points.
+            result = await run_in_threadpool(_decode_and_ingest, store, body, encoding, limits)
         except OTLPDecodeError as exc:
             return _status(400, _INVALID_ARGUMENT, str(exc), encoding)
-        try:
-            tally = rejections_of(request.app).tally()  # refused points by reason
-            limits = Limits.from_settings(settings, tally)
-            result = await run_in_threadpool(ingest, store, message, limits)
         except StorageBusyError as exc:
             log.warning("ingest refused, storage busy: %s", exc)
             return _status(
