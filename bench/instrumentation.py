@@ -152,15 +152,16 @@ def build_app(variant: str, sink_url: str, quick: bool = False) -> Any:
     def processor() -> BatchSpanProcessor:
         return BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{sink_url}/v1/traces"))
 
-    size = {"training_samples": 300, "model_trees": 5} if quick else {}
+    size: dict[str, Any] = {"training_samples": 300, "model_trees": 5} if quick else {}
+    # Ours export metrics as mlapi does in production: the exporter instrument_app builds
+    # (OTLP/HTTP to backend_url's /v1/metrics every 5 s), i.e. the buffered export path.
+    ours = MlapiSettings(backend_url=sink_url, **size)
     if variant in ("bare", "stock"):
         app = create_app(MlapiSettings(telemetry_enabled=False, **size))
     elif variant == "metrics":
-        app = create_app(MlapiSettings(**size), metric_readers=[reader()], span_processors=[])
+        app = create_app(ours, span_processors=[])
     elif variant == "traces":
-        app = create_app(
-            MlapiSettings(**size), metric_readers=[reader()], span_processors=[processor()]
-        )
+        app = create_app(ours, span_processors=[processor()])
     else:
         raise ValueError(variant)
 
@@ -300,7 +301,9 @@ async def _in_process(quick: bool, sink_url: str) -> dict[str, Any]:
         out["cases"][c.key] = row
     out["export"] = export
     out["raw_us"] = samples
-    out["recorders_us"] = rnd(median([_recorders_us(2000 if quick else 20000) for _ in range(5)]))
+    out["recorders_us"] = rnd(
+        median([_recorders_us(2000 if quick else 20000, sink_url) for _ in range(5)])
+    )
     out["profiles"] = profiles
     out["profile_case"] = prof_case.key
     return out
@@ -369,29 +372,33 @@ async def _export_cost(app: Any, case: Case, pool: list[bytes], n: int) -> dict[
     }
 
 
-def _recorders_us(n: int) -> float:
+def _recorders_us(n: int, sink_url: str) -> float:
     """CPU µs per request of the model and cache recorders alone (what /predict records
-    beyond the HTTP histogram), collections every 5000 requests included."""
+    beyond the HTTP histogram), a collection + OTLP export every 5000 requests included."""
     from fastapi import FastAPI
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
     from instrumentation import instrument_app, uninstrument_app
 
     app = FastAPI()
-    reader = InMemoryMetricReader()
-    tel = instrument_app(app, service_name="bench", metric_readers=[reader], span_processors=[])
+    tel = instrument_app(
+        app,
+        service_name="bench",
+        metrics_endpoint=f"{sink_url}/v1/metrics",
+        export_interval_s=3600,
+        span_processors=[],
+        system_metrics=False,
+    )
     try:
-        models, cache = tel.models, tel.cache
+        model, cache = tel.models.bind("result", "1"), tel.cache.bind("result")
         t0 = time.process_time()
         for i in range(n):
             hit = i % 5 < 3
-            models.record_prediction(
-                "result", "1", value=10.0 + i % 7, confidence=0.8, duration_s=0.0004,
-                cache_hit=hit,
-            )  # fmt: skip
-            cache.record_lookup("result", hit=hit)
+            model.record_prediction(
+                value=10.0 + i % 7, confidence=0.8, duration_s=0.0004, cache_hit=hit
+            )
+            cache.record_lookup(hit=hit)
             if i % 5000 == 4999:
-                reader.get_metrics_data()
+                tel.force_flush()
         return (time.process_time() - t0) / n * 1e6
     finally:
         uninstrument_app(app)

@@ -113,7 +113,7 @@ class MlService:
         else:
             cached = self.cache.get(key)
         if self._cache_telemetry is not None:
-            self._cache_telemetry.record_lookup(name, hit=cached is not None)
+            self._cache_telemetry.bind(name).record_lookup(hit=cached is not None)
 
         duration = 0.0
         if cached is None:
@@ -143,9 +143,7 @@ class MlService:
             PendingPrediction(name, model.version, value, created_at=time.monotonic()),
         )
         if self._models_telemetry is not None:
-            self._models_telemetry.record_prediction(
-                name,
-                model.version,
+            self._models_telemetry.bind(name, model.version).record_prediction(
                 value=value,
                 confidence=prediction.confidence,
                 duration_s=duration,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from otel_reading import TestClient
+from otel_reading import TestClient, ToyError
 
 from instrumentation import Telemetry, get_telemetry, instrument_app, uninstrument_app
 
@@ -38,6 +38,10 @@ def make_toy_app() -> FastAPI:
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("boom")
+
+    @app.get("/toy-error")
+    async def toy_error() -> None:
+        raise ToyError("toy")
 
     @app.get("/unavailable")
     async def unavailable() -> Response:

@@ -13,7 +13,11 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-__all__ = ["TestClient", "collect", "point", "points"]
+__all__ = ["TestClient", "ToyError", "collect", "point", "points"]
+
+
+class ToyError(Exception):
+    """An application exception of the toy app: error.type carries its qualified name."""
 
 
 def collect(reader: InMemoryMetricReader) -> dict[str, Metric]:

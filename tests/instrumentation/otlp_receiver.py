@@ -94,7 +94,7 @@ def data_points(
     request: ExportMetricsServiceRequest, name: str
 ) -> list[tuple[dict[str, Any], Any]]:
     """(resource attributes, point) of every point of metric `name` in `request`."""
-    found = []
+    found: list[tuple[dict[str, Any], Any]] = []
     for rm in request.resource_metrics:
         resource = attrs(rm.resource.attributes)
         for sm in rm.scope_metrics:

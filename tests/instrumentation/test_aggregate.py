@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import threading
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider

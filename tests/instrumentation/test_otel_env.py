@@ -21,7 +21,7 @@ from otel_reading import TestClient, collect, points
 from instrumentation import Telemetry, build_resource, instrument_app, uninstrument_app
 
 
-def _reader(telemetry: Telemetry) -> PeriodicExportingMetricReader:
+def _reader(telemetry: Telemetry) -> Any:
     (reader,) = telemetry.metric_readers
     assert isinstance(reader, PeriodicExportingMetricReader)
     return reader

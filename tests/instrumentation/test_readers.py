@@ -73,8 +73,10 @@ def test_delta_reader_counts_new_requests_while_a_cumulative_reader_counts_all(
     assert point(first_cumulative, DURATION, ITEMS).count == 3
     assert point(second_delta, DURATION, ITEMS).count == 2
     assert point(second_cumulative, DURATION, ITEMS).count == 5
-    assert second_delta[DURATION].data.aggregation_temporality == DELTA
-    assert second_cumulative[DURATION].data.aggregation_temporality == CUMULATIVE
+    delta_data: Any = second_delta[DURATION].data
+    cumulative_data: Any = second_cumulative[DURATION].data
+    assert delta_data.aggregation_temporality == DELTA
+    assert cumulative_data.aggregation_temporality == CUMULATIVE
     misses = {**MODEL, "ml.prediction.cache_hit": False}
     assert point(second_delta, "ml.model.predictions", misses).value == 2
     assert point(second_cumulative, "ml.model.predictions", misses).value == 5
