@@ -17,7 +17,8 @@ WORKDIR /app
 
 # Dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change.
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+COPY instrumentation/pyproject.toml ./instrumentation/pyproject.toml
+RUN python -c "import tomllib; print('\n'.join(d for p in ('pyproject.toml', 'instrumentation/pyproject.toml') for d in tomllib.load(open(p, 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
@@ -28,7 +29,7 @@ COPY mlapi ./mlapi
 COPY backend ./backend
 COPY mlpulse ./mlpulse
 COPY dashboards ./dashboards
-RUN pip install --no-deps . && rm -rf build *.egg-info
+RUN pip install --no-deps ./instrumentation . && rm -rf build *.egg-info instrumentation/build
 
 # An unprivileged user; /data (the backend's MLPULSE_DATA_DIR) is theirs, and a named volume
 # mounted there starts with that ownership.

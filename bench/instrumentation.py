@@ -377,7 +377,7 @@ def _recorders_us(n: int, sink_url: str) -> float:
     beyond the HTTP histogram), a collection + OTLP export every 5000 requests included."""
     from fastapi import FastAPI
 
-    from instrumentation import instrument_app, uninstrument_app
+    from mlpulse_instrumentation import instrument_app, uninstrument_app
 
     app = FastAPI()
     tel = instrument_app(

@@ -10,12 +10,12 @@ from fastapi.responses import JSONResponse
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import SpanProcessor
 
-from instrumentation import Telemetry, instrument_app
 from mlapi.config import MlapiSettings
 from mlapi.errors import RequestValidationError, request_validation_error
 from mlapi.routes import admin, feedback, health, predict
 from mlapi.service import InjectedFault, MlService, ModelsNotReady
 from mlpulse import __version__
+from mlpulse_instrumentation import Telemetry, instrument_app
 
 
 def create_app(

@@ -15,7 +15,6 @@ from typing import Any
 import psutil
 from opentelemetry.trace import get_current_span
 
-from instrumentation import CacheTelemetry, ModelTelemetry
 from mlapi.cache import TTLCache
 from mlapi.config import MlapiSettings
 from mlapi.faults import FaultInjector, ScenarioName
@@ -30,6 +29,7 @@ from mlapi.models import (
     TrainingSettings,
 )
 from mlapi.schemas import FeedbackRequest, FeedbackResponse, PredictionResponse, ScanRequest
+from mlpulse_instrumentation import CacheTelemetry, ModelTelemetry
 
 CacheKey = tuple[str, str, ScanFeatures]
 

@@ -11,12 +11,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp=.venv/.mlpulse-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml instrumentation/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "==> installing mlpulse and dev dependencies (first run takes a minute)"
     .venv/bin/python -m pip install --quiet --upgrade pip
     # The build backend talks a lot; its output is kept, and shown only if it fails.
-    if ! .venv/bin/python -m pip install --quiet -e '.[dev]' >.venv/install.log 2>&1; then
+    # The instrumentation library is its own distribution (mlpulse_instrumentation).
+    if ! .venv/bin/python -m pip install --quiet -e './instrumentation[grpc]' -e '.[dev]' \
+        >.venv/install.log 2>&1; then
         cat .venv/install.log
         exit 1
     fi

@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from otel_reading import TestClient, ToyError
 
-from instrumentation import Telemetry, get_telemetry, instrument_app, uninstrument_app
+from mlpulse_instrumentation import Telemetry, get_telemetry, instrument_app, uninstrument_app
 
 
 @pytest.fixture(autouse=True)

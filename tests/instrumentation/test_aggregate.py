@@ -14,7 +14,7 @@ from opentelemetry.sdk.metrics.view import (
 )
 from otel_reading import collect, point
 
-from instrumentation._aggregate import ExplicitState, ExponentialState
+from mlpulse_instrumentation._aggregate import ExplicitState, ExponentialState
 
 ATTRS = {"k": "v"}
 

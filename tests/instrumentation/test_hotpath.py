@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from instrumentation._hotpath import FOLD_THRESHOLD, MAX_SERIES, HotPath
+from mlpulse_instrumentation._hotpath import FOLD_THRESHOLD, MAX_SERIES, HotPath
 
 
 class Capture:

@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from otel_reading import TestClient, collect, points
 
-import instrumentation
-from instrumentation import get_telemetry, instrument_app, uninstrument_app
+import mlpulse_instrumentation
+from mlpulse_instrumentation import get_telemetry, instrument_app, uninstrument_app
 
 DURATION = "http.server.request.duration"
 
@@ -122,11 +122,11 @@ def test_shutdown_flushes_every_instrumentation(app: FastAPI) -> None:
         "result", "v1", value=1.0, confidence=0.9, duration_s=0.001, cache_hit=False
     )
     assert exporter.batches == []
-    instrumentation.shutdown()
+    mlpulse_instrumentation.shutdown()
     assert "ml.model.predictions" in _names(exporter.batches)
     exported = len(exporter.batches)
     telemetry.shutdown()  # idempotent
-    instrumentation.shutdown()
+    mlpulse_instrumentation.shutdown()
     assert len(exporter.batches) == exported
     uninstrument_app(app)
 

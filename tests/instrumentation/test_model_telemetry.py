@@ -13,7 +13,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from otel_reading import collect, point, points
 
-from instrumentation import Telemetry
+from mlpulse_instrumentation import Telemetry
 
 RESULT_V1 = {"ml.model.name": "result", "ml.model.version": "v1"}
 

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from otel_reading import TestClient, collect, points
 
-from instrumentation import Telemetry, build_resource, instrument_app, uninstrument_app
+from mlpulse_instrumentation import Telemetry, build_resource, instrument_app, uninstrument_app
 
 
 def _reader(telemetry: Telemetry) -> Any:

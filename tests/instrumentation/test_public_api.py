@@ -1,12 +1,12 @@
-"""The public face of `instrumentation` is pinned (httpx's test_exported_members)."""
+"""The public face of `mlpulse_instrumentation` is pinned (httpx's test_exported_members)."""
 
 from __future__ import annotations
 
-import instrumentation
+import mlpulse_instrumentation
 
 
 def test_exported_members_are_pinned() -> None:
-    assert sorted(instrumentation.__all__) == [
+    assert sorted(mlpulse_instrumentation.__all__) == [
         "CacheTelemetry",
         "ModelTelemetry",
         "Telemetry",
@@ -16,12 +16,14 @@ def test_exported_members_are_pinned() -> None:
         "shutdown",
         "uninstrument_app",
     ]
-    for name in instrumentation.__all__:
-        assert getattr(instrumentation, name).__module__.startswith("instrumentation._")
+    for name in mlpulse_instrumentation.__all__:
+        assert getattr(mlpulse_instrumentation, name).__module__.startswith(
+            "mlpulse_instrumentation._"
+        )
 
 
 def test_module_docstring_is_a_user_guide() -> None:
-    doc = instrumentation.__doc__ or ""
+    doc = mlpulse_instrumentation.__doc__ or ""
     assert "instrument_app(app" in doc
     assert "record_prediction" in doc
     assert "OTEL_" in doc
@@ -34,7 +36,7 @@ def test_no_private_sdk_name_is_used() -> None:
     import re
     from pathlib import Path
 
-    package = Path(instrumentation.__file__).parent
+    package = Path(mlpulse_instrumentation.__file__).parent
     offences: list[str] = []
     for path in sorted(package.glob("*.py")):
         tree = ast.parse(path.read_text())

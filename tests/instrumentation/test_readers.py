@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otel_reading import TestClient, collect, point
 from otlp_receiver import attrs, data_points, otlp_receiver
 
-from instrumentation import instrument_app, uninstrument_app
+from mlpulse_instrumentation import instrument_app, uninstrument_app
 
 DURATION = "http.server.request.duration"
 ITEMS = {

@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from otel_reading import TestClient, ToyError, collect, points
 
-from instrumentation import instrument_app, uninstrument_app
+from mlpulse_instrumentation import instrument_app, uninstrument_app
 
 DURATION = "http.server.request.duration"
 

@@ -12,9 +12,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from instrumentation import uninstrument_app
 from mlapi.app import create_app
 from mlapi.config import MlapiSettings
+from mlpulse_instrumentation import uninstrument_app
 
 
 @pytest.fixture(autouse=True)

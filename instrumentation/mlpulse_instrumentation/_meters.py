@@ -13,7 +13,7 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from instrumentation._hotpath import BufferedHistogram, BufferedSum, HotPath
+from mlpulse_instrumentation._hotpath import BufferedHistogram, BufferedSum, HotPath
 
 Callback = Callable[[CallbackOptions], Iterable[Observation]]
 

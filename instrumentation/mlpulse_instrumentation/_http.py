@@ -19,8 +19,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from instrumentation._hotpath import BufferedHistogram, HistogramHandle
-from instrumentation._meters import (
+from mlpulse_instrumentation._hotpath import BufferedHistogram, HistogramHandle
+from mlpulse_instrumentation._meters import (
     ERROR_TYPE,
     HTTP_REQUEST_METHOD,
     HTTP_RESPONSE_STATUS_CODE,

@@ -59,7 +59,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, get_current_span, set_span_in_context
 
-from instrumentation._aggregate import (
+from mlpulse_instrumentation._aggregate import (
     DEFAULT_BOUNDARIES,
     Attributes,
     ExplicitState,

@@ -10,7 +10,12 @@ from collections.abc import Iterable, Sequence
 import psutil
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from instrumentation._meters import CPU_MODE, FILESYSTEM_MOUNTPOINT, MEMORY_STATE, SystemCallbacks
+from mlpulse_instrumentation._meters import (
+    CPU_MODE,
+    FILESYSTEM_MOUNTPOINT,
+    MEMORY_STATE,
+    SystemCallbacks,
+)
 
 # psutil's host cpu_times() fields -> semantic-convention cpu.mode values. guest and
 # guest_nice are left out: Linux already counts them in user and nice.

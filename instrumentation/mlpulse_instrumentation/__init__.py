@@ -2,7 +2,7 @@
 
 Usage::
 
-    from instrumentation import instrument_app
+    from mlpulse_instrumentation import instrument_app
 
     telemetry = instrument_app(app, service_name="pricing-api", service_version="1.4.0")
     telemetry.models.record_prediction("price", "v3", value=41.2, confidence=0.87,
@@ -30,9 +30,9 @@ No global provider is set. `uninstrument_app(app)` undoes everything, `shutdown(
 every instrumentation at exit. See docs/instrumentation.md.
 """
 
-from instrumentation._cache import CacheTelemetry
-from instrumentation._model import ModelTelemetry
-from instrumentation._setup import (
+from mlpulse_instrumentation._cache import CacheTelemetry
+from mlpulse_instrumentation._model import ModelTelemetry
+from mlpulse_instrumentation._setup import (
     Telemetry,
     build_resource,
     get_telemetry,

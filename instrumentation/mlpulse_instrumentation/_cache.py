@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from instrumentation._hotpath import BufferedSum, SumHandle
-from instrumentation._meters import CACHE_ENTRIES, CACHE_RESULT, CACHE_SIZE, MODEL_NAME
+from mlpulse_instrumentation._hotpath import BufferedSum, SumHandle
+from mlpulse_instrumentation._meters import CACHE_ENTRIES, CACHE_RESULT, CACHE_SIZE, MODEL_NAME
 
 _log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from instrumentation._hotpath import HistogramHandle, SumHandle
-from instrumentation._meters import (
+from mlpulse_instrumentation._hotpath import HistogramHandle, SumHandle
+from mlpulse_instrumentation._meters import (
     MODEL_NAME,
     MODEL_VERSION,
     PREDICTION_CACHE_HIT,

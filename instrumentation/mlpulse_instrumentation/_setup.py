@@ -52,23 +52,23 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NoOpTracer, Tracer
 from starlette.middleware import Middleware
 
-from instrumentation._cache import CacheTelemetry
-from instrumentation._hotpath import (
+from mlpulse_instrumentation._cache import CacheTelemetry
+from mlpulse_instrumentation._hotpath import (
     AggregationChoice,
     BufferedMetricExporter,
     HotPath,
     ReplaySink,
 )
-from instrumentation._http import HttpMetricsMiddleware, known_methods
-from instrumentation._meters import (
+from mlpulse_instrumentation._http import HttpMetricsMiddleware, known_methods
+from mlpulse_instrumentation._meters import (
     HTTP_SERVER_REQUEST_DURATION,
     MODEL_INFERENCE_DURATION,
     MODEL_PREDICTION_VALUE,
     init_meters,
     init_system_meters,
 )
-from instrumentation._model import ModelTelemetry
-from instrumentation._system import SystemSampler
+from mlpulse_instrumentation._model import ModelTelemetry
+from mlpulse_instrumentation._system import SystemSampler
 
 _log = logging.getLogger(__name__)
 
