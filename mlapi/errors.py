@@ -20,9 +20,12 @@ from fastapi.responses import JSONResponse
 
 
 def finite_json(node: Any) -> Any:
-    """Return `node` with every non-finite float replaced by its JSON-ish name."""
+    """Return `node` with every non-finite float replaced by its JSON-ish name and bytes
+    (a body that is not UTF-8) decoded with replacement characters."""
     if isinstance(node, float) and not math.isfinite(node):
         return "NaN" if math.isnan(node) else ("Infinity" if node > 0 else "-Infinity")
+    if isinstance(node, bytes | bytearray):
+        return bytes(node[:1024]).decode("utf-8", "replace")
     if isinstance(node, dict):
         return {key: finite_json(value) for key, value in node.items()}
     if isinstance(node, list | tuple):
@@ -33,7 +36,7 @@ def finite_json(node: Any) -> Any:
 async def request_validation_error(_request: Request, exc: Exception) -> JSONResponse:
     """Answer 422 with pydantic's errors, whatever inputs they echo."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else [{"msg": str(exc)}]
-    return JSONResponse({"detail": finite_json(jsonable_encoder(errors))}, status_code=422)
+    return JSONResponse({"detail": jsonable_encoder(finite_json(errors))}, status_code=422)
 
 
 __all__ = ["RequestValidationError", "finite_json", "request_validation_error"]

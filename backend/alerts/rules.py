@@ -207,14 +207,21 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
 _ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _expand_env(node: Any) -> Any:
+def _expand_env(node: Any, memo: dict[int, Any] | None = None) -> Any:
     if isinstance(node, str):
         return _ENV_REF.sub(lambda m: os.environ.get(m.group(1), ""), node)
+    if not isinstance(node, list | dict):
+        return node
+    # YAML aliases share nodes: expand each once, so an alias "bomb" stays linear.
+    memo = {} if memo is None else memo
+    if id(node) in memo:
+        return memo[id(node)]
     if isinstance(node, list):
-        return [_expand_env(item) for item in node]
-    if isinstance(node, dict):
-        return {key: _expand_env(value) for key, value in node.items()}
-    return node
+        out: Any = [_expand_env(item, memo) for item in node]
+    else:
+        out = {key: _expand_env(value, memo) for key, value in node.items()}
+    memo[id(node)] = out
+    return out
 
 
 def parse_config(data: Any) -> AlertConfig:
@@ -232,10 +239,12 @@ def parse_config(data: Any) -> AlertConfig:
 def load_yaml(text: str) -> AlertConfig:
     """Parse a YAML rules document, expanding ``${env:NAME}`` references."""
     try:
-        data = yaml.safe_load(text)
+        data = _expand_env(yaml.safe_load(text))
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}") from None
-    return parse_config(_expand_env(data))
+    except RecursionError:
+        raise ConfigError("invalid YAML: nested too deeply") from None
+    return parse_config(data)
 
 
 def default_rules_text() -> str:

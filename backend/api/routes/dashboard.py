@@ -150,9 +150,13 @@ def dashboard_config(request: Request) -> JSONResponse:
 def _asset(request: Request, folder: str, path: str) -> Response:
     root = _dashboard_dir(request)
     base = (root / folder).resolve()
-    target = (base / path).resolve()
-    # Refuse anything that resolves outside the folder (.., symlinks out, absolute parts).
-    if not target.is_relative_to(base) or not target.is_file():
+    try:
+        target = (base / path).resolve()
+        # Refuse anything that resolves outside the folder (.., symlinks out, absolute parts).
+        found = target.is_relative_to(base) and target.is_file()
+    except (ValueError, OSError):  # a NUL byte, a name too long, a loop: no such file
+        found = False
+    if not found:
         raise HTTPException(status_code=404, detail="not found")
     # Files change with a release, not while running: revalidate cheaply via ETag.
     return _file_response(target, cache="no-cache")
