@@ -1,12 +1,17 @@
 /**
- * Active alerts (with acknowledge, silence and — for latency alerts — a trace link) and
+ * Active alerts (with acknowledge, silence and — for latency alerts — trace links) and
  * the last 24 hours of alert history.
+ *
+ * A latency alert links to Jaeger twice: its slowest trace (the trace view of the slowest
+ * exemplar in its window) and Jaeger's search prefilled with the service, the alert's time
+ * window and the threshold as minimum duration ("the slowest traces while this fired").
+ * Without a trace backend it says so, with the command that adds one.
  */
 
 import { getJSON, post } from "../api.js";
 import { h, replace, empty, failed, loading } from "../dom.js";
 import * as f from "../format.js";
-import { traceLink, normalizeExemplars } from "./graphs.js";
+import { traceLink, traceSearchUrl, noTraceBackend, normalizeExemplars } from "./graphs.js";
 
 /** Items of a list response: a bare array, or the first array among common keys. */
 export function items(body, ...keys) {
@@ -18,6 +23,8 @@ export function items(body, ...keys) {
 }
 
 const LATENCY_SIGNALS = new Set(["avg_latency_ms", "p50_latency_ms", "p95_latency_ms", "p99_latency_ms"]);
+/** How far before the alert went pending its search starts: the rule's window saw them. */
+const SEARCH_LEAD_S = 60;
 
 /** Format a signal's value with its unit. */
 export function signalValue(signal, v) {
@@ -109,8 +116,9 @@ export class AlertsPanel {
       actions.append(h("button", { class: "btn btn--small btn--ghost", type: "button", onclick: () => this.silence(a) }, "Silence 1 h"));
     }
     if (LATENCY_SIGNALS.has(a.signal) && this.jaegerUrl) {
-      const link = await this.slowTrace(a);
-      if (link) actions.append(link);
+      actions.append(...await this.traceLinks(a));
+    } else if (LATENCY_SIGNALS.has(a.signal)) {
+      actions.append(noTraceBackend(true));
     }
     const notes = [];
     if (a.acknowledged_at) notes.push(`acknowledged by ${a.acknowledged_by || "someone"} ${f.ago(a.acknowledged_at)}${a.ack_comment ? ` — ${a.ack_comment}` : ""}`);
@@ -131,20 +139,39 @@ export class AlertsPanel {
       actions);
   }
 
-  /** A link to the slowest trace in the alert's window, or null. */
-  async slowTrace(a) {
+  /**
+   * Links into Jaeger for a latency alert: its slowest trace (when an exemplar exists) and
+   * the search for the traces slower than the threshold while it was active.
+   * @param {any} a an active alert
+   * @returns {Promise<HTMLElement[]>}
+   */
+  async traceLinks(a) {
     const to = Math.ceil(Date.now() / 1000);
     const from = Math.floor(f.isNum(a.pending_since) ? a.pending_since - 300 : to - 900);
+    let top = null;
     try {
       const body = await getJSON("metrics/exemplars", {
         metric: "http.server.request.duration", from, to, limit: 1,
         service: a.labels?.service, route: a.labels?.route,
       });
-      const top = normalizeExemplars(body)[0];
-      return top ? traceLink(this.jaegerUrl, top.trace_id, `Slowest trace · ${f.ms(top.value_ms)}`, top.at) : null;
-    } catch {
-      return null;
+      top = normalizeExemplars(body)[0] || null;
+    } catch { /* no slowest trace; the search still works */ }
+    const links = [];
+    const slowest = top && traceLink(this.jaegerUrl, top.trace_id, `Slowest trace · ${f.ms(top.value_ms)}`, top.at);
+    if (slowest) links.push(slowest);
+    const start = f.isNum(a.pending_since) ? a.pending_since : f.isNum(a.fired_at) ? a.fired_at : to - 900;
+    const href = traceSearchUrl(this.jaegerUrl, {
+      service: a.labels?.service || top?.service, from: start - SEARCH_LEAD_S, to,
+      minMs: f.isNum(a.threshold) ? a.threshold : null,
+    });
+    if (href) {
+      const over = f.isNum(a.threshold) ? ` > ${signalValue(a.signal, a.threshold)}` : "";
+      links.push(h("a", {
+        class: "chip", href, target: "_blank", rel: "noopener noreferrer", "data-trace-search": "",
+        title: `Jaeger: traces${over} since ${f.dateTime(start - SEARCH_LEAD_S)}`,
+      }, `Traces${over} while active`));
     }
+    return links;
   }
 
   async acknowledge(a) {

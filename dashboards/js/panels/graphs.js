@@ -388,7 +388,13 @@ export class GraphsPanel {
     await this.ready; // the Jaeger URL
     const box = this.els.exemplars;
     const chart = this.charts.latency.chart;
-    if (!this.jaegerUrl) { box.hidden = true; chart.setMarkers([]); return; }
+    if (!this.jaegerUrl) {
+      // Embedded default: no trace backend, so no exemplars to link; say so, and how to add one.
+      chart.setMarkers([]);
+      box.hidden = false;
+      replace(box, h("h4", {}, "Slowest requests — traces"), noTraceBackend());
+      return;
+    }
     let body;
     try {
       body = await getJSON("metrics/exemplars", Q.exemplarParams(w));
@@ -399,9 +405,9 @@ export class GraphsPanel {
     const all = normalizeExemplars(body);
     // On the latency chart: a marker per exemplar, at its time and latency, linking to its trace.
     chart.setMarkers(all.filter((e) => f.isNum(e.at) && f.isNum(e.value_ms)).map((e) => ({
-      t: e.at, v: e.value_ms, href: `${this.jaegerUrl}/trace/${e.trace_id}`,
+      t: e.at, v: e.value_ms, href: traceUrl(this.jaegerUrl, e.trace_id),
       title: `${f.ms(e.value_ms)}${e.route ? ` · ${e.route}` : ""} at ${f.dateTime(e.at)} — open the trace`,
-    })).filter((m) => /^[0-9a-f]{16,32}$/i.test(m.href.split("/trace/")[1])));
+    })).filter((m) => m.href !== null));
     const items = all.slice(0, 8);
     if (!items.length) { box.hidden = true; return; }
     box.hidden = false;
@@ -438,13 +444,62 @@ export class GraphsPanel {
 }
 
 /**
+ * The URL of a trace in the Jaeger UI's trace view, or null when no Jaeger UI is
+ * configured or the id is not a trace id (so a link never lands on a placeholder).
+ * @param {string} base the Jaeger UI base URL @param {string} traceId hex trace id
+ * @returns {string|null}
+ */
+export function traceUrl(base, traceId) {
+  if (!/^https?:\/\//.test(base || "") || !/^[0-9a-f]{16,32}$/i.test(String(traceId || ""))) return null;
+  return `${String(base).replace(/\/+$/, "")}/trace/${String(traceId).toLowerCase()}`;
+}
+
+/**
+ * The URL of the Jaeger UI's search, prefilled: traces of `service` that started between
+ * `from` and `to` (epoch seconds) and lasted at least `minMs`. Null without a Jaeger UI.
+ * @param {string} base
+ * @param {{service: string, from: number, to: number, minMs?: number|null, limit?: number}} q
+ * @returns {string|null}
+ */
+export function traceSearchUrl(base, { service, from, to, minMs = null, limit = 20 }) {
+  if (!/^https?:\/\//.test(base || "") || !service || !f.isNum(from) || !f.isNum(to)) return null;
+  const params = new URLSearchParams({
+    service: String(service),
+    start: String(Math.floor(from * 1e6)), // Jaeger takes microseconds
+    end: String(Math.ceil(to * 1e6)),
+    lookback: "custom",
+    limit: String(limit),
+  });
+  if (f.isNum(minMs) && minMs > 0) params.set("minDuration", `${Math.floor(minMs)}ms`);
+  return `${String(base).replace(/\/+$/, "")}/search?${params}`;
+}
+
+/** The one command that adds a trace backend (Jaeger) to the demo. */
+export const ADD_TRACES_COMMAND = "mlpulse demo --with-collector";
+
+/**
+ * What the page shows where trace links would be when no trace backend is configured:
+ * why there are none, and the one command that adds traces.
+ * @param {boolean} [short] one line, for an alert's actions
+ */
+export function noTraceBackend(short = false) {
+  const cmd = h("code", {}, ADD_TRACES_COMMAND);
+  return short
+    ? h("span", { class: "muted", "data-no-traces": "" }, "No trace backend configured; add traces with ", cmd)
+    : h("p", { class: "muted", "data-no-traces": "" },
+      "No trace backend is configured, so requests are not traced and there is nothing to link to. ",
+      "To add traces (Jaeger, with links from here): ", cmd, ".");
+}
+
+/**
  * A link to a trace in Jaeger, or null when no Jaeger UI is configured.
  * @param {string} base @param {string} traceId @param {string} text @param {number} [at]
  */
 export function traceLink(base, traceId, text, at) {
-  if (!/^https?:\/\//.test(base || "") || !/^[0-9a-f]{16,32}$/i.test(String(traceId || ""))) return null;
+  const href = traceUrl(base, traceId);
+  if (href === null) return null;
   return h("a", {
-    class: "chip", href: `${base}/trace/${traceId}`, target: "_blank", rel: "noopener noreferrer",
+    class: "chip", href, target: "_blank", rel: "noopener noreferrer",
     title: `trace ${traceId}${f.isNum(at) ? ` at ${f.dateTime(at)}` : ""}`, "data-trace": traceId,
   }, text);
 }
@@ -484,13 +539,14 @@ export function rebin(buckets, toMs) {
   return out;
 }
 
-/** Exemplars as [{trace_id, value_ms, route, at}], slowest first. */
+/** Exemplars as [{trace_id, value_ms, route, service, at}], slowest first. */
 export function normalizeExemplars(body) {
   const list = Array.isArray(body) ? body : body?.exemplars || [];
   return list.map((e) => ({
     trace_id: e.trace_id,
     value_ms: e.value_ms ?? (f.isNum(e.value) ? e.value * 1000 : null),
     route: e.labels?.["http.route"] ?? e.labels?.route ?? e.route ?? "",
+    service: e.labels?.service ?? e.service ?? "",
     at: e.time ?? e.at ?? e.timestamp,
   })).filter((e) => e.trace_id).sort((a, b) => (b.value_ms ?? 0) - (a.value_ms ?? 0));
 }
