@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import backend_child, fig, free_port, percentile, rnd
-from bench._dataset import day_database
+from bench._dataset import _request, day_database
 
 TITLE = "Query latency over 24 h (/metrics/history, /metrics/current)"
 
@@ -69,6 +69,69 @@ def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, int, float]:
     return resp.status, len(body), (time.perf_counter() - t) * 1000
 
 
+READERS = 6
+
+
+def _concurrent(port: int, seconds: float) -> dict[str, Any]:
+    """6 readers on 1 h ranges while 1 writer posts exports as fast as it is answered."""
+    import threading
+
+    import numpy as np
+
+    from bench._otlp import Poster
+
+    stop = threading.Event()
+    lat: list[float] = []
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+    posted = [0]
+    hour = [
+        f"/metrics/history?{urllib.parse.urlencode(q)}"
+        for q in (
+            {"metric": "request_rate", "group_by": "service", "from": "now-1h"},
+            {"metric": "p95_latency_ms", "group_by": "service", "from": "now-1h"},
+            {"metric": "error_rate_percent", "group_by": "service", "from": "now-1h"},
+            {"metric": "model_mae", "group_by": "model", "from": "now-1h"},
+        )
+    ] + ["/metrics/current", "/metrics/summary?from=now-1h"]
+
+    def writer() -> None:
+        rng = np.random.default_rng(7)
+        poster = Poster(port)
+        t = time.time() - 5
+        try:
+            while not stop.is_set():
+                t = max(t + 0.001, time.time() - 5)
+                status, _ = poster.post(_request(t, 1, rng).SerializeToString())
+                with lock:
+                    statuses[status] = statuses.get(status, 0) + 1
+                    posted[0] += 1
+        finally:
+            poster.close()
+
+    def reader(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        k = i
+        while not stop.is_set():
+            status, _, ms = _get(conn, hour[k % len(hour)])
+            k += 1
+            with lock:
+                lat.append(ms)
+                statuses[status] = statuses.get(status, 0) + 1
+        conn.close()
+
+    threads = [threading.Thread(target=writer)] + [
+        threading.Thread(target=reader, args=(i,)) for i in range(READERS)
+    ]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    return {"latencies_ms": lat, "statuses": statuses, "exports": posted[0]}
+
+
 def _profile_summary(db: Path, t0: float, t1: float) -> dict[str, Any]:
     """Profile the slowest query of the page's cold load (the 24 h summary) in-process."""
     import cProfile
@@ -76,8 +139,8 @@ def _profile_summary(db: Path, t0: float, t1: float) -> dict[str, Any]:
     import pstats
     import re
 
-    from backend.query.snapshot import snapshot
     from backend.ingest.pipeline import open_engine
+    from backend.query.snapshot import snapshot
 
     store = open_engine(db)
     try:
@@ -146,14 +209,30 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
                 sizes[k] = size
         cpu = backend.cpu_s() - c0
         conn.close()
+        mixed = _concurrent(port, 5.0 if quick else 30.0)
     prof = _profile_summary(data / "mlpulse.db", meta["from"], meta["to"])
     figures = []
     rows = []
+    targets = {"history request_rate 24h (auto step)", "history p95_latency_ms 24h (auto step)",
+               "summary 24h"}  # fmt: skip
     for k in qs:
         p50, p95 = percentile(lat[k], 50), percentile(lat[k], 95)
         figures.append(fig(f"{k}: p50", p50, "ms"))
-        figures.append(fig(f"{k}: p95", p95, "ms"))
+        figures.append(fig(f"{k}: p95", p95, "ms", at_most=50.0 if k in targets else None))
         rows.append([k, p50, p95, min(lat[k]), points.get(k) or None, sizes.get(k)])
+    mixed_lat = mixed["latencies_ms"]
+    errors_5xx = sum(n for code, n in mixed["statuses"].items() if code >= 500)
+    figures.append(
+        fig(
+            f"reads while ingest runs ({READERS} readers, 1 writer, 1 h ranges): p99",
+            percentile(mixed_lat, 99),
+            "ms",
+            at_most=150.0,
+        )
+    )
+    figures.append(
+        fig("reads while ingest runs: 5xx answers", float(errors_5xx), "answers", at_most=0.0)
+    )
     return {
         "profile": prof["table"],
         "method": (__doc__ or "").split("\n\n", 1)[1].strip(),
@@ -174,13 +253,16 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
             )
             + f"backend CPU {cpu:.1f} s for {reps * len(qs)} queries "
             f"({cpu / (reps * len(qs)) * 1000:.0f} ms per query on average).",
-            "No target in the design for these; the dashboard's cold-load target (B5) is "
-            "what they feed.",
+            f"Reads while ingest runs: {len(mixed_lat)} reads by {READERS} threads (1 h "
+            f"history of four signals, /metrics/current, a 1 h summary) while one writer "
+            f"posted {mixed['exports']} exports (20 series each) as fast as answered; "
+            f"p50 {percentile(mixed_lat, 50) or 0:.1f} ms; status codes {mixed['statuses']}.",
+            "Targets (issue 11): 24 h summary and 24 h history p95 <= 50 ms; reads while "
+            "ingest runs p99 <= 150 ms with no 5xx.",
             f"Profile of the 24 h summary in-process ({prof['cpu_s'] * 1000:.0f} ms CPU under "
             "cProfile), functions by own time (share; with callees): "
             + "; ".join(f"{n} {s:.0%} ({c:.0%})" for n, s, c in prof["top_own"][:5])
-            + ". It merges every stored bucket of the window, per signal; a day of 10 s "
-            "buckets is re-read and re-merged on each request.",
+            + ". Repeated reads of closed windows come from the engine's result cache.",
         ],
         "details": {
             "latencies_ms": {k: [rnd(x) for x in v] for k, v in lat.items()},

@@ -155,9 +155,75 @@ def _storage(db: Path, workdir: Path) -> list[dict[str, Any]]:
     return out
 
 
+WIDE_INSTANCES = 50  # x 200 series = 10 000 active series
+
+
+def _wide(workdir: Path, seconds: float) -> dict[str, Any]:
+    """10k active series (50 instances x 200), each exporting every 5 s; RSS over time.
+
+    Each instance's export is built once by the real SDK and re-timed for every period
+    (cumulative values then stay level: zero increases, but every series is active, and
+    the head holds the same state for it whatever the values).
+    """
+    from bench._otlp import retime
+
+    port = free_port()
+    rss: list[tuple[float, int]] = []
+    errors: list[str] = []
+    with backend_child(workdir / "wide", port, log=workdir / "wide.log") as backend:
+        start = time.time()
+        bodies = []
+        for i in range(WIDE_INSTANCES):
+            inst = Instance(f"wide-{i}", seed=100 + i, per_window=5, started=start - 3600)
+            bodies.append(inst.export(start))
+            inst.shutdown()
+        stop = threading.Event()
+
+        def exporter(k: int) -> None:
+            poster = Poster(port)
+            n = 0
+            try:
+                while not stop.is_set():
+                    for i in range(k, WIDE_INSTANCES, 2):  # two exporter threads
+                        due = start + i * PERIOD / WIDE_INSTANCES + n * PERIOD
+                        delay = due - time.time()
+                        if delay > 0 and stop.wait(delay):
+                            return
+                        req = bodies[i]
+                        retime(req, None, int(time.time() * 1e9))
+                        status, body = poster.post(req.SerializeToString())
+                        if status != 200:
+                            errors.append(f"{status} {body[:100]!r}")
+                    n += 1
+            finally:
+                poster.close()
+
+        threads = [threading.Thread(target=exporter, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            while time.time() - start < seconds:
+                rss.append((time.time() - start, backend.rss()))
+                time.sleep(2.0)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+    values = [r for _, r in rss]
+    return {
+        "seconds": seconds,
+        "series": WIDE_INSTANCES * 200,
+        "rss_max": max(values) if values else None,
+        "rss_end": values[-1] if values else None,
+        "errors": errors[:5],
+        "error_count": len(errors),
+    }
+
+
 def run(quick: bool, workdir: Path) -> dict[str, Any]:
     seconds = 5.0 if quick else 240.0
     steady = _steady(workdir, seconds)
+    wide = _wide(workdir, 10.0 if quick else 600.0)
     hours = 1.0 if quick else 24.0
     meta = day_database(workdir / "day", hours, log=workdir / "fill.log")
     storage = _storage(workdir / "day" / "mlpulse.db", workdir)
@@ -173,6 +239,18 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
             "MiB/min",
         ),
         fig("backend RSS idle (before ingest)", steady["idle_rss"] / mib, "MiB"),
+        fig(
+            f"10k active series for {wide['seconds'] / 60:g} min: backend RSS, max",
+            (wide["rss_max"] or 0) / mib,
+            "MiB",
+            at_most=150.0,
+        ),
+        fig(
+            "10k active series: exports refused or failed",
+            float(wide["error_count"]),
+            "exports",
+            at_most=0.0,
+        ),
     ]
     for s in storage:
         if s["kind"] == "all":
@@ -223,6 +301,9 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
             f"{steady['db_bytes'] / mib:.1f} MiB; export errors {steady['errors']}.",
             f"Day database: {meta['points']:,} points over {hours:g} h, "
             f"{day_db / mib:.1f} MiB on disk.",
+            f"Wide load: {wide['series']:,} active series ({WIDE_INSTANCES} instances x 200, "
+            f"each exporting every 5 s) for {wide['seconds']:.0f} s; RSS at the end "
+            f"{(wide['rss_end'] or 0) / mib:.0f} MiB; target (issue 11) <= 150 MiB.",
         ],
-        "details": {"steady": steady, "storage": storage, "dataset": meta},
+        "details": {"steady": steady, "wide": wide, "storage": storage, "dataset": meta},
     }

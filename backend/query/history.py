@@ -89,8 +89,15 @@ def distribution(
     filters: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Merged histogram of a metric over a window: buckets, percentiles, error bound."""
-    series, rows = _window(store, metric, start, end, filters)
-    agg = merge_all([a for _, a in rows])
+    mapped = {LABEL_KEYS.get(k, k): v for k, v in (filters or {}).items()}
+    series = store.series(metric, mapped)
+    ids = [s.id for s in series]
+    totals = (
+        store.window_totals(ids, start, end, histograms=True, align=choose_resolution(start, end))
+        if ids
+        else {}
+    )
+    agg = merge_all(list(totals.values()))
     scale = agg.exponential.scale if agg.exponential is not None else None
     pct: dict[str, Any] = {}
     for q in (50, 90, 95, 99):

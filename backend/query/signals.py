@@ -624,24 +624,43 @@ def evaluate_range(
     res = resolution or choose_resolution(start, end, step)
     origin = bucket_start(start, step)
     times = list(range(origin, math.ceil(end), step))
-    data = _read(store, sig, origin, end, res, filters, step, origin)
-    by_step: dict[int, dict[str, list[tuple[SeriesInfo, Aggregate]]]] = defaultdict(dict)
-    for metric, rows in data.items():
-        for info, t, agg in rows:
-            by_step[t].setdefault(metric, []).append((info, agg))
+    # Closed windows computed before (same signal, grouping, filters, step, resolution)
+    # are reused; only the rest is read and computed.
+    memo_key = (sig.name, keys, tuple(sorted((filters or {}).items())), step, res, origin % step)
+    kept, sealed, gen = store.closed_results(memo_key, step, origin)
+    todo = [t for t in times if t not in kept or t + step > sealed]
+    computed: dict[int, dict[tuple[str, ...], SignalPoint]] = {}
+    if todo:
+        data = _read(store, sig, todo[0], end, res, filters, step, origin)
+        by_step: dict[int, dict[str, list[tuple[SeriesInfo, Aggregate]]]] = defaultdict(dict)
+        for metric, rows in data.items():
+            for info, t, agg in rows:
+                by_step[t].setdefault(metric, []).append((info, agg))
+        for t in todo:
+            points: dict[tuple[str, ...], SignalPoint] = {}
+            for labels, frame in _frames(sig, keys, by_step.get(t, {})).items():
+                if not keys and not frame:
+                    continue
+                c = sig.compute(frame, float(step))
+                points[labels] = SignalPoint(t, c.value, c.samples, c.lower, c.upper)
+            computed[t] = points
+        closed = {t: p for t, p in computed.items() if t + step <= sealed}
+        if closed:
+            floor = origin - 86_400  # forget windows far behind the newest reader
+            store.keep_results(
+                memo_key, gen, {**{t: p for t, p in kept.items() if t >= floor}, **closed}
+            )
     series: dict[tuple[str, ...], SignalSeries] = {}
     for t in times:
-        for labels, frame in _frames(sig, keys, by_step.get(t, {})).items():
-            if not keys and not frame:
-                continue
-            c = sig.compute(frame, float(step))
+        window = computed[t] if t in computed else kept.get(t, {})
+        for labels, point in window.items():
             target = series.setdefault(labels, SignalSeries(dict(zip(keys, labels, strict=True))))
-            target.points.append(SignalPoint(t, c.value, c.samples, c.lower, c.upper))
+            target.points.append(point)
     out = []
     for labels in sorted(series):
         have = {p.time: p for p in series[labels].points}
-        points = [have.get(t) or SignalPoint(t, None, 0.0) for t in times]
-        out.append(SignalSeries(series[labels].labels, points))
+        line = [have.get(t) or SignalPoint(t, None, 0.0) for t in times]
+        out.append(SignalSeries(series[labels].labels, line))
     if not keys and not out:
         out.append(SignalSeries({}, [SignalPoint(t, None, 0.0) for t in times]))
     return out
@@ -667,6 +686,7 @@ def latest_time(
     latest = 0
     for metric in metrics:
         ids = [s.id for s in store.series(metric, mapped)]
-        for _, _, agg in store.read(ids, res, bucket_start(start, res), end, histograms=False):
-            latest = max(latest, agg.last_ns)
+        if ids:
+            totals = store.window_totals(ids, start, end, histograms=False, align=res)
+            latest = max([latest, *(agg.last_ns for agg in totals.values())])
     return latest / 1e9 if latest else None

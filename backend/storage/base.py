@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from backend.storage.aggregate import Aggregate
 
@@ -254,6 +254,12 @@ class MetricStore(Protocol):
         align: int = 10,
     ) -> dict[int, Aggregate]:
         """One aggregate per series over buckets in [start aligned down, end), planned."""
+
+    def closed_results(self, key: Any, step: int, origin: int) -> tuple[dict[int, Any], int, int]:
+        """Kept results of closed windows for `key`: (by window start, sealed end, generation)."""
+
+    def keep_results(self, key: Any, generation: int, results: dict[int, Any]) -> None:
+        """Keep per-window results of windows that ended by the sealed end."""
 
     def metrics(self) -> list[MetricInfo]:
         """Return every metric name with its kind, unit and series count."""

@@ -436,6 +436,11 @@ class Engine:
         parts: dict[int, list[Aggregate]] = {}
         with self._rw.shared():
             gen = self.cache.generation(self.head.late_writes)
+            whole = ("T", tuple(sids), lo, end, histograms)
+            if end <= sealed:  # a closed window (a fixed past range): maybe asked before
+                done: dict[int, Aggregate] | None = self.cache.get(whole, gen)
+                if done is not None:
+                    return done
             for res, seg_lo, seg_hi in plan(lo, end):
                 key = ("t", tuple(sids), res, seg_lo, seg_hi, histograms)
                 closed = seg_hi <= sealed
@@ -450,7 +455,26 @@ class Engine:
                         self.cache.put(key, gen, got)
                 for sid, agg in got.items():
                     parts.setdefault(sid, []).append(agg)
-        return {sid: aggs[0] if len(aggs) == 1 else merge_all(aggs) for sid, aggs in parts.items()}
+            out = {
+                sid: aggs[0] if len(aggs) == 1 else merge_all(aggs) for sid, aggs in parts.items()
+            }
+            if end <= sealed:
+                self.cache.put(whole, gen, out)
+        return out
+
+    def closed_results(self, key: Any, step: int, origin: int) -> tuple[dict[int, Any], int, int]:
+        """Results a caller kept for closed windows of `key`: (by window start, sealed, gen).
+
+        Windows ending by `sealed` can be kept with `keep_results`; a late write or
+        retention starts a new generation and drops them.
+        """
+        gen = self.cache.generation(self.head.late_writes)
+        have = self.cache.get(("r", key), gen)
+        return (dict(have) if have else {}), self._sealed(step, origin), gen
+
+    def keep_results(self, key: Any, generation: int, results: dict[int, Any]) -> None:
+        """Keep per-window results of closed windows (see `closed_results`)."""
+        self.cache.put(("r", key), generation, results)
 
     def _sealed(self, step: int, origin: int) -> int:
         """The end of the newest window that no ordinary write can change any more."""
