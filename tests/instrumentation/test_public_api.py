@@ -7,6 +7,8 @@ import mlpulse_instrumentation
 
 def test_exported_members_are_pinned() -> None:
     assert sorted(mlpulse_instrumentation.__all__) == [
+        "BoundCache",
+        "BoundModel",
         "CacheTelemetry",
         "ModelTelemetry",
         "Telemetry",
