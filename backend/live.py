@@ -4,9 +4,9 @@ Ingest announces each commit through `backend.live_push.LivePusher`, which publi
 `ingest` event carrying the newest data; the alert engine publishes `alert` events through
 the same broker (`request.app.state.broker.publish("alert", {...})`, from any thread).
 
-A subscriber says what it wants pushed: `GET /events?snapshot=1` adds the
-`/metrics/current` snapshot to each `ingest` event, `&range=3600&step=30` the newest steps
-of the charted signals for that view (the page's time range and step). The broker only
+A subscriber says what it wants pushed: `GET /events?snapshot=1` adds a `snapshot` event
+(the `/metrics/current` document) after each `ingest` event, `&range=3600&step=30` the
+newest steps of the charted signals for that view to the `ingest` event (the page's time range and step). The broker only
 collects these interests (`Broker.interests()`); the pusher computes them once per burst.
 
 Each subscriber has a bounded queue: a slow browser that falls behind never blocks a
@@ -225,8 +225,9 @@ async def events(
     ] = None,
     step: Annotated[int | None, Query(description="the page's step, seconds")] = None,
 ) -> StreamingResponse:
-    """Server-Sent Events: `ingest` after commits (with what the subscriber asked to be
-    pushed), `alert` on transitions, `resync` when this subscriber fell behind."""
+    """Server-Sent Events: `ingest` after commits (with the newest chart steps of the
+    subscriber's view), `snapshot` after it (when asked for), `alert` on transitions,
+    `resync` when this subscriber fell behind."""
     broker: Broker = request.app.state.broker
     view = _view(range_s, step)
 

@@ -224,7 +224,7 @@ export class LiveStream {
       this.stopPolling();
       this.setState("live");
     });
-    for (const type of ["ingest", "alert", "resync"]) {
+    for (const type of ["ingest", "snapshot", "alert", "resync"]) {
       source.addEventListener(type, (ev) => {
         this.lastMessageAt = Date.now();
         let data = null;

@@ -3,9 +3,9 @@
  * live events (SSE `ingest` / `alert` / `resync`, or polling every 5 s when the stream is
  * down).
  *
- * An `ingest` event carries the update itself (the snapshot numbers and the newest steps
- * of every chart, computed once by the backend for the page's range and step): the page
- * draws it without a request. Only the whole-range views (distribution, exemplars, the
+ * An `ingest` event carries the newest steps of every chart (computed once by the backend
+ * for the page's range and step), the `snapshot` event after it the snapshot numbers: the
+ * page draws both without a request. Only the whole-range views (distribution, exemplars, the
  * per-route table) are re-fetched, lazily, at most every SLOW_REFRESH_MS.
  */
 
@@ -223,33 +223,50 @@ function slowRefresh() {
 }
 
 /**
- * Apply an `ingest` event that carries its update; false when it carries none (the page
- * then re-fetches, as before pushes existed).
+ * Apply an `ingest` event: the newest steps of the charts come with it (for the page's
+ * view); when they do not fit, the charts fetch their newest steps instead.
  */
-function applyPush(data) {
-  const snap = data?.snapshot?.doc;
-  if (!snap) return false;
-  const commit = f.isNum(data.committed_at) ? data.committed_at : 0;
+function applyIngest(data) {
+  const commit = f.isNum(data?.committed_at) ? data.committed_at : 0;
   newestCommit = Math.max(newestCommit, commit);
-  // Freshness on the server's clock: the data is as old as the commit was when computed.
+  // Freshness on the server's clock: the data was this old when the update was computed.
   health.reachable = true;
-  health.ageAtFetch = f.isNum(data.computed_at) ? Math.max(0, data.computed_at - commit) : 0;
+  health.ageAtFetch = f.isNum(data?.computed_at) ? Math.max(0, data.computed_at - commit) : 0;
   health.fetchedAt = Date.now();
-  applyCurrent(snap);
-  renderStatus();
   if (range.isLive) {
     lastPush = data;
-    const pushed = pushedWindow(data);
     if (!chartsLoading) {
       updateExportLinks();
       const w = range.window();
-      if (!graphs.applyPushed(w, pushed)) graphs.tail(w, false).then(() => overview.setSparks(graphs.sparkData()));
+      if (!graphs.applyPushed(w, pushedWindow(data))) {
+        graphs.tail(w, false).then(() => {
+          overview.setSparks(graphs.sparkData());
+          markLive(commit, "fetch");
+        });
+        slowRefresh();
+        return;
+      }
     }
   }
   overview.setSparks(graphs.sparkData());
   markLive(newestCommit, "push");
   slowRefresh();
-  return true;
+}
+
+/** @type {any} the newest `snapshot` event */
+let lastSnapshot = null;
+let snapshots = 0;
+
+/** Apply a `snapshot` event: the `/metrics/current` document, computed after a commit. */
+function applySnapshot(data) {
+  if (!data?.doc) return;
+  lastSnapshot = data;
+  applyCurrent(data.doc);
+  renderStatus();
+  snapshots += 1;
+  // For the live benchmark and the tests, like markLive for the charts.
+  document.body.dataset.liveSnapshotCommittedAt = String(data.committed_at ?? 0);
+  document.body.dataset.liveSnapshots = String(snapshots);
 }
 
 /** The server dropped events this page was too slow to take: fetch everything again. */
@@ -430,10 +447,9 @@ async function start() {
     onEvent: (type, data) => {
       if (type === "alert") { refreshAlerts(); return; }
       if (type === "resync") { resync(); return; }
+      if (type === "snapshot") { applySnapshot(data); return; }
       if (type !== "ingest") return;
-      if (applyPush(data)) return;
-      if (f.isNum(data?.committed_at)) newestCommit = Math.max(newestCommit, data.committed_at);
-      liveRefresh();
+      applyIngest(data);
     },
     onPoll: async () => {
       try {
@@ -453,4 +469,4 @@ async function start() {
 start();
 
 // For the tests and the console: the panels, the range and the newest pushed event.
-export { graphs, range, lastPush };
+export { graphs, range, lastPush, lastSnapshot };

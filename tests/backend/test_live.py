@@ -159,13 +159,15 @@ def test_pushed_update_equals_what_the_page_would_fetch(backend: Backend) -> Non
     view = {"snapshot": "1", "range": 3600, "step": 30}
     events: list[tuple[str, Any]] = []
     ready = threading.Event()
-    reader = threading.Thread(target=_read_events, args=(backend.url, 1, events, ready, view))
+    reader = threading.Thread(target=_read_events, args=(backend.url, 2, events, ready, view))
     reader.start()
     assert ready.wait(5)
     provider = _traffic(backend.url)
     reader.join(20)
-    ((name, data),) = events
-    assert name == "ingest" and data["points"] > 0 and data["services"] == ["mlapi"]
+    # The charts' newest steps first, then the snapshot.
+    ((name, data), (name2, snap)) = events
+    assert (name, name2) == ("ingest", "snapshot")
+    assert data["points"] > 0 and data["services"] == ["mlapi"]
     assert data["computed_at"] >= data["committed_at"]
 
     # The newest steps: exactly what /metrics/history answers for those steps.
@@ -189,7 +191,7 @@ def test_pushed_update_equals_what_the_page_would_fetch(backend: Backend) -> Non
     assert any(v for v in values["p95_latency_ms"])
 
     # The snapshot: the /metrics/current document at the moment it was computed.
-    snap = data["snapshot"]
+    assert snap["committed_at"] == data["committed_at"] and snap["at"] == data["computed_at"]
     window = snap["window_seconds"]
     again = backend.get("/metrics/summary", **{"from": snap["at"] - window, "to": snap["at"]})
     assert snap["doc"] == again
@@ -201,13 +203,13 @@ def test_commits_during_a_computation_are_coalesced(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pusher = backend.app.state.pusher
-    compute = pusher.compute
+    publish = pusher._publish
 
-    def slow_compute(now: float | None = None) -> dict[str, Any]:
+    def slow_publish(event: dict[str, Any]) -> None:
         time.sleep(0.2)  # as on a big store: commits keep arriving meanwhile
-        return compute(now)
+        publish(event)
 
-    monkeypatch.setattr(pusher, "compute", slow_compute)
+    monkeypatch.setattr(pusher, "_publish", slow_publish)
     events: list[tuple[str, Any]] = []
     ready = threading.Event()
     params = {"snapshot": "1", "range": 900, "step": 10}
@@ -229,19 +231,26 @@ def test_commits_during_a_computation_are_coalesced(
         assert resp.status_code == 200
     posting = time.perf_counter() - started
     deadline = time.monotonic() + 20
-    while sum(d.get("commits", 0) for _, d in events) < exports and time.monotonic() < deadline:
+
+    def done() -> bool:
+        announced = sum(d.get("commits", 0) for e, d in events if e == "ingest")
+        return announced == exports and events[-1][0] == "snapshot"
+
+    while not done() and time.monotonic() < deadline:
         time.sleep(0.05)
     backend.app.state.broker.close()  # ends the stream: the reader returns
     reader.join(5)
     # Ingest never waited for the computations (30 of them would take 6 s).
     assert posting < 3
     # Every commit announced exactly once, in far fewer computations than exports.
-    assert sum(d["commits"] for _, d in events) == exports
-    assert sum(d["points"] for _, d in events) == exports
-    assert pusher.computations == len(events) <= 2 + posting / 0.2
-    # The last event covers the last commit, and its snapshot counts every export.
-    last = events[-1][1]
-    assert last["snapshot"]["doc"]["model_metrics"]["unknown"]["predictions_count"] == exports
+    ingests = [d for e, d in events if e == "ingest"]
+    snapshots = [d for e, d in events if e == "snapshot"]
+    assert sum(d["commits"] for d in ingests) == exports
+    assert sum(d["points"] for d in ingests) == exports
+    assert pusher.computations == len(ingests) == len(snapshots) <= 2 + posting / 0.2
+    # The last snapshot covers the last commit and counts every export.
+    assert snapshots[-1]["committed_at"] == ingests[-1]["committed_at"]
+    assert snapshots[-1]["doc"]["model_metrics"]["unknown"]["predictions_count"] == exports
 
 
 def test_a_plain_subscriber_costs_no_computation(backend: Backend) -> None:

@@ -260,6 +260,7 @@ def test_a_new_ingest_appears_without_a_reload(page: PageProbe, backend: Backend
     pg.evaluate("document.querySelector('[data-chart=requests] .uplot').__sameChart = true")
     points_before = pg.locator("[data-chart=requests]").get_attribute("data-points")
     updates = int(pg.evaluate("Number(document.body.dataset.liveUpdates || 0)"))
+    snapshots = int(pg.evaluate("Number(document.body.dataset.liveSnapshots || 0)"))
     history_calls = len(responses(page, "/metrics/history"))
 
     new_model = f"live-{time.monotonic_ns()}"
@@ -270,13 +271,14 @@ def test_a_new_ingest_appears_without_a_reload(page: PageProbe, backend: Backend
     pg.wait_for_function(
         f"() => Number(document.body.dataset.liveUpdates || 0) > {updates}", timeout=15_000
     )
+    pg.wait_for_function(  # the numbers follow in the `snapshot` event
+        f"() => Number(document.body.dataset.liveSnapshots || 0) > {snapshots}", timeout=15_000
+    )
 
     def read() -> tuple[dict[str, Any], float | None]:
         # The snapshot came with the event (no /metrics/current request): the pushed one.
-        pushed = pg.evaluate("async () => (await import('/js/main.js')).lastPush")
-        return pushed["snapshot"]["doc"], value_of(
-            page, "#api-perf [data-stat='requests'] [data-role=value]"
-        )
+        pushed = pg.evaluate("async () => (await import('/js/main.js')).lastSnapshot")
+        return pushed["doc"], value_of(page, "#api-perf [data-stat='requests'] [data-role=value]")
 
     doc, shown = stable(page, read)
     assert new_model in doc["model_metrics"]

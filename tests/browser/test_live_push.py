@@ -41,7 +41,7 @@ async () => {
   const cache = (set) =>
     set ? [...set.series.values()].flatMap((e) => [...e.points.entries()]) : [];
   return {
-    w, charts, push: m.lastPush,
+    w, charts, push: m.lastPush, snap: m.lastSnapshot,
     hits: cache(m.graphs.cacheHits), misses: cache(m.graphs.cacheMisses),
     updates: Number(document.body.dataset.liveUpdates || 0),
     source: document.body.dataset.liveSource || "",
@@ -64,10 +64,15 @@ def _api_requests(probe: PageProbe, since: int = 0) -> list[Any]:
 
 def _push_once(pg: Any, backend: Backend, **tick: Any) -> dict[str, Any]:
     """One export (as mlapi does every 5 s); return the page state once it is drawn."""
-    before = int(pg.evaluate("Number(document.body.dataset.liveUpdates || 0)"))
+    count = "Number(document.body.dataset.{} || 0)"
+    charts, numbers = (int(pg.evaluate(count.format(k))) for k in ("liveUpdates", "liveSnapshots"))
     backend.traffic.tick(at=time.time(), **tick)
+    # The charts' steps (the `ingest` event), then the numbers (the `snapshot` event).
     pg.wait_for_function(
-        f"() => Number(document.body.dataset.liveUpdates || 0) > {before}", timeout=15_000
+        f"() => {count.format('liveUpdates')} > {charts} && {count.format('liveSnapshots')} > "
+        f"{numbers} && document.body.dataset.liveSnapshotCommittedAt === "
+        "document.body.dataset.liveCommittedAt",
+        timeout=15_000,
     )
     state: dict[str, Any] = pg.evaluate(PAGE_STATE)
     return state
@@ -135,7 +140,8 @@ def test_a_pushed_update_is_drawn_without_a_request_and_equals_the_fetched_numbe
     assert float(gauge or "nan") == pytest.approx(100 * hits / (hits + misses), rel=1e-12)
 
     # The snapshot: /metrics/current as of the moment it was computed, shown as is.
-    snap = push["snapshot"]
+    snap = state["snap"]
+    assert snap["committed_at"] == push["committed_at"]
     at, window = snap["at"], snap["window_seconds"]
     assert snap["doc"] == backend.get("/metrics/summary", **{"from": at - window, "to": at})
     doc = snap["doc"]
