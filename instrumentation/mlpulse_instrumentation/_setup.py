@@ -83,6 +83,19 @@ _active: set[Telemetry] = set()
 _active_lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    # The SDK restarts its export threads in a forked child, but the resource (and so
+    # service.instance.id) is the parent's: two workers would report as one instance.
+    if _active:
+        _log.warning(
+            "process forked after instrument_app: this worker shares the parent's "
+            "service.instance.id; call instrument_app in each worker (no gunicorn --preload)"
+        )
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Telemetry:
     """The instrumentation of one app: its providers and its model and cache recorders.
 

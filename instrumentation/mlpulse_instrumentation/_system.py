@@ -43,9 +43,10 @@ class SystemSampler:
     """
 
     def __init__(self, mountpoints: Sequence[str] = ("/",)) -> None:
-        self._process = psutil.Process(os.getpid())
+        self._pid = os.getpid()
+        self._process_handle = psutil.Process(self._pid)
         self._cpu_count = psutil.cpu_count() or 1
-        self._create_time = self._process.create_time()
+        self._create_time = self._process_handle.create_time()
         self._mountpoints = tuple(mountpoints)
         self._mount_attributes = {m: {FILESYSTEM_MOUNTPOINT: m} for m in self._mountpoints}
         self._mode_attributes = {
@@ -65,6 +66,15 @@ class SystemSampler:
             system_memory=self._system_memory,
             filesystem=self._filesystem,
         )
+
+    @property
+    def _process(self) -> psutil.Process:
+        # After a fork (gunicorn --preload) the child must read its own process.
+        if os.getpid() != self._pid:
+            self._pid = os.getpid()
+            self._process_handle = psutil.Process(self._pid)
+            self._create_time = self._process_handle.create_time()
+        return self._process_handle
 
     def _process_times(self) -> tuple[float, float, float]:
         times = self._process.cpu_times()

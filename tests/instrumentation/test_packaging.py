@@ -105,6 +105,7 @@ def test_instrumentation_tests_pass_at_both_ends_of_the_sdk_range(end: str) -> N
             f"opentelemetry-api=={sdk}",
             f"opentelemetry-sdk=={sdk}",
             f"opentelemetry-exporter-otlp-proto-http=={sdk}",
+            f"opentelemetry-exporter-otlp-proto-grpc=={sdk}",  # the [grpc] extra
             f"opentelemetry-instrumentation-fastapi=={contrib}",
             # what the tests themselves use
             "pytest>=8,<10", "pytest-timeout>=2.3,<3", "fastapi>=0.115,<1", "httpx>=0.27,<1",
