@@ -19,6 +19,7 @@ from backend.query.signals import (
     evaluate,
     latest_time,
 )
+from backend.query.view import read_once
 from backend.storage.base import MetricStore
 from backend.storage.rollup import bucket_start
 
@@ -68,6 +69,7 @@ def snapshot(
     store: MetricStore, end: float, window: float, service: str | None = None
 ) -> dict[str, Any]:
     """Compute the four panels over [end - window, end), optionally for one service."""
+    store = read_once(store)
     start = end - window
     filters = {"service": service} if service else None
 

@@ -137,6 +137,7 @@ class PersistentStore(Protocol):
         new_series: Sequence[tuple[bytes, SeriesKey, int, float]],
         head: Sequence[tuple[int, bytes]],
         buckets: Mapping[tuple[int, int, int], Aggregate],
+        maybe_stored: set[tuple[int, int, int]],
         intervals: Iterable[DeltaInterval],
         wal_segment: int | None,
         last_ingest: float | None,

@@ -43,7 +43,7 @@ from backend.storage.base import (
     SeriesKey,
     StorageBusyError,
 )
-from backend.storage.head import CLOSE_GRACE_S, BucketKey, Head
+from backend.storage.head import CLOSE_GRACE_S, BucketKey, Head, bucket_of
 from backend.storage.locks import ReadWriteLock
 from backend.storage.planner import ResultCache, plan
 from backend.storage.wal import WriteAheadLog
@@ -139,8 +139,10 @@ class Engine:
         for sid, blob in store.load_head():
             self.head.load_entry(sid, blob)
         for sid, state in store.load_legacy_states().items():
-            self.head.entry(sid).state = state
-            self.head.entry(sid).base = state.cumulative
+            e = self.head.entry(sid)
+            e.state, e.base = state, state.cumulative
+            # Schema 1 wrote every point into its buckets: those of the last point exist.
+            e.written = {res: bucket_of(state.time_ns, res) for res in (10, 60, 3600)}
             self.head.dirty.add(sid)
         self.wal = WriteAheadLog(wal_dir, sync=sync)
         replayed = 0
@@ -234,6 +236,7 @@ class Engine:
             with self.lock:
                 self.head.close_quiet(time.time())
                 buckets, self.head.pending = self.head.pending, {}
+                maybe, self.head.maybe_stored = self.head.maybe_stored, set()
                 blobs = [
                     (sid, self.head.dump_entry(sid))
                     for sid in self.head.dirty
@@ -261,6 +264,7 @@ class Engine:
                     new_series=new_series,
                     head=blobs,
                     buckets=buckets,
+                    maybe_stored=maybe,
                     intervals=intervals,
                     wal_segment=covered,
                     last_ingest=last_ingest,
@@ -273,6 +277,7 @@ class Engine:
                     for key, agg in buckets.items():
                         cur = self.head.pending.get(key)
                         self.head.pending[key] = agg if cur is None else merge(cur, agg)
+                    self.head.maybe_stored |= maybe | set(buckets)  # merge on the retry
                     self.head.dirty |= {sid for sid, _ in blobs}
                     self.registry.new[:0] = new_series
                     self.intervals |= intervals

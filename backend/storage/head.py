@@ -76,6 +76,7 @@ class SeriesHead:
     # The closed 10 s buckets of the open minute / hour, merged in one numpy pass
     # (`merge_all`) when read or flushed rather than one merge per close.
     roll: dict[int, list[Aggregate]] = field(default_factory=dict)
+    written: dict[int, int] = field(default_factory=dict)  # resolution -> newest emitted bucket
     _view: Aggregate | None = None  # cached open-bucket aggregate
     _view_ok: bool = False
 
@@ -104,6 +105,7 @@ class Head:
         self.max_exemplars = max_exemplars
         self.series: dict[int, SeriesHead] = {}
         self.pending: dict[BucketKey, Aggregate] = {}
+        self.maybe_stored: set[BucketKey] = set()  # pending keys the store may hold already
         self.dirty: set[int] = set()
         self.late_writes = 0  # writes into buckets that had closed: bumps query caches
         self.now = 0.0  # the server time of the export being applied
@@ -122,7 +124,14 @@ class Head:
 
     # --- buckets ----------------------------------------------------------------------
 
-    def _emit(self, key: BucketKey, agg: Aggregate) -> None:
+    def _emit(self, e: SeriesHead, res: int, ts: int, agg: Aggregate, late: bool = False) -> None:
+        key = (res, e.sid, ts)
+        # Buckets close in time order per series: one after the newest written is new to
+        # the store (a plain insert); others may exist there and are merged with it.
+        if late or ts <= e.written.get(res, -1):
+            self.maybe_stored.add(key)
+        else:
+            e.written[res] = ts
         cur = self.pending.get(key)
         self.pending[key] = agg if cur is None else merge(cur, agg, self.max_exemplars)
 
@@ -133,7 +142,7 @@ class Head:
         agg = e.open_bucket()
         ts = e.open_ts
         if agg is not None:
-            self._emit((10, e.sid, ts), agg)
+            self._emit(e, 10, ts, agg)
             for res in RESOLUTIONS[1:]:
                 rts = ts // res * res
                 if e.roll_ts.get(res) != rts:
@@ -153,7 +162,7 @@ class Head:
         parts = e.roll.pop(res, None)
         rts = e.roll_ts.pop(res, None)
         if parts and rts is not None:
-            self._emit((res, e.sid, rts), _merged(parts, self.max_exemplars))
+            self._emit(e, res, rts, _merged(parts, self.max_exemplars))
 
     def _into_open(self, e: SeriesHead, time_ns: int) -> bool:
         """Make the bucket of `time_ns` the open one; False if it closed already."""
@@ -175,7 +184,7 @@ class Head:
         """A delta point into a closed bucket: straight to `pending` at every resolution."""
         self.late_writes += 1
         for res in RESOLUTIONS:
-            self._emit((res, sid, bucket_of(time_ns, res)), delta.copy())
+            self._emit(self.entry(sid), res, bucket_of(time_ns, res), delta.copy(), late=True)
 
     def close_quiet(self, now_s: float) -> None:
         """Close buckets whose end is more than CLOSE_GRACE_S in the past."""
@@ -292,17 +301,26 @@ class Head:
         """Serialize one series' head state (for the checkpoint)."""
         e = self.series[sid]
         return pickle.dumps(
-            (e.state, e.base, e.acc, e.points, e.fresh, e.exemplars, e.open_ts, e.roll_ts, e.roll),
+            (
+                e.state,
+                e.base,
+                e.acc,
+                e.points,
+                e.fresh,
+                e.exemplars,
+                e.open_ts,
+                e.roll_ts,
+                e.roll,
+                e.written,
+            ),
             protocol=pickle.HIGHEST_PROTOCOL,
         )
 
     def load_entry(self, sid: int, blob: bytes) -> None:
         """Restore one series' head state written by `dump_entry`."""
         # Our own checkpoint in our own database file, never client data.
-        state, base, acc, points, fresh, exemplars, open_ts, roll_ts, roll = pickle.loads(blob)  # noqa: S301
-        self.series[sid] = SeriesHead(
-            sid, state, base, acc, points, fresh, exemplars, open_ts, roll_ts, roll
-        )
+        fields = pickle.loads(blob)  # noqa: S301
+        self.series[sid] = SeriesHead(sid, *fields)
 
 
 def _went_down(sample: Sample, prev: Aggregate) -> bool:

@@ -200,14 +200,17 @@ def _bucket_row(res: int, sid: int, ts: int, agg: Aggregate) -> tuple[Any, ...]:
 
 
 def _merge_buckets(
-    conn: sqlite3.Connection, rows: Mapping[tuple[int, int, int], Aggregate]
+    conn: sqlite3.Connection,
+    rows: Mapping[tuple[int, int, int], Aggregate],
+    maybe_stored: set[tuple[int, int, int]],
 ) -> None:
     """Merge each (resolution, series id, bucket start) aggregate into what is stored.
 
-    Closed buckets are usually new rows; the ones that exist (a late point, a bucket
-    a previous checkpoint wrote) are read in one batch per chunk of keys and merged.
+    Closed buckets are usually new rows; the ones that may exist (`maybe_stored`: a
+    late point, a bucket a previous checkpoint wrote part of) are read in one batch per
+    chunk of keys and merged.
     """
-    keys = list(rows)
+    keys = [k for k in rows if k in maybe_stored]  # the others are new rows
     stored: dict[tuple[int, int, int], Aggregate] = {}
     for i in range(0, len(keys), _INTERVALS_PER_QUERY):
         chunk = keys[i : i + _INTERVALS_PER_QUERY]
@@ -473,6 +476,7 @@ class SQLiteStore:
         new_series: Sequence[tuple[bytes, SeriesKey, int, float]],
         head: Sequence[tuple[int, bytes]],
         buckets: Mapping[tuple[int, int, int], Aggregate],
+        maybe_stored: set[tuple[int, int, int]],
         intervals: Iterable[DeltaInterval],
         wal_segment: int | None,
         last_ingest: float | None,
@@ -505,7 +509,7 @@ class SQLiteStore:
                     ],
                 )  # fmt: skip
                 if buckets:
-                    _merge_buckets(conn, buckets)
+                    _merge_buckets(conn, buckets, maybe_stored)
                 conn.executemany(
                     "INSERT OR REPLACE INTO head_state (series_id, state) VALUES (?, ?)", head
                 )
