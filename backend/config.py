@@ -65,6 +65,10 @@ class BackendSettings(BaseSettings):
     # NORMAL in WAL mode: a committed transaction survives a crash of the process (kill -9);
     # FULL also survives power loss, at an fsync per commit.
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    # How often the engine writes its in-memory head to the database (and cuts the WAL).
+    checkpoint_interval_s: float = Field(default=2.0, gt=0, le=60)
+    # Ingest answers 503 + Retry-After once the head could not be written for this long.
+    checkpoint_backlog_s: float = Field(default=30.0, gt=0)
     retention_10s: timedelta = timedelta(hours=24)
     retention_1m: timedelta = timedelta(days=7)
     retention_1h: timedelta = timedelta(days=90)
