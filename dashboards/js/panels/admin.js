@@ -1,9 +1,10 @@
 /**
  * Admin: actions on mlapi through the backend's `/admin/*` proxy (retrain, clear the cache,
- * fault scenarios), diagnostics and the effective configuration (secrets redacted there).
+ * fault scenarios), diagnostics and the effective configuration (secrets redacted there),
+ * and the backend's own ingest health: OTLP points refused, by reason.
  */
 
-import { send, storedToken } from "../api.js";
+import { getJSON, send, storedToken } from "../api.js";
 import { h, replace, empty, failed, loading } from "../dom.js";
 
 export const SCENARIOS = [
@@ -23,6 +24,8 @@ export class AdminPanel {
     this.els = els;
     this.hooks = hooks;
     this.renderActions();
+    this.rejections = h("div", { class: "admin-doc", "data-role": "rejections" });
+    this.els.actions.append(this.rejections);
     this.renderScenarios();
     this.renderLoader(els.diagnostics, "Diagnostics", "admin/diagnostics");
     this.renderLoader(els.config, "Configuration", "admin/config");
@@ -82,8 +85,29 @@ export class AdminPanel {
       h("div", { class: "form-row" }, h("label", {}, "Run for", minutes), stop), status);
   }
 
+  /** Show the refused OTLP points by reason (`GET /ingest/rejections`, an open read). */
+  async refreshRejections() {
+    let doc;
+    try {
+      doc = await getJSON("ingest/rejections");
+    } catch (err) {
+      replace(this.rejections, failed(`Ingest rejections unavailable: ${err.message}`));
+      return;
+    }
+    const rows = Object.entries(doc.by_reason ?? {}).filter(([, n]) => n > 0);
+    const head = h("div", { class: "text" }, h("strong", {}, "Rejected points by reason"),
+      h("span", {}, `${doc.total ?? 0} OTLP point(s) refused since the backend started`));
+    replace(this.rejections, head, rows.length
+      ? h("table", { class: "table" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Reason"), h("th", {}, "Points"))),
+        h("tbody", {}, ...rows.map(([reason, n]) => h("tr", { "data-reason": reason },
+          h("td", { class: "mono" }, reason), h("td", {}, String(n))))))
+      : empty("No point refused", "Exporters send only data the backend can store."));
+  }
+
   /** Show mlapi's running scenario, when this tab already holds the token (never asks). */
   async refresh() {
+    this.refreshRejections();
     if (!storedToken()) return;
     try {
       this.showScenario(await send("GET", "admin/scenario", undefined, { ask: false }));
