@@ -5,9 +5,10 @@ Ingest announces each commit through `backend.live_push.LivePusher`, which publi
 the same broker (`request.app.state.broker.publish("alert", {...})`, from any thread).
 
 A subscriber says what it wants pushed: `GET /events?snapshot=1` adds a `snapshot` event
-(the `/metrics/current` document) after each `ingest` event, `&range=3600&step=30` the
-newest steps of the charted signals for that view to the `ingest` event (the page's time range and step). The broker only
-collects these interests (`Broker.interests()`); the pusher computes them once per burst.
+(the `/metrics/current` document) after each `ingest` event, `&range=3600&step=30` (the
+page's time range and step) the newest steps of the charted signals for that view to the
+`ingest` event. The broker only collects these interests (`Broker.interests()`); the
+pusher (`backend.live_push`) computes them once per burst of commits.
 
 Each subscriber has a bounded queue: a slow browser that falls behind never blocks a
 publisher; when its queue is full, the queued events are replaced by one `resync` event
