@@ -195,6 +195,7 @@ def _export(data: st.DataObject) -> tuple[bytes, str, str | None]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(int(BUDGET_S) + 240)  # the suite's 300 s would cut a long run short
 def test_mutated_exports_get_only_documented_statuses(backend: Backend) -> None:
     statuses: Counter[int] = Counter()
     slowest = 0.0
