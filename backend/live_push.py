@@ -1,12 +1,12 @@
 """Pushed live updates: after a commit, compute once what every open page would re-fetch.
 
 `LivePusher` sits between ingest and the broker. Ingest calls `committed(result)` after
-each commit (cheap, never blocks); a worker thread then computes, through the query
+each commit (cheap, never blocks); two worker threads then compute, through the query
 layer's public functions, the newest windows of the signals the page charts (sent in the
-`ingest` event) and then the `/metrics/current` snapshot (sent right after, in a
-`snapshot` event: the charts do not wait for its ~30 signals). Commits that arrive while
-it computes are coalesced into the next computation: a burst of exports costs two
-computations, never one per export, and ingest never waits for it.
+`ingest` event) and the `/metrics/current` snapshot (sent in a `snapshot` event: the
+charts never wait for its ~30 signals). Commits that arrive while a worker computes are
+coalesced into its next computation: a burst of exports costs two computations, never
+one per export, and ingest never waits for them.
 
 What gets computed depends on who listens (`GET /events?snapshot=1&range=3600&step=30`,
 see `backend.live`): the snapshot when a subscriber asked for it, and for each distinct
@@ -28,7 +28,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,11 +112,44 @@ def newest_windows(
     )
 
 
+class _Worker:
+    """A daemon thread that runs `work()` once per wake-up, wake-ups during it coalesced."""
+
+    def __init__(self, name: str, work: Callable[[], None]) -> None:
+        self._work = work
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def close(self, timeout: float) -> None:
+        self._closed = True
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closed:
+                return
+            try:
+                self._work()
+            except Exception:  # the next commit tries again
+                log.exception("live push: %s failed", self._thread.name)
+
+
 class LivePusher:
     """Publishes an `ingest` event per burst of commits, with the newest data computed once.
 
-    Thread-safe; `committed` may be called from the event loop or any thread. The worker
-    thread starts with the first commit and stops at `close()`.
+    Two workers, each coalescing on its own: one publishes `ingest` with the charts' newest
+    steps (milliseconds), the other the `snapshot` (~30 signals, several times longer), so
+    a snapshot still computing never delays the next commit's charts. Thread-safe;
+    `committed` may be called from the event loop or any thread. The workers start with
+    the first commit and stop at `close()`.
     """
 
     def __init__(
@@ -131,19 +164,19 @@ class LivePusher:
         self.broker = broker
         self.retention = dict(retention) if retention is not None else None
         self.snapshot_window_s = snapshot_window_s
-        self.computations = 0  # bursts computed (tests and diagnostics)
-        self.last_compute_s = 0.0
+        self.computations = 0  # bursts whose newest steps were computed
+        self.snapshot_computations = 0
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._closed = False
-        self._thread: threading.Thread | None = None
+        self._workers: list[_Worker] = []
         self._commits = 0
         self._points = 0
         self._services: set[str] = set()
-        self._committed_at = 0.0
+        self._committed_at = 0.0  # the newest commit
+        self._snapshot_due = 0.0  # the newest commit the snapshot has not covered yet
 
     def committed(self, result: IngestResult) -> None:
-        """Note a commit; the event follows from the worker thread (coalesced)."""
+        """Note a commit; the events follow from the worker threads (coalesced)."""
         if result.committed_at is None:
             return
         with self._lock:
@@ -153,25 +186,26 @@ class LivePusher:
             self._points += result.accepted
             self._services.update(result.services)
             self._committed_at = max(self._committed_at, result.committed_at)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="mlpulse-live-push", daemon=True
-                )
-                self._thread.start()
-        self._wake.set()
+            self._snapshot_due = self._committed_at
+            if not self._workers:
+                self._workers = [
+                    _Worker("mlpulse-live-push", self._push_ingest),
+                    _Worker("mlpulse-live-snapshot", self._push_snapshot),
+                ]
+            workers = list(self._workers)
+        for worker in workers:
+            worker.wake()
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop the worker (after the computation under way, if any)."""
+        """Stop the workers (after the computations under way, if any)."""
         with self._lock:
             self._closed = True
-            thread = self._thread
-        self._wake.set()
-        if thread is not None:
-            thread.join(timeout)
+            workers = list(self._workers)
+        for worker in workers:
+            worker.close(timeout)
 
     def _take(self) -> dict[str, Any] | None:
         with self._lock:
-            self._wake.clear()
             if not self._commits:
                 return None
             event = {
@@ -184,53 +218,43 @@ class LivePusher:
             self._services = set()
             return event
 
-    def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            if self._closed:
-                return
-            event = self._take()
-            if event is None:
-                continue
-            self._publish(event)
-
-    def _publish(self, event: dict[str, Any]) -> None:
-        """Publish one burst: `ingest` with the charts' newest steps, then `snapshot`.
-
-        The charts go first: their two newest steps cost a few milliseconds, the 5 min
-        snapshot (about 30 signals) several times that; a page draws each as it comes.
-        """
-        wants_snapshot, views = self.broker.interests()
-        now = time.time()
-        started = time.perf_counter()
+    def _push_ingest(self) -> None:
+        """Publish `ingest` for the commits since the last one, with the newest steps."""
+        event = self._take()
+        if event is None:
+            return
+        _, views = self.broker.interests()
         if views:
+            now = time.time()
             event["computed_at"] = now
             try:
                 event["windows"] = {
                     view.key: newest_windows(self.store, view, now, self.retention)
                     for view in views
                 }
-            except Exception:  # a failed computation still announces the commit
+            except Exception:  # a failed computation still announces the commits
                 log.exception("live push: computing the newest steps failed")
-        self.broker.publish("ingest", event)
-        if wants_snapshot:
-            try:
-                doc = finite(snapshot(self.store, now, self.snapshot_window_s))
-            except Exception:
-                log.exception("live push: computing the snapshot failed")
-            else:
-                self.broker.publish(
-                    "snapshot",
-                    {
-                        "committed_at": event["committed_at"],
-                        "at": now,
-                        "window_seconds": self.snapshot_window_s,
-                        "doc": doc,
-                    },
-                )
-        if views or wants_snapshot:
             self.computations += 1
-            self.last_compute_s = time.perf_counter() - started
+        self.broker.publish("ingest", event)
+
+    def _push_snapshot(self) -> None:
+        """Publish `snapshot` as of now, when a subscriber wants it."""
+        with self._lock:
+            committed_at, self._snapshot_due = self._snapshot_due, 0.0
+        if not committed_at or not self.broker.interests()[0]:
+            return
+        now = time.time()
+        doc = finite(snapshot(self.store, now, self.snapshot_window_s))
+        self.snapshot_computations += 1
+        self.broker.publish(
+            "snapshot",
+            {
+                "committed_at": committed_at,
+                "at": now,
+                "window_seconds": self.snapshot_window_s,
+                "doc": doc,
+            },
+        )
 
 
 async def close_pusher_on_exit(app: FastAPI) -> None:
