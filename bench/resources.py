@@ -156,6 +156,7 @@ def _storage(db: Path, workdir: Path) -> list[dict[str, Any]]:
 
 
 WIDE_INSTANCES = 50  # x 200 series = 10 000 active series
+_WIDE_ENV: dict[str, str] = {}
 
 
 def _wide(workdir: Path, seconds: float) -> dict[str, Any]:
@@ -170,7 +171,7 @@ def _wide(workdir: Path, seconds: float) -> dict[str, Any]:
     port = free_port()
     rss: list[tuple[float, int]] = []
     errors: list[str] = []
-    with backend_child(workdir / "wide", port, log=workdir / "wide.log") as backend:
+    with backend_child(workdir / "wide", port, log=workdir / "wide.log", **_WIDE_ENV) as backend:
         start = time.time()
         bodies = []
         for i in range(WIDE_INSTANCES):

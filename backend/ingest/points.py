@@ -25,6 +25,7 @@ Each refusal has a reason for `partial_success` (naming the metric) and a fixed 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -298,22 +299,19 @@ def flatten(
 # it grows past _KEY_CACHE_MAX keys (a cardinality storm), it starts again.
 _KEY_CACHE: dict[tuple[Any, ...], dict[tuple[bytes, ...], SeriesKey]] = {}
 _KEY_CACHE_MAX = 200_000
-_key_cache_size = 0
+_key_cache_added = [0]  # keys added since the last clear (approximate across threads)
+_key_cache_lock = threading.Lock()
 
 
 def _key_cache(
     bounds: tuple[int, ...], metric: tuple[Any, ...]
 ) -> dict[tuple[bytes, ...], SeriesKey]:
-    global _key_cache_size
-    ident = (bounds, metric)
-    cache = _KEY_CACHE.get(ident)
-    if cache is None:
-        _key_cache_size += sum(len(c) for c in _KEY_CACHE.values()) - _key_cache_size
-        if _key_cache_size > _KEY_CACHE_MAX:
-            _KEY_CACHE.clear()
-            _key_cache_size = 0
-        cache = _KEY_CACHE[ident] = {}
-    return cache
+    if _key_cache_added[0] > _KEY_CACHE_MAX:
+        with _key_cache_lock:
+            if _key_cache_added[0] > _KEY_CACHE_MAX:
+                _KEY_CACHE.clear()
+                _key_cache_added[0] = 0
+    return _KEY_CACHE.setdefault((bounds, metric), {})
 
 
 def _metric_samples(
@@ -356,6 +354,7 @@ def _metric_samples(
                     attributes=attrs,
                 )
                 series_keys[raw] = key
+                _key_cache_added[0] += 1
             value = _value(kind, cumulative, monotonic and kind == "sum", point, limits)
         except LimitError as exc:
             out.refuse(f"{metric.name[:64]}: {exc}", code="attribute_limit")

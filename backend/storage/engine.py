@@ -89,8 +89,16 @@ class SeriesRegistry:
                 self.by_metric[info.metric].remove(sid)
 
 
+_RESOURCES: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+
+
 def info_of(sid: int, key: SeriesKey) -> SeriesInfo:
-    """The query-side description of a series key."""
+    """The query-side description of a series key (resource dicts shared, never mutated)."""
+    resource = _RESOURCES.get(key.resource)
+    if resource is None:
+        if len(_RESOURCES) > 10_000:
+            _RESOURCES.clear()
+        resource = _RESOURCES[key.resource] = dict(key.resource)
     return SeriesInfo(
         id=sid,
         metric=key.metric,
@@ -100,7 +108,7 @@ def info_of(sid: int, key: SeriesKey) -> SeriesInfo:
         service=key.service,
         instance=key.instance,
         attributes=dict(key.attributes),
-        resource=dict(key.resource),
+        resource=resource,
         scope=key.scope,
     )
 
@@ -122,7 +130,7 @@ class Engine:
         self.store = store
         self.checkpoint_interval_s = checkpoint_interval_s
         self.checkpoint_backlog_s = checkpoint_backlog_s
-        self._checkpointed = time.monotonic()  # the last time the head was written out
+        self._failing_since: float | None = None  # when checkpoints started to fail
         self.lock = threading.RLock()  # the head, the registry, the WAL
         self._rw = ReadWriteLock()
         self.limits = limits  # the ingest limits replay flattens with
@@ -166,9 +174,10 @@ class Engine:
         Raises StorageBusyError (a retryable 503) when the database has refused the
         head's checkpoints for `checkpoint_backlog_s`: memory must not grow without bound.
         """
-        behind = time.monotonic() - self._checkpointed
-        if behind > self.checkpoint_backlog_s:
-            raise StorageBusyError(f"database not written for {behind:.0f} s")
+        failing = self._failing_since
+        if failing is not None and time.monotonic() - failing > self.checkpoint_backlog_s:
+            behind = time.monotonic() - failing
+            raise StorageBusyError(f"database refused checkpoints for {behind:.0f} s")
         try:
             self.wal.append(_RECORD.pack(now, encoding) + body)
         except OSError as exc:
@@ -251,7 +260,7 @@ class Engine:
                 self.wal.bytes_written = 0
                 last_ingest = self._last_ingest
             if not (buckets or blobs or new_series or intervals or covered):
-                self._checkpointed = time.monotonic()
+                self._failing_since = None
                 return
 
             def swap() -> None:
@@ -273,6 +282,8 @@ class Engine:
                 )
             except BaseException:
                 # Nothing was written: keep it all for the next checkpoint.
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
                 with self.lock:
                     for key, agg in buckets.items():
                         cur = self.head.pending.get(key)
@@ -284,7 +295,7 @@ class Engine:
                     self._flushing = {}
                     self._flushing_intervals = set()
                 raise
-            self._checkpointed = time.monotonic()
+            self._failing_since = None
             if covered is not None:
                 self.wal.remove_through(covered)
 

@@ -9,8 +9,8 @@ This is where ingest lands (Prometheus's head block is the model). Per series it
   bucket's delta is `last - base`, computed once when the bucket closes, which
   telescopes to the sum of the per-point deltas (a restart inside the bucket folds the
   part before it into `acc` and starts again from zero);
-- the open 1 min and 1 h rollups: the merge of the closed 10 s buckets of the current
-  minute and hour.
+- the open 1 min and 1 h rollups: the closed 10 s buckets of the current minute, and
+  the closed minutes of the current hour.
 
 A bucket closes when a point of a later bucket arrives or, for a quiet series, at a
 checkpoint once its end is `CLOSE_GRACE_S` old. Closed buckets (and late delta points,
@@ -36,7 +36,7 @@ from backend.storage.base import RESOLUTIONS, PointState
 
 BucketKey = tuple[int, int, int]  # (resolution, series id, bucket start)
 CLOSE_GRACE_S = 30  # a quiet series' bucket closes this long after its end
-_ROLL_PARTS = 64  # closed 10 s buckets kept apart in a rollup before they are merged
+_ROLL_PARTS = 4  # parts kept apart in a rollup before one numpy merge (memory vs CPU)
 _NS = 1_000_000_000
 
 
@@ -143,26 +143,37 @@ class Head:
         ts = e.open_ts
         if agg is not None:
             self._emit(e, 10, ts, agg)
-            for res in RESOLUTIONS[1:]:
-                rts = ts // res * res
-                if e.roll_ts.get(res) != rts:
-                    self._flush_roll(e, res)
-                    e.roll_ts[res] = rts
-                parts = e.roll.setdefault(res, [])
-                parts.append(agg)
-                if len(parts) >= _ROLL_PARTS:
-                    e.roll[res] = [merge_all(parts, self.max_exemplars)]
+            minute = ts // 60 * 60
+            if e.roll_ts.get(60) != minute:
+                self._flush_roll(e, 60)
+                e.roll_ts[60] = minute
+            self._add_part(e, 60, agg)
         last = e.state.cumulative if e.state is not None else None
         if last is not None:
             e.base = last
         e.acc, e.points, e.exemplars, e.open_ts, e.fresh = None, 0, [], None, False
         e._touch()
 
+    def _add_part(self, e: SeriesHead, res: int, agg: Aggregate) -> None:
+        parts = e.roll.setdefault(res, [])
+        parts.append(agg)
+        if len(parts) >= _ROLL_PARTS:
+            e.roll[res] = [merge_all(parts, self.max_exemplars)]
+
     def _flush_roll(self, e: SeriesHead, res: int) -> None:
+        """Emit a finished rollup; a minute also becomes a part of its hour's rollup."""
         parts = e.roll.pop(res, None)
         rts = e.roll_ts.pop(res, None)
-        if parts and rts is not None:
-            self._emit(e, res, rts, _merged(parts, self.max_exemplars))
+        if not parts or rts is None:
+            return
+        merged = _merged(parts, self.max_exemplars)
+        self._emit(e, res, rts, merged)
+        if res == 60:
+            hour = rts // 3600 * 3600
+            if e.roll_ts.get(3600) != hour:
+                self._flush_roll(e, 3600)
+                e.roll_ts[3600] = hour
+            self._add_part(e, 3600, merged)
 
     def _into_open(self, e: SeriesHead, time_ns: int) -> bool:
         """Make the bucket of `time_ns` the open one; False if it closed already."""
@@ -196,8 +207,8 @@ class Head:
             if e.open_ts is not None and e.open_ts + 10 <= horizon:
                 self._close(e)
                 self.dirty.add(e.sid)
-            for res in list(e.roll_ts):
-                if e.roll_ts[res] + res <= horizon:
+            for res in sorted(e.roll_ts):  # a minute first: it joins its hour's rollup
+                if res in e.roll_ts and e.roll_ts[res] + res <= horizon:
                     self._flush_roll(e, res)
                     self.dirty.add(e.sid)
 
@@ -276,13 +287,18 @@ class Head:
             e = self.series.get(sid)
             if e is None:
                 continue
-            if resolution != 10:
-                rts = e.roll_ts.get(resolution)
-                parts = e.roll.get(resolution)
-                if rts is not None and parts and lo <= rts < hi:
-                    if len(parts) > 1:
-                        e.roll[resolution] = parts = [merge_all(parts, self.max_exemplars)]
-                    yield sid, rts, parts[0]
+            # An hour's open rollup is its closed minutes plus the open minute's rollup.
+            for res in (60, 3600) if resolution == 3600 else (resolution,):
+                if res == 10:
+                    break
+                rts = e.roll_ts.get(res)
+                parts = e.roll.get(res)
+                if rts is not None and parts:
+                    ts = rts // resolution * resolution
+                    if lo <= ts < hi:
+                        if len(parts) > 1:
+                            e.roll[res] = parts = [merge_all(parts, self.max_exemplars)]
+                        yield sid, ts, parts[0]
             if e.open_ts is not None:
                 ts = e.open_ts // resolution * resolution
                 if lo <= ts < hi:
