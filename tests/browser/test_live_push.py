@@ -120,7 +120,8 @@ def test_a_pushed_update_is_drawn_without_a_request_and_equals_the_fetched_numbe
                 for t, v in s["points"]:
                     assert points.get(t) == v, (signal, s["labels"], t, points.get(t), v)
                 if signal == "request_rate":  # the newest step is there, from the push
-                    assert points.get(newest) is not None and points.get(newest) > 0
+                    value = points.get(newest)
+                    assert value is not None and value > 0
     mae_keys = state["charts"]["mae"]["series"]
     assert any(new_model in key for key in mae_keys), "the pushed steps add a new series"
 
