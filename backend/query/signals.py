@@ -341,6 +341,34 @@ def _max_gauge(metric: str, scale: float = 1.0) -> Callable[[Frame, float], Comp
     return compute
 
 
+def _busy_share(
+    metric: str, skip_modes: frozenset[str] = frozenset(), state: str | None = None
+) -> Callable[[Frame, float], Computed]:
+    """Utilisation split by `cpu.mode` / `system.memory.state`: the busy share, per
+    instance the sum of its latest values over the modes that count (every mode but
+    `skip_modes`; only `state` when the series carry a state), the maximum over instances.
+
+    Series without those attributes (older producers) count as one mode each.
+    """
+
+    def compute(f: Frame, w: float) -> Computed:
+        by_instance: dict[str, float] = defaultdict(float)
+        n = 0.0
+        for s, a in f.get(metric, ()):
+            if a.last is None or s.attributes.get("cpu.mode") in skip_modes:
+                continue
+            if state is not None and s.attributes.get("system.memory.state", state) != state:
+                continue
+            by_instance[s.instance] += a.last
+            n += a.count
+        if not by_instance:
+            return Computed(None, n)
+        return Computed(max(by_instance.values()) * 100.0, n)
+
+    return compute
+
+
+_IDLE = frozenset({"idle", "iowait"})
 _MODEL_ERR = (FEEDBACK, ERR_ABS, ERR_SQ, ACTUAL, ACTUAL_SQ)
 
 SIGNALS: dict[str, Signal] = {
@@ -397,11 +425,11 @@ SIGNALS: dict[str, Signal] = {
         ),
         Signal(
             "cpu_percent", "%", ("system.cpu.utilization",), ("service",),
-            _max_gauge("system.cpu.utilization", 100.0),
+            _busy_share("system.cpu.utilization", _IDLE),
         ),
         Signal(
             "memory_percent", "%", ("system.memory.utilization",), ("service",),
-            _max_gauge("system.memory.utilization", 100.0),
+            _busy_share("system.memory.utilization", state="used"),
         ),
         Signal(
             "disk_percent", "%", ("system.filesystem.utilization",), ("service",),
@@ -409,7 +437,7 @@ SIGNALS: dict[str, Signal] = {
         ),
         Signal(
             "process_cpu_percent", "%", ("process.cpu.utilization",), ("service",),
-            _max_gauge("process.cpu.utilization", 100.0),
+            _busy_share("process.cpu.utilization"),
         ),
         Signal(
             "memory_usage_mb", "MiB", ("process.memory.usage",), ("service",),
