@@ -70,6 +70,11 @@ export function prefetchJSON(path, params) {
   return entry.promise;
 }
 
+/** Forget the prefetched answers nobody took (the first load is done: they are stale). */
+export function dropPrefetched() {
+  prefetched.clear();
+}
+
 /**
  * GET a JSON document (or take the prefetched answer for the same URL).
  * @param {string} path

@@ -34,6 +34,7 @@ function prefetchFirstLoad() {
   const rw = q.routesWindow(bootNow);
   for (const metric of q.ROUTE_SIGNALS) prefetchJSON("metrics/history", q.routeParams(metric, rw));
   prefetchJSON("alerts/configure");
+  prefetchJSON("alerts/silences"); // the rules panel asks for it only after the rules
   prefetchJSON("alerts/active");
   prefetchJSON("dashboard/config").then((cfg) => {
     if (cfg?.jaeger_ui_url) prefetchJSON("metrics/exemplars", q.exemplarParams(w));

@@ -10,7 +10,7 @@
  */
 
 import { bootNow } from "./boot.js";
-import { getJSON, LiveStream, setTokenPrompt, url } from "./api.js";
+import { dropPrefetched, getJSON, LiveStream, setTokenPrompt, url } from "./api.js";
 import { byId, h } from "./dom.js";
 import * as f from "./format.js";
 import { deriveStatus } from "./status.js";
@@ -439,6 +439,7 @@ async function start() {
     loadCharts(bootNow),
   ]);
   document.body.dataset.ready = "1";
+  dropPrefetched(); // what the first load did not take must never answer a later request
   lastSlowRefresh = Date.now(); // the whole-range views were just loaded
 
   live = new LiveStream({
