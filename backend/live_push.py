@@ -39,6 +39,7 @@ from backend.ingest.pipeline import IngestResult
 from backend.live import Broker, View
 from backend.query.signals import choose_resolution, evaluate_range
 from backend.query.snapshot import snapshot
+from backend.query.view import read_once
 from backend.storage.base import MetricStore
 
 log = logging.getLogger(__name__)
@@ -228,9 +229,9 @@ class LivePusher:
             now = time.time()
             event["computed_at"] = now
             try:
+                once = read_once(self.store)  # signals sharing a metric read it once
                 event["windows"] = {
-                    view.key: newest_windows(self.store, view, now, self.retention)
-                    for view in views
+                    view.key: newest_windows(once, view, now, self.retention) for view in views
                 }
             except Exception:  # a failed computation still announces the commits
                 log.exception("live push: computing the newest steps failed")

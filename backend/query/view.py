@@ -4,7 +4,7 @@
 several read the same metric (six read `http.server.request.duration`, four the model
 error sums). `ReadOnce(store)` remembers each window total it reads for the life of one
 computation, so each is read and merged once (and every number of the snapshot comes from
-the same read).
+the same read); the live pusher's newest steps of every charted signal likewise.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ class ReadOnce:
     def __init__(self, store: MetricStore) -> None:
         self._store = store
         self._totals: dict[tuple[Any, ...], dict[int, Aggregate]] = {}
+        self._windows: dict[tuple[Any, ...], dict[tuple[int, int], Aggregate]] = {}
 
     def window_totals(
         self,
@@ -40,6 +41,29 @@ class ReadOnce:
                 return got
         got = self._store.window_totals(series_ids, start, end, histograms=histograms, align=align)
         self._totals[(*key, histograms)] = got
+        return got
+
+    def windows(
+        self,
+        series_ids: Sequence[int],
+        resolution: int,
+        start: float,
+        end: float,
+        step: int,
+        origin: int,
+        *,
+        histograms: bool,
+    ) -> dict[tuple[int, int], Aggregate]:
+        """Like `MetricStore.windows`, remembered for this view."""
+        key = ("w", tuple(series_ids), resolution, start, end, step, origin)
+        for with_hist in (True, histograms):
+            got = self._windows.get((*key, with_hist))
+            if got is not None:
+                return got
+        got = self._store.windows(
+            series_ids, resolution, start, end, step, origin, histograms=histograms
+        )
+        self._windows[(*key, histograms)] = got
         return got
 
     def __getattr__(self, name: str) -> Any:
