@@ -22,7 +22,9 @@ SMTP_HOST = "127.0.0.1:1"  # the SMTP host passes the SSRF guard only when allow
 # OTLP exporters (the SDK, collectors) post metrics without the API token: ingest is the
 # one state-changing route open by default (docs/contracts.md, "Auth");
 # MLPULSE_INGEST_REQUIRE_TOKEN closes it too, checked below.
-OPEN_BY_DESIGN = {("POST", "/v1/metrics")}
+# OTLP endpoints are open like a collector's receiver; /v1/traces and /v1/logs change
+# nothing (they answer where traces and logs go).
+OPEN_BY_DESIGN = {("POST", "/v1/metrics"), ("POST", "/v1/traces"), ("POST", "/v1/logs")}
 
 
 class FakeMlapi:
