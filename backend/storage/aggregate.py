@@ -273,10 +273,12 @@ def _opt(fn: Any, a: float | None, b: float | None) -> float | None:
 
 
 def keep_exemplars(exemplars: list[Exemplar], limit: int) -> list[Exemplar]:
-    """Keep at most `limit` exemplars: the latest per power of two of value, largest first.
+    """Keep at most `limit` exemplars: the largest per power of two of value, largest first.
 
     Spreading over magnitudes keeps a link for the body of a latency distribution as well
-    as for its tail, which is what a reader clicks.
+    as for its tail, which is what a reader clicks; the largest of each magnitude (the
+    latest on a tie) stays, so the slowest request of a bucket never gives way to a faster
+    one that came later (in the head, a bucket's exemplars are merged point by point).
     """
     if limit <= 0:
         return []
@@ -286,7 +288,7 @@ def keep_exemplars(exemplars: list[Exemplar], limit: int) -> list[Exemplar]:
     for ex in exemplars:
         key = math.frexp(ex.value)[1] if ex.value and math.isfinite(ex.value) else -10_000
         cur = by_magnitude.get(key)
-        if cur is None or ex.time_ns >= cur.time_ns:
+        if cur is None or (ex.value, ex.time_ns) >= (cur.value, cur.time_ns):
             by_magnitude[key] = ex
     kept = sorted(by_magnitude.values(), key=lambda e: e.value, reverse=True)
     return kept[:limit]
