@@ -24,13 +24,12 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 
 from backend.app import create_app
 from backend.ingest.limits import Limits
-from backend.ingest.pipeline import ingest
+from backend.ingest.pipeline import ingest, open_engine
 from backend.ingest.temporality import LATE_DELTA_WINDOW_S
 from backend.storage.aggregate import Aggregate
 from backend.storage.base import MetricStore
-from backend.storage.retention import apply_retention
-from backend.ingest.pipeline import open_engine
 from backend.storage.engine import Engine
+from backend.storage.retention import apply_retention
 
 METRIC = "ml.model.predictions"
 HIST = "http.server.request.duration"
