@@ -90,7 +90,7 @@ def ingest(
                 limits.tally["series_limit"] += over
         if result.accepted:
             result.committed_at = time.time()
-            engine.committed(result.accepted, result.committed_at)
+            engine.committed(result.committed_at)
     result.rejected = rejected
     result.message = _message(reasons) if rejected else ""
     return result

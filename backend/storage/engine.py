@@ -46,6 +46,7 @@ from backend.storage.base import (
 from backend.storage.head import CLOSE_GRACE_S, BucketKey, Head, bucket_of
 from backend.storage.locks import ReadWriteLock
 from backend.storage.planner import ResultCache, plan
+from backend.storage.rollup import regroup
 from backend.storage.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
@@ -224,8 +225,8 @@ class Engine:
             out |= self.store.seen_delta_intervals(rest)
         return out
 
-    def committed(self, points: int, at: float) -> None:
-        """Note an export that stored points (for `last_ingest`)."""
+    def committed(self, at: float) -> None:
+        """Note when an export that stored points was applied (for `last_ingest`)."""
         self._last_ingest = at
 
     # --- checkpoints ------------------------------------------------------------------
@@ -418,7 +419,7 @@ class Engine:
             else:
                 cached = None
             rows = self._read(sids, resolution, todo_lo, end, histograms)
-            fresh = _regroup(rows, step, origin, histograms)
+            fresh = regroup(((sid, ts, agg) for (sid, ts), agg in rows.items()), step, origin)
             out.update(fresh)
             new_hi = min(sealed, grid_end)
             if aligned and new_hi > todo_lo:
@@ -583,14 +584,3 @@ def _scalar(agg: Aggregate) -> Aggregate:
     if agg.explicit is None and agg.exponential is None and not agg.exemplars:
         return agg
     return Aggregate(agg.count, agg.sum, agg.min, agg.max, agg.last, agg.last_ns)
-
-
-def _regroup(
-    rows: Mapping[tuple[int, int], Aggregate], step: int, origin: int, histograms: bool
-) -> dict[tuple[int, int], Aggregate]:
-    groups: dict[tuple[int, int], list[Aggregate]] = {}
-    for (sid, ts), agg in rows.items():
-        groups.setdefault((sid, origin + ((ts - origin) // step) * step), []).append(
-            agg if histograms else _scalar(agg)
-        )
-    return {k: v[0] if len(v) == 1 else merge_all(v) for k, v in groups.items()}

@@ -25,12 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from backend.ingest.points import Sample
-from backend.ingest.temporality import (
-    FIRST_SEEN_GRACE_S,
-    histogram_delta,
-    is_interval_delta,
-    zero_like,
-)
+from backend.ingest.temporality import histogram_delta, zero_like
 from backend.storage.aggregate import Aggregate, Exemplar, keep_exemplars, merge, merge_all
 from backend.storage.base import RESOLUTIONS, PointState
 
@@ -345,11 +340,3 @@ def _went_down(sample: Sample, prev: Aggregate) -> bool:
     if sample.key.kind == "sum":
         return sample.key.monotonic and cur.sum < prev.sum
     return cur.count < prev.count
-
-
-def is_delta_like(sample: Sample) -> bool:
-    """Delta sums/histograms and gauges: accumulated as they come (not telescoped)."""
-    return is_interval_delta(sample) or not sample.cumulative
-
-
-__all__ = ["FIRST_SEEN_GRACE_S", "BucketKey", "Head", "SeriesHead", "bucket_of", "is_delta_like"]

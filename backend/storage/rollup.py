@@ -1,38 +1,20 @@
-"""Buckets and rollups: align times to resolutions and merge aggregates into them.
+"""Buckets and steps: align times to resolutions; merge buckets into the steps of a query.
 
-Ingest merges each accepted delta into its 10 s, 1 min and 1 h bucket in the same
-transaction (`fan_out`), so the coarse resolutions are exact rollups of the fine one
-whenever a point arrives, late ones included. The query layer uses `regroup` to merge
-stored buckets into the steps a chart asks for.
+Every point lands in its 10 s, 1 min and 1 h bucket (the head, `storage/head.py`), so the
+coarse resolutions are exact rollups of the fine one. `regroup` merges buckets into the
+steps a chart asks for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable
 
-from backend.storage.aggregate import Aggregate, merge, merge_all
-from backend.storage.base import RESOLUTIONS
+from backend.storage.aggregate import Aggregate, merge_all
 
 
 def bucket_start(time_s: float, resolution: int) -> int:
     """Return the start (epoch seconds) of the bucket of `resolution` holding `time_s`."""
     return int(time_s // resolution) * resolution
-
-
-def fan_out(
-    rows: MutableMapping[tuple[int, int, int], Aggregate],
-    series_id: int,
-    time_ns: int,
-    delta: Aggregate,
-    max_exemplars: int,
-    resolutions: Iterable[int] = RESOLUTIONS,
-) -> None:
-    """Merge `delta` into its bucket at every resolution, in `rows`."""
-    t = time_ns / 1e9
-    for res in resolutions:
-        key = (res, series_id, bucket_start(t, res))
-        cur = rows.get(key)
-        rows[key] = delta.copy() if cur is None else merge(cur, delta, max_exemplars)
 
 
 def regroup(
@@ -49,4 +31,4 @@ def regroup(
     groups: dict[tuple[int, int], list[Aggregate]] = {}
     for sid, ts, agg in buckets:
         groups.setdefault((sid, origin + ((ts - origin) // step) * step), []).append(agg)
-    return {key: merge_all(aggs, max_exemplars) for key, aggs in groups.items()}
+    return {k: v[0] if len(v) == 1 else merge_all(v, max_exemplars) for k, v in groups.items()}

@@ -53,9 +53,6 @@ from backend.storage.base import (
 )
 
 SCHEMA_VERSION = 2  # 2: the head's checkpoints (head_state, meta wal_segment)
-ACTIVE_WINDOW_S = (
-    3600.0  # a series counts against MLPULSE_MAX_SERIES this long after its last point
-)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -280,7 +277,6 @@ class SQLiteStore:
         self._local = threading.local()
         self._all_conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
-        self._series_ids: dict[bytes, int] = {}
         self._info: dict[int, SeriesInfo] = {}
         self._closed = False
         self._writer = self._connect()
@@ -533,8 +529,6 @@ class SQLiteStore:
                 if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
                     raise StorageBusyError(str(exc)) from exc
                 raise
-            for fp, _, sid, _ in new_series:
-                self._series_ids[fp] = sid
             if last_ingest is not None:
                 self._last_ingest = last_ingest
         finally:
@@ -612,7 +606,6 @@ class SQLiteStore:
                 self._writer.execute("ROLLBACK")
                 raise
             if gone:
-                self._series_ids.clear()
                 self._info.clear()
             return gone
 

@@ -18,7 +18,7 @@ import logging
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from backend.api.deps import BrokerDep, EngineDep, SettingsDep, token_ok
+from backend.api.deps import EngineDep, SettingsDep, token_ok
 from backend.ingest.decompress import (
     BadEncodingError,
     BodyTooLargeError,
@@ -66,9 +66,7 @@ def _decode_and_ingest(
 
 
 @router.post("/v1/metrics")
-async def export_metrics(
-    request: Request, settings: SettingsDep, store: EngineDep, broker: BrokerDep
-) -> Response:
+async def export_metrics(request: Request, settings: SettingsDep, store: EngineDep) -> Response:
     """Accept an OTLP metrics export (protobuf or JSON, optionally gzip)."""
     encoding = encoding_of(request.headers.get("content-type"))
     if encoding is None:
