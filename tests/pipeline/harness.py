@@ -343,29 +343,38 @@ class Jaeger:
 @pytest.fixture(scope="module")
 def jaeger(binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jaeger]:
     workdir = tmp_path_factory.mktemp("jaeger")
-    ports = {
-        name: free_port()
-        for name in ("otlp_grpc", "otlp_http", "query", "query_grpc", "health", "metrics")
-    }
-    env = {
-        **os.environ,
-        "MLPULSE_JAEGER_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['otlp_grpc']}",
-        "MLPULSE_JAEGER_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports['otlp_http']}",
-        "MLPULSE_JAEGER_QUERY_ENDPOINT": f"127.0.0.1:{ports['query']}",
-        "MLPULSE_JAEGER_QUERY_GRPC_ENDPOINT": f"127.0.0.1:{ports['query_grpc']}",
-        "MLPULSE_JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{ports['health']}",
-        "MLPULSE_JAEGER_METRICS_HOST": "127.0.0.1",
-        "MLPULSE_JAEGER_METRICS_PORT": str(ports["metrics"]),
-        "MLPULSE_JAEGER_UI_ASSETS": str(JAEGER_UI_ASSETS),
-    }
-    proc = Proc(
-        "jaeger",
-        [str(binaries.jaeger), "--config", str(CONFIG_DIR / "jaeger.yaml")],
-        env,
-        workdir,
-    )
+    # A port picked free may be taken by another process before Jaeger binds it (the
+    # ephemeral range is shared): then start again on new ports, up to three times.
+    for attempt in range(3):
+        ports = {
+            name: free_port()
+            for name in ("otlp_grpc", "otlp_http", "query", "query_grpc", "health", "metrics")
+        }
+        env = {
+            **os.environ,
+            "MLPULSE_JAEGER_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['otlp_grpc']}",
+            "MLPULSE_JAEGER_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports['otlp_http']}",
+            "MLPULSE_JAEGER_QUERY_ENDPOINT": f"127.0.0.1:{ports['query']}",
+            "MLPULSE_JAEGER_QUERY_GRPC_ENDPOINT": f"127.0.0.1:{ports['query_grpc']}",
+            "MLPULSE_JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{ports['health']}",
+            "MLPULSE_JAEGER_METRICS_HOST": "127.0.0.1",
+            "MLPULSE_JAEGER_METRICS_PORT": str(ports["metrics"]),
+            "MLPULSE_JAEGER_UI_ASSETS": str(JAEGER_UI_ASSETS),
+        }
+        proc = Proc(
+            "jaeger",
+            [str(binaries.jaeger), "--config", str(CONFIG_DIR / "jaeger.yaml")],
+            env,
+            workdir,
+        )
+        try:
+            proc.wait_healthy(f"http://127.0.0.1:{ports['health']}/status")
+            break
+        except AssertionError as exc:
+            proc.stop()
+            if attempt == 2 or "address already in use" not in str(exc):
+                raise
     try:
-        proc.wait_healthy(f"http://127.0.0.1:{ports['health']}/status")
         yield Jaeger(
             proc=proc,
             otlp_grpc=f"127.0.0.1:{ports['otlp_grpc']}",
