@@ -24,10 +24,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backend.alerts import templates
+from backend.alerts.grouping import (
+    Decision,
+    Group,
+    GroupAlert,
+    GroupTiming,
+    flush,
+    group_key,
+    group_labels,
+)
 from backend.alerts.rules import AlertConfig, Rule, read_rules_file
 from backend.alerts.silences import alert_labels, silenced_by
 from backend.alerts.state import AlertInstance, State, Transition, force_resolve, step
 from backend.alerts.store import AlertStore
+from backend.alerts.timeintervals import active_intervals, muted_until
+from backend.notify.channels import AlertmanagerChannel
 from backend.notify.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -49,6 +61,28 @@ SignalSource = Callable[[Rule, float], list[Sample]]
 """Compute ``rule.signal`` over ``[now - rule.window, now)`` per group of ``rule.group_by``."""
 
 Publish = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Mute:
+    """The time intervals muting a rule's notifications on a channel now."""
+
+    action: str  # "hold" or "drop"
+    until: float | None
+    intervals: list[str]
+
+    def note(self) -> str:
+        """The receipt's explanation."""
+        names = ", ".join(self.intervals)
+        if self.action == "drop":
+            return f"dropped: muted by time interval {names}"
+        return f"held until {_iso(self.until)} by time interval {names}"
+
+
+def _iso(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 class AlertEngine:
@@ -76,6 +110,8 @@ class AlertEngine:
             inst.id: inst for inst in store.load_instances()
         }
         self._silences = store.silences()
+        self._groups: dict[str, Group] = {g.key: g for g in store.load_groups()}
+        self._dirty_groups: set[str] = set()
         self.rule_errors: dict[str, str] = {}
         self.last_evaluation: float | None = None
 
@@ -200,6 +236,7 @@ class AlertEngine:
                         "last_eval_at": inst.last_eval_at,
                         "last_notified_at": inst.last_notified_at,
                         "silenced_by": silenced_by(self._silences, labels, now),
+                        **self._muted(rule, now),
                         "acknowledged_at": inst.acknowledged_at,
                         "acknowledged_by": inst.acknowledged_by,
                         "ack_comment": inst.ack_comment,
@@ -208,6 +245,37 @@ class AlertEngine:
                 )
         out.sort(key=lambda a: (a["state"] != "firing", a["rule"], sorted(a["labels"].items())))
         return out
+
+    def groups(self) -> list[Group]:
+        """Return the notification groups of grouping channels (pending and sent)."""
+        with self._lock:
+            return list(self._groups.values())
+
+    # -- mute time intervals ---------------------------------------------------------
+
+    def mute(self, rule: Rule | None, channel: Any, now: float) -> Mute | None:
+        """Return the mute of ``rule``'s notifications on ``channel`` now, if any."""
+        names = list(rule.mute_time_intervals) if rule is not None else []
+        names += list(getattr(channel, "mute_time_intervals", []))
+        if not names:
+            return None
+        intervals = self._config.intervals(names)
+        active = active_intervals(intervals, now)
+        if not active:
+            return None
+        action = "drop" if any(i.action == "drop" for i in active) else "hold"
+        return Mute(action, muted_until(intervals, now), [i.name for i in active])
+
+    def _muted(self, rule: Rule | None, now: float) -> dict[str, Any]:
+        """``muted_until`` / ``muted_by`` of an alert: set when every channel is muted."""
+        if rule is None or not rule.channels:
+            return {"muted_until": None, "muted_by": []}
+        mutes = [self.mute(rule, self._config.channel(name), now) for name in rule.channels]
+        if any(m is None for m in mutes):
+            return {"muted_until": None, "muted_by": []}
+        ends = [m.until for m in mutes if m is not None and m.until is not None]
+        names = sorted({n for m in mutes if m is not None for n in m.intervals})
+        return {"muted_until": min(ends) if ends else None, "muted_by": names}
 
     # -- evaluation -----------------------------------------------------------------
 
@@ -247,9 +315,22 @@ class AlertEngine:
                 notes.append((len(transitions), note))
                 transitions.append((tr, {"severity": note["payload"]["severity"]}))
 
+            deleted_groups = self._flush_groups(config, now, notes)
             created = self.store.save_evaluation(
-                list(changed.values()), transitions, notes, deleted
+                list(changed.values()),
+                transitions,
+                notes,
+                deleted,
+                groups=[self._groups[k] for k in sorted(self._dirty_groups) if k in self._groups],
+                deleted_groups=deleted_groups,
             )
+            self._dirty_groups.clear()
+            queued = [
+                note_id
+                for (_, note_id), (_, note) in zip(created, notes, strict=True)
+                if note.get("status", "queued") == "queued"
+            ]
+            queued += self.store.release_held(now)
             self.last_evaluation = now
         for tr, _ in transitions:
             if tr.from_state != tr.to_state and self.publish is not None:
@@ -266,7 +347,7 @@ class AlertEngine:
                     },
                 )
         if self.dispatcher is not None:
-            for _, note_id in created:
+            for note_id in queued:
                 self.dispatcher.submit(note_id)
         return [tr for tr, _ in transitions if tr.from_state != tr.to_state]
 
@@ -372,24 +453,198 @@ class AlertEngine:
     def _notes(
         self, rule: Rule, inst: AlertInstance, kind: str, reason: str, now: float
     ) -> list[dict[str, Any]]:
+        """Return the notifications of non-grouping channels; put the alert into the
+        groups of grouping channels (which send repeats themselves)."""
         payload = alert_payload(rule, inst, kind, reason, now)
-        return [
-            {
+        out = []
+        for name in rule.channels:
+            channel = self._config.channel(name)
+            if channel is not None and channel.grouped:
+                if kind != "repeat":
+                    self._to_group(channel, rule, inst, payload, now)
+                continue
+            note: dict[str, Any] = {
                 "alert_id": inst.id,
                 "rule": rule.name,
-                "channel": channel,
+                "channel": name,
                 "kind": kind,
                 "payload": payload,
                 "created_at": now,
             }
-            for channel in rule.channels
-        ]
+            mute = self.mute(rule, channel, now)
+            if mute is not None:
+                if kind == "repeat":
+                    continue  # no reminders while muted; the repeat timer goes on after
+                note["status"] = "dropped" if mute.action == "drop" else "held"
+                note["last_error"] = mute.note()
+                if mute.action == "hold":
+                    note["hold_until"] = mute.until
+            out.append(note)
+        return out
+
+    # -- grouping channels ---------------------------------------------------------
+
+    def _to_group(
+        self, channel: Any, rule: Rule, inst: AlertInstance, payload: dict[str, Any], now: float
+    ) -> None:
+        labels = alert_labels(rule.name, rule.severity, inst.labels)
+        glabels = group_labels(list(channel.group_by), labels)
+        key = group_key(channel.name, glabels)
+        group = self._groups.get(key)
+        resolved = payload["status"] == "resolved"
+        if resolved and (group is None or inst.id not in group.alerts):
+            return  # never announced on this channel: nothing to resolve
+        if group is None:
+            group = self._groups[key] = Group(key, channel.name, glabels, created_at=now)
+        group.upsert(
+            GroupAlert(inst.id, rule.name, "resolved" if resolved else "firing", payload, now)
+        )
+        self._dirty_groups.add(key)
+
+    def _timing(self, channel: Any) -> GroupTiming:
+        repeat = channel.repeat_interval
+        return GroupTiming(
+            channel.group_wait,
+            channel.group_interval,
+            self.repeat_interval if repeat is None else repeat,
+        )
+
+    def _flush_groups(
+        self, config: AlertConfig, now: float, notes: list[tuple[int | None, dict[str, Any]]]
+    ) -> list[str]:
+        """Send what each due group has to say; return the keys of groups to forget."""
+        forget: list[str] = []
+        for key, group in sorted(self._groups.items()):
+            channel = config.channel(group.channel)
+            if channel is None or not channel.grouped:
+                forget.append(key)  # the channel is gone, or no longer groups
+                continue
+            for alert in list(group.alerts.values()):
+                if config.rule(alert.rule) is None:  # the rule is gone: forget silently
+                    del group.alerts[alert.alert_id]
+                    self._dirty_groups.add(key)
+
+            def decide(alert: GroupAlert, channel: Any = channel) -> Decision:
+                rule = config.rule(alert.rule)
+                labels = alert_labels(alert.rule, rule.severity if rule else "", _labels(alert))
+                silence = silenced_by(self._silences, labels, now)
+                if silence is not None:
+                    ends = next((s["ends_at"] for s in self._silences if s["id"] == silence), None)
+                    return "hold", ends
+                mute = self.mute(rule, channel, now)
+                if mute is None:
+                    return "send", None
+                return ("drop", None) if mute.action == "drop" else ("hold", mute.until)
+
+            def repeatable(alert: GroupAlert, channel: Any = channel) -> bool:
+                if isinstance(channel, AlertmanagerChannel):
+                    return True  # Alertmanager needs the refresh to keep the alert active
+                inst = self._instances.get(alert.alert_id)
+                return inst is not None and inst.acknowledged_at is None
+
+            result = flush(group, self._timing(channel), now, decide, repeatable)
+            if result is None:
+                if not group.alerts:
+                    forget.append(key)
+                continue
+            self._dirty_groups.add(key)
+            if result.message:
+                payload = self._group_payload(config, group, result.message, result.repeat, now)
+                notes.append(
+                    (
+                        None,
+                        {
+                            "channel": group.channel,
+                            "kind": "repeat" if result.repeat else "group",
+                            "payload": payload,
+                            "created_at": now,
+                        },
+                    )
+                )
+            if result.dropped:
+                payload = self._group_payload(config, group, result.dropped, False, now)
+                mute = self.mute(None, channel, now)
+                notes.append(
+                    (
+                        None,
+                        {
+                            "channel": group.channel,
+                            "kind": "group",
+                            "payload": payload,
+                            "created_at": now,
+                            "status": "dropped",
+                            "last_error": mute.note() if mute else "dropped: muted",
+                        },
+                    )
+                )
+            if result.forget:
+                forget.append(key)
+        for key in forget:
+            self._groups.pop(key, None)
+            self._dirty_groups.discard(key)
+        return forget
+
+    def _group_payload(
+        self,
+        config: AlertConfig,
+        group: Group,
+        alerts: list[GroupAlert],
+        repeat: bool,
+        now: float,
+    ) -> dict[str, Any]:
+        """The document of a group's message; firing alerts carry their current values."""
+        items = []
+        for alert in alerts:
+            rule = config.rule(alert.rule)
+            inst = self._instances.get(alert.alert_id)
+            if alert.status == "firing" and rule is not None and inst is not None:
+                kind = "repeat" if repeat else "firing"
+                items.append(alert_payload(rule, inst, kind, alert.payload.get("reason", ""), now))
+            else:
+                items.append(alert.payload)
+        firing = sum(1 for a in alerts if a.status == "firing")
+        return {
+            "version": 1,
+            "kind": "group",
+            "status": "firing" if firing else "resolved",
+            "channel": group.channel,
+            "group_key": group.key,
+            "group_labels": dict(group.labels),
+            "repeat": repeat,
+            "firing": firing,
+            "resolved": len(alerts) - firing,
+            "alerts": items,
+            "at": now,
+        }
+
+
+def _labels(alert: GroupAlert) -> dict[str, str]:
+    labels = alert.payload.get("labels") or {}
+    return {str(k): str(v) for k, v in labels.items()}
 
 
 def alert_payload(
     rule: Rule, inst: AlertInstance, kind: str, reason: str, now: float
 ) -> dict[str, Any]:
-    """Return the notification document (see `backend.notify.message`)."""
+    """Return the notification document (see `backend.notify.message`), with the
+    rule's ``title`` and ``message`` templates rendered when it has them."""
+    payload = _alert_document(rule, inst, kind, reason, now)
+    for field in ("title", "message"):
+        source = getattr(rule, field)
+        if source:
+            rendered = templates.render(source, payload, field)
+            if rendered is None:
+                log.warning(
+                    "alert rule %r: its %s template failed on these values", rule.name, field
+                )
+            else:
+                payload[field] = rendered
+    return payload
+
+
+def _alert_document(
+    rule: Rule, inst: AlertInstance, kind: str, reason: str, now: float
+) -> dict[str, Any]:
     return {
         "version": 1,
         "kind": kind,

@@ -166,13 +166,7 @@ async def post_configure(request: Request, response: Response, engine: EngineDep
     try:
         if content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
             document = load_yaml(body.decode("utf-8", "replace"))
-            change = ConfigureIn(
-                rules=[r.model_dump(by_alias=True) for r in document.rules],
-                channels=[
-                    c.model_dump(mode="json", context={"reveal": True}) for c in document.channels
-                ],
-                replace=True,
-            )
+            change = ConfigureIn.replacing(document)
         else:
             try:
                 change = ConfigureIn.model_validate(json.loads(body or b"{}"))
