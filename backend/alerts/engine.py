@@ -479,6 +479,9 @@ class AlertEngine:
                 note["last_error"] = mute.note()
                 if mute.action == "hold":
                     note["hold_until"] = mute.until
+                    # The repeat timer starts when the held notification goes out.
+                    if mute.until is not None:
+                        inst.last_notified_at = max(inst.last_notified_at or now, mute.until)
             out.append(note)
         return out
 
@@ -563,7 +566,7 @@ class AlertEngine:
                 )
             if result.dropped:
                 payload = self._group_payload(config, group, result.dropped, False, now)
-                mute = self.mute(None, channel, now)
+                mute = self.mute(config.rule(result.dropped[0].rule), channel, now)
                 notes.append(
                     (
                         None,
