@@ -37,8 +37,8 @@ from backend.alerts.rules import (
 from backend.alerts.timeintervals import TimeInterval
 from backend.notify.channels import (
     REDACTED,
-    AlertmanagerChannel,
     SECRET_FIELDS,
+    AlertmanagerChannel,
     Channel,
     EmailChannel,
     FileChannel,
@@ -72,11 +72,14 @@ class ConfigureIn(BaseModel):
     def replacing(cls, document: AlertConfig) -> ConfigureIn:
         """The change that replaces the configuration with ``document`` (a rules file)."""
         return cls(
-            rules=[r.model_dump(by_alias=True) for r in document.rules],
+            rules=[r.model_dump(by_alias=True, exclude_unset=True) for r in document.rules],
             channels=[
-                c.model_dump(mode="json", context={"reveal": True}) for c in document.channels
+                c.model_dump(mode="json", context={"reveal": True}, exclude_unset=True)
+                for c in document.channels
             ],
-            time_intervals=[t.model_dump(mode="json") for t in document.time_intervals],
+            time_intervals=[
+                t.model_dump(mode="json", exclude_unset=True) for t in document.time_intervals
+            ],
             replace=True,
         )
 
@@ -148,13 +151,17 @@ def merge(current: AlertConfig, change: ConfigureIn) -> AlertConfig:
     channels: dict[str, dict[str, Any]] = {}
     rules: dict[str, dict[str, Any]] = {}
     intervals: dict[str, dict[str, Any]] = {}
+    # exclude_unset: the fields a rules file or a client gave stay the only ones given, so
+    # an export writes them back as they were written (defaults stay implicit).
     if not change.replace:
         for c in current.channels:
-            channels[c.name] = c.model_dump(mode="json", context={"reveal": True})
+            channels[c.name] = c.model_dump(
+                mode="json", context={"reveal": True}, exclude_unset=True
+            )
         for r in current.rules:
-            rules[r.name] = r.model_dump(mode="json", by_alias=True)
+            rules[r.name] = r.model_dump(mode="json", by_alias=True, exclude_unset=True)
         for t in current.time_intervals:
-            intervals[t.name] = t.model_dump(mode="json")
+            intervals[t.name] = t.model_dump(mode="json", exclude_unset=True)
     for name in change.delete_time_intervals:
         if intervals.pop(name, None) is None:
             raise ConfigError(f"delete_time_intervals: no time interval {name!r}")

@@ -673,4 +673,6 @@ def _alert_document(
 
 
 def _config_json(config: AlertConfig) -> str:
-    return json.dumps(config.dump(reveal=True))
+    # Only the fields given, so that after a restart an export still writes the rules
+    # the way their file (or client) wrote them.
+    return json.dumps(config.dump(reveal=True, given=True))

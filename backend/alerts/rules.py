@@ -221,9 +221,12 @@ class AlertConfig(BaseModel):
         """Return the time intervals called ``names`` (unknown names are skipped)."""
         return [t for t in self.time_intervals if t.name in names]
 
-    def dump(self, *, reveal: bool = False) -> dict[str, Any]:
-        """Return a JSON-ready dict; secrets are ``[REDACTED]`` unless ``reveal``."""
-        return self.model_dump(mode="json", by_alias=True, context={"reveal": reveal})
+    def dump(self, *, reveal: bool = False, given: bool = False) -> dict[str, Any]:
+        """Return a JSON-ready dict; secrets are ``[REDACTED]`` unless ``reveal``; only
+        the fields given (not defaulted) with ``given``."""
+        return self.model_dump(
+            mode="json", by_alias=True, context={"reveal": reveal}, exclude_unset=given
+        )
 
 
 class ConfigError(ValueError):
@@ -332,9 +335,16 @@ _CHANNEL_DURATIONS = ("group_wait", "group_interval", "repeat_interval")
 
 
 def _canonical(item: BaseModel, durations: tuple[str, ...]) -> dict[str, Any]:
-    """An item as a rules file writes it: defaults left out, durations as ``5m``,
-    whole numbers without ``.0``; ``name`` and ``type`` first."""
-    data = item.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    """An item as a rules file writes it: the fields its file or client gave (defaults
+    stay implicit), durations as ``5m``, whole numbers without ``.0``; ``name`` and
+    ``type`` first."""
+    data = item.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    fields = type(item).model_fields
+    data = {
+        k: v
+        for k, v in data.items()
+        if not (v is None and k in fields and fields[k].default is None)
+    }
     head = {key: getattr(item, key) for key in ("name", "type") if hasattr(item, key)}
     out: dict[str, Any] = {**head, **{k: v for k, v in data.items() if k not in head}}
     for key, value in out.items():
