@@ -123,6 +123,8 @@ export class AlertsPanel {
     const notes = [];
     if (a.acknowledged_at) notes.push(`acknowledged by ${a.acknowledged_by || "someone"} ${f.ago(a.acknowledged_at)}${a.ack_comment ? ` — ${a.ack_comment}` : ""}`);
     if (a.silenced_by) notes.push("silenced");
+    // A mute time interval holds or drops this alert's notifications (not its state).
+    if (f.isNum(a.muted_until)) notes.push(`muted until ${f.dateTime(a.muted_until)}${a.muted_by?.length ? ` (${a.muted_by.join(", ")})` : ""}`);
     return h("div", { class: `alert alert--${sev}`, "data-alert": a.id || a.rule },
       h("span", { class: `tag state-tag--${a.state}` }, a.state),
       h("div", {},
