@@ -526,6 +526,8 @@ class AlertEngine:
                 if config.rule(alert.rule) is None:  # the rule is gone: forget silently
                     del group.alerts[alert.alert_id]
                     self._dirty_groups.add(key)
+                elif self._resolved_meanwhile(config, alert, now):
+                    self._dirty_groups.add(key)
 
             def decide(alert: GroupAlert, channel: Any = channel) -> Decision:
                 rule = config.rule(alert.rule)
@@ -586,6 +588,21 @@ class AlertEngine:
             self._groups.pop(key, None)
             self._dirty_groups.discard(key)
         return forget
+
+    def _resolved_meanwhile(self, config: AlertConfig, alert: GroupAlert, now: float) -> bool:
+        """Mark a group's firing alert resolved when its instance no longer fires (its
+        resolution went to another group after a ``group_by`` change, say)."""
+        inst = self._instances.get(alert.alert_id)
+        if alert.status != "firing" or (inst is not None and inst.state is State.FIRING):
+            return False
+        rule = config.rule(alert.rule)
+        if inst is not None and rule is not None:
+            alert.payload = alert_payload(rule, inst, "resolved", "resolved", now)
+        else:
+            alert.payload = dict(alert.payload, kind="resolved", status="resolved", resolved_at=now)
+        alert.status = "resolved"
+        alert.updated_at = now
+        return True
 
     def _group_payload(
         self,

@@ -262,6 +262,15 @@ class AlertmanagerChannel(_Channel):
     def _url(self, value: str, info: SerializationInfo) -> str:
         return value if _reveal(info) else redact_url(value)
 
+    @model_validator(mode="after")
+    def _always_grouped(self) -> AlertmanagerChannel:
+        if self.group_by is None:
+            raise ValueError(
+                "group_by: this channel always groups (it refreshes alerts per group): "
+                "use [] for one request with every alert, ['...'] for one per alert"
+            )
+        return self
+
     def alerts_url(self) -> str:
         """The Alertmanager API endpoint alerts are posted to."""
         return self.url.rstrip("/") + "/api/v2/alerts"

@@ -70,6 +70,8 @@ def summary(alert: dict[str, Any]) -> str:
     title = alert.get("title")
     if isinstance(title, str) and title:
         return title
+    if alert.get("kind") == "test":
+        return f"mlpulse test notification: {alert.get('reason', '')}"
     labels = alert.get("labels") or {}
     where = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
     line = (

@@ -202,3 +202,38 @@ def test_acknowledged_alerts_stop_the_group_repeating(tmp_path, receivers):
     finally:
         dispatcher.stop()
     assert len(receiver.requests) == 1
+
+
+def test_a_group_by_change_still_resolves_the_old_group_once(tmp_path, receivers):
+    receiver = Receiver()
+    receivers.append(receiver)
+    clock = Clock(T0)
+    engine, script, dispatcher = pipeline(
+        tmp_path, _config(receiver.url, n=1), [receiver.host], clock
+    )
+    try:
+        script.set(5.0, 100, service="mlapi")
+        _at(engine, clock, 0)
+        _at(engine, clock, 30)  # announced in the {service} group
+        engine.set_config(parse_config(_config(receiver.url, n=1, group_by=["alertname"])))
+        script.set(0.0, 100, service="mlapi")
+        _at(engine, clock, 60)  # resolves: the new grouping has no group holding it
+        _at(engine, clock, 330)
+        _at(engine, clock, 330 + 7200)
+    finally:
+        dispatcher.stop()
+    first, resolution = _messages(receiver)
+    assert resolution["group_labels"] == {"service": "mlapi"}
+    assert [a["status"] for a in resolution["alerts"]] == ["resolved"]
+    assert engine.groups() == []
+
+
+def test_the_alertmanager_channel_always_groups():
+    import pytest
+
+    from backend.alerts.rules import ConfigError
+
+    channel = {"name": "am", "type": "prometheus-alertmanager", "url": "http://am:9093"}
+    assert parse_config({"channels": [channel]}).channels[0].group_by == []
+    with pytest.raises(ConfigError, match=r"channels\[0\]: group_by: this channel always groups"):
+        parse_config({"channels": [{**channel, "group_by": None}]})
