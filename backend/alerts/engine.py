@@ -6,6 +6,12 @@ persists instances, transitions (history) and notifications in one transaction, 
 ``alert`` live events, and hands the notifications to the delivery worker — which never
 runs on the evaluation path.
 
+Per channel: a channel without ``group_by`` gets one notification per transition (and
+repeats); a grouping channel gets the alert into a `Group`, and each evaluation flushes
+the due groups (`backend.alerts.grouping`), saved in the same transaction. Mute time
+intervals (`backend.alerts.timeintervals`) of the rule and the channel hold a
+notification (status ``held``, queued when the interval ends) or drop it.
+
 The clock is injected, so tests drive time the way ``promtool test rules`` does::
 
     engine = AlertEngine(store, source, dispatcher, clock=lambda: now[0])

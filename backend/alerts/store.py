@@ -409,6 +409,12 @@ class AlertStore:
 
     def release_held(self, now: float) -> list[int]:
         """Queue the held notifications whose hold ended by ``now``; return their ids."""
+        with self._lock:  # the common case, nothing held: no write transaction
+            due = self._db.execute(
+                "SELECT 1 FROM alert_held WHERE hold_until <= ? LIMIT 1", (now,)
+            ).fetchone()
+        if due is None:
+            return []
         with self._tx() as db:
             rows = db.execute(
                 "SELECT notification_id FROM alert_held WHERE hold_until <= ? "
