@@ -50,9 +50,16 @@ def _background_jobs() -> list[Job]:
     from backend.alerts.service import alerts_job
     from backend.live import close_streams_on_exit
     from backend.live_push import close_pusher_on_exit
+    from backend.live_replicas import replica_events_job
     from backend.maintenance import retention_job
 
-    return [retention_job, alerts_job, close_streams_on_exit, close_pusher_on_exit]
+    return [
+        retention_job,
+        alerts_job,
+        close_streams_on_exit,
+        close_pusher_on_exit,
+        replica_events_job,  # PostgreSQL: other replicas' commits reach this page too
+    ]
 
 
 @contextlib.asynccontextmanager

@@ -74,7 +74,7 @@ class Cluster:
         if as_root:
             shutil.chown(folder, _OS_USER)
             shutil.chown(data, _OS_USER)
-        os.chmod(folder, 0o755)
+        os.chmod(folder, 0o755)  # noqa: S103 - the server user must reach its folder
         port = _free_port()
         cluster = cls(folder, port)
         cluster._run(
@@ -83,7 +83,8 @@ class Cluster:
         )  # fmt: skip
         with open(data / "postgresql.conf", "a", encoding="utf-8") as fh:
             fh.write(
-                f"port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{folder}'\n"
+                f"port = {port}\nlisten_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{folder}'\n"
                 "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                 "max_connections = 200\nshared_buffers = 128MB\n"
             )
@@ -96,9 +97,12 @@ class Cluster:
     def _run(self, argv: list[str]) -> None:
         if os.geteuid() == 0:
             argv = ["runuser", "-u", _OS_USER, "--", *argv]
-        done = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=self.folder)
+        done = subprocess.run(  # noqa: S603 - our own argv, no shell
+            argv, capture_output=True, text=True, check=False, cwd=self.folder
+        )
         if done.returncode != 0:
-            raise ClusterError(f"{Path(argv[-1]).name} failed: {done.stderr.strip() or done.stdout}")
+            cause = done.stderr.strip() or done.stdout.strip()
+            raise ClusterError(f"{Path(argv[-1]).name} failed: {cause}")
 
     @property
     def url(self) -> str:
@@ -115,8 +119,8 @@ class Cluster:
 
     def stop(self) -> None:
         with contextlib.suppress(ClusterError):
-            self._run([str(bin_dir() / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate",
-                       "stop"])  # fmt: skip
+            data = str(self.folder / "data")
+            self._run([str(bin_dir() / "pg_ctl"), "-D", data, "-m", "immediate", "stop"])
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def restart(self, *, down_for: float = 0.0) -> None:

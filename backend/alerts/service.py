@@ -128,7 +128,11 @@ async def alerts_job(app: FastAPI) -> None:
     always this one). On a shared store every replica first takes what the others
     changed (`AlertEngine.refresh`) and offers to deliver what nobody is delivering.
     """
-    engine = get_engine(app)
+    try:
+        engine = get_engine(app)
+    except Exception as exc:  # a bad rules file: say so instead of dying silently
+        log.error("alert engine not started: %s", exc)
+        raise
     settings = alert_settings(app)
     assert engine.dispatcher is not None
     dispatcher = engine.dispatcher

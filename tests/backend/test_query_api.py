@@ -189,7 +189,8 @@ def test_history_grouped_with_filters_and_percentile_bounds(backend: Backend) ->
 
 def test_health_reports_version_ingest_age_and_unreachable_storage(backend: Backend) -> None:
     h = backend.get("/health")
-    assert (h["status"], h["storage"], h["last_ingest_at"]) == ("ok", {"reachable": True, "kind": "sqlite"}, None)
+    storage = {"reachable": True, "kind": "sqlite"}
+    assert (h["status"], h["storage"], h["last_ingest_at"]) == ("ok", storage, None)
     assert h["version"]
     _post(
         backend,
