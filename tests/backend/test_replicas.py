@@ -244,3 +244,46 @@ def test_three_replicas_share_one_database(replicas: list[Replica], tmp_path: Pa
         f"{others[0].url}/alerts/history", params={"rule": "queue_high"}, timeout=5
     ).json()
     assert [e["to"] for e in reversed(history["entries"])][:2] == ["pending", "firing"]
+
+
+def test_losing_the_database_gives_503_then_recovers_losing_nothing(tmp_path: Path) -> None:
+    from backend_testing import ServerThread, make_settings
+
+    from backend.app import create_app
+    from mlpulse._pgcluster import Cluster
+
+    with Cluster.start() as cluster:  # its own server: this test stops it
+        url = cluster.create_database("loss")
+        app = create_app(make_settings(tmp_path / "data", storage_url=url))
+        with ServerThread(app) as base:
+            acknowledged = 0
+            statuses: list[int] = []
+            outage = threading.Thread(target=cluster.restart, kwargs={"down_for": 4.0})
+            t0 = time.time()
+            for i in range(400):
+                if i == 20:
+                    outage.start()
+                t = t0 + i * 0.05
+                req = metric_request(
+                    "ml.model.predictions",
+                    points=[{"value": 1, "time_s": t, "start_s": t - 0.05,
+                             "attributes": {"ml.model.name": "m"}}],
+                )  # fmt: skip
+                resp = httpx.post(
+                    f"{base}/v1/metrics", content=req.SerializeToString(), timeout=30,
+                    headers={"Content-Type": "application/x-protobuf"},
+                )  # fmt: skip
+                statuses.append(resp.status_code)
+                if resp.status_code == 200:
+                    acknowledged += 1
+                else:
+                    assert resp.status_code == 503
+                    assert resp.headers["Retry-After"]
+                if i > 40 and not outage.is_alive() and statuses[-5:] == [200] * 5:
+                    break
+                time.sleep(0.05)
+            outage.join(30)
+            assert 503 in statuses  # the outage was seen
+            assert statuses[-5:] == [200] * 5  # and ingest came back by itself
+            snap = httpx.get(f"{base}/metrics/current", params={"window": "5m"}, timeout=10).json()
+            assert snap["model_metrics"]["m"]["predictions_count"] == acknowledged
