@@ -287,3 +287,31 @@ def test_losing_the_database_gives_503_then_recovers_losing_nothing(tmp_path: Pa
             assert statuses[-5:] == [200] * 5  # and ingest came back by itself
             snap = httpx.get(f"{base}/metrics/current", params={"window": "5m"}, timeout=10).json()
             assert snap["model_metrics"]["m"]["predictions_count"] == acknowledged
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgresql://postgres:s3cret@127.0.0.1:{port}/mlpulse", "cannot use the database at"),
+        ("mysql://root@127.0.0.1/mlpulse", "MLPULSE_STORAGE_URL: Value error, must be"),
+    ],
+)
+def test_a_wrong_storage_url_stops_the_backend_with_one_clear_line(
+    url: str, says: str, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MLPULSE_STORAGE_URL": url.format(port=_free_port()),  # nothing listens there
+        "MLPULSE_DATA_DIR": str(tmp_path),
+        "MLPULSE_API_TOKEN": TOKEN,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "mlpulse.cli", "backend", "--port", str(_free_port())],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"mlpulse backend: {says}"), done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "s3cret" not in done.stderr  # the password never shows
