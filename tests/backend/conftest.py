@@ -38,3 +38,23 @@ def backend_factory(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def backend(backend_factory: Any) -> Backend:
     return backend_factory()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Any]:
+    """One throwaway PostgreSQL server for the session (initdb + pg_ctl in a temp folder)."""
+    from mlpulse._pgcluster import Cluster
+
+    cluster = Cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: Any, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the session's server, named after the test."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50].lower()
+    url: str = postgres_cluster.create_database(name)
+    return url

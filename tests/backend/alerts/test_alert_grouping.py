@@ -223,6 +223,7 @@ def test_a_group_by_change_still_resolves_the_old_group_once(tmp_path, receivers
     finally:
         dispatcher.stop()
     first, resolution = _messages(receiver)
+    assert first["status"] == "firing" and first["group_labels"] == {"service": "mlapi"}
     assert resolution["group_labels"] == {"service": "mlapi"}
     assert [a["status"] for a in resolution["alerts"]] == ["resolved"]
     assert engine.groups() == []
