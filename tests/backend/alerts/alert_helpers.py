@@ -132,21 +132,23 @@ def pipeline(
     hosts: list[str],
     clock: Any = None,
     external_url: str = "http://mlpulse.example:8003",
+    store: str | None = None,
 ) -> tuple[Any, Script, Any]:
     """An engine, a scripted source and started delivery workers for ``config``, with the
-    SSRF guard letting ``hosts`` through. Returns ``(engine, script, dispatcher)``."""
+    SSRF guard letting ``hosts`` through (alert tables in ``store``, a PostgreSQL URL,
+    or a SQLite file in ``tmp_path``). Returns ``(engine, script, dispatcher)``."""
     from backend.alerts.engine import AlertEngine
     from backend.alerts.store import AlertStore
     from backend.notify.dispatcher import Dispatcher
     from backend.notify.ssrf import Policy
     from backend.notify.webhook import WebhookSender
 
-    store = AlertStore(tmp_path / "alerts.db")
+    alert_store = AlertStore(store or tmp_path / "alerts.db")
     script = Script()
-    engine = AlertEngine(store, script, clock=clock or Clock(), repeat_interval=3600)
+    engine = AlertEngine(alert_store, script, clock=clock or Clock(), repeat_interval=3600)
     webhook = WebhookSender(Policy.of(False, hosts), timeout=5, max_attempts=2, backoff_base=0.05)
     engine.dispatcher = Dispatcher(
-        store, engine.channel, tmp_path, webhook=webhook, workers=2, external_url=external_url
+        alert_store, engine.channel, tmp_path, webhook=webhook, workers=2, external_url=external_url
     )
     engine.set_config(parse_config(config))
     engine.dispatcher.start()

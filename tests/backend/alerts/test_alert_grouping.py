@@ -238,3 +238,44 @@ def test_the_alertmanager_channel_always_groups():
     assert parse_config({"channels": [channel]}).channels[0].group_by == []
     with pytest.raises(ConfigError, match=r"channels\[0\]: group_by: this channel always groups"):
         parse_config({"channels": [{**channel, "group_by": None}]})
+
+
+def test_groups_on_postgresql_pass_to_a_new_evaluator(postgres_url, tmp_path, receivers):
+    """Replicas share the alert tables: the evaluator that takes over a pending group
+    (after `refresh`) sends its one message at the end of group_wait, once."""
+    receiver = Receiver()
+    receivers.append(receiver)
+    clock = Clock(T0)
+    script = Script()
+    script.set(25.0, 100, service="mlapi")
+    config = parse_config(_config(receiver.url, n=3))
+
+    def replica() -> AlertEngine:
+        store = AlertStore(postgres_url)
+        engine = AlertEngine(store, script, clock=clock, repeat_interval=3600)
+        engine.dispatcher = Dispatcher(
+            store,
+            engine.channel,
+            tmp_path,
+            webhook=WebhookSender(Policy.of(False, [receiver.host]), max_attempts=2),
+            workers=1,
+        )
+        engine.set_config(config)
+        engine.dispatcher.start()
+        return engine
+
+    first, second = replica(), replica()
+    try:
+        _at(first, clock, 0)  # the first evaluator: three alerts wait in their group
+        second.refresh()  # the first one dies; the second takes the lease and refreshes
+        assert [len(g.alerts) for g in second.groups()] == [3]
+        _at(second, clock, 29)
+        assert receiver.requests == []
+        _at(second, clock, 30)
+        _at(second, clock, 60)
+    finally:
+        for engine in (first, second):
+            engine.dispatcher.stop()
+            engine.close()
+    (message,) = _messages(receiver)
+    assert sorted(a["rule"] for a in message["alerts"]) == ["r0", "r1", "r2"]

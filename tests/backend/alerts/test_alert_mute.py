@@ -110,12 +110,14 @@ def test_drop_discards_what_falls_inside_the_interval(tmp_path, receivers, group
         assert kinds == ["repeat", "repeat", "resolved"]
 
 
-def test_the_held_receipt_says_until_when(tmp_path, receivers):
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_the_held_receipt_says_until_when(tmp_path, receivers, request, database):
     receiver = Receiver()
     receivers.append(receiver)
     clock = Clock(NIGHT_START)
     config = _config(receiver.url, "hold", grouped=False, on="rule")
-    engine, script, dispatcher = pipeline(tmp_path, config, [receiver.host], clock)
+    url = request.getfixturevalue("postgres_url") if database == "postgresql" else None
+    engine, script, dispatcher = pipeline(tmp_path, config, [receiver.host], clock, store=url)
     try:
         script.set(50.0, 100, service="mlapi")
         _run(engine, clock, NIGHT_START)
@@ -123,9 +125,10 @@ def test_the_held_receipt_says_until_when(tmp_path, receivers):
         assert held["status"] == "held"
         assert held["last_error"] == "held until 2026-01-07T05:00:00Z by time interval nights"
         _run(engine, clock, NIGHT_END)
+        (sent,) = engine.store.notifications()
     finally:
         dispatcher.stop()
-    (sent,) = engine.store.notifications()
+        engine.close()
     assert sent["status"] == "delivered" and sent["id"] == held["id"]
 
 
