@@ -39,6 +39,7 @@ from backend.alerts.grouping import (
     flush,
     group_key,
     group_labels,
+    next_due,
 )
 from backend.alerts.rules import AlertConfig, Rule, read_rules_file
 from backend.alerts.silences import alert_labels, silenced_by
@@ -275,6 +276,30 @@ class AlertEngine:
         """Return the notification groups of grouping channels (pending and sent)."""
         with self._lock:
             return list(self._groups.values())
+
+    def group_states(self) -> list[dict[str, Any]]:
+        """Return the groups as JSON-ready dicts, with when each is looked at next."""
+        out = []
+        with self._lock:
+            for group in sorted(self._groups.values(), key=lambda g: g.key):
+                channel = self._config.channel(group.channel)
+                grouped = channel is not None and channel.grouped
+                out.append(
+                    {
+                        "key": group.key,
+                        "channel": group.channel,
+                        "labels": dict(group.labels),
+                        "alerts": [
+                            {"alert_id": a.alert_id, "rule": a.rule, "status": a.status}
+                            for a in group.alerts.values()
+                        ],
+                        "created_at": group.created_at,
+                        "flushed_at": group.flushed_at,
+                        "sent_at": group.sent_at,
+                        "next_at": next_due(group, self._timing(channel)) if grouped else None,
+                    }
+                )
+        return out
 
     # -- mute time intervals ---------------------------------------------------------
 

@@ -4,6 +4,7 @@
 |---|---|
 | `GET /alerts/active` | pending and firing alerts |
 | `GET /alerts/history` | transitions with their values and delivery receipts (filters, paging) |
+| `GET /alerts/groups` | notification groups of grouping channels, with their next look |
 | `GET /alerts/configure` | rules and channels, secrets `[REDACTED]` (`?format=yaml` for a file) |
 | `POST /alerts/configure` | create/update/delete rules and channels (JSON, or a YAML document) |
 | `GET`/`POST /alerts/silences`, `DELETE /alerts/silences/{id}` | silences |
@@ -115,6 +116,13 @@ def history(
         "offset": offset,
         "next_cursor": next_cursor,
     }
+
+
+@router.get("/groups")
+def groups(engine: EngineDep) -> dict[str, Any]:
+    """Return the notification groups of grouping channels: their alerts, when they were
+    last looked at and sent, and ``next_at``, when they are looked at next."""
+    return {"groups": engine.group_states()}
 
 
 # -- configuration ----------------------------------------------------------------------

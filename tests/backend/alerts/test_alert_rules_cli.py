@@ -269,3 +269,47 @@ def test_templates_render_into_the_notification(tmp_path, receivers):
     body = json.loads(request["body"])
     assert body["title"] == "ERR: 12.35 > 5.0 on mlapi"
     assert body["message"] == "Errors at 12.3456% (80 samples)"
+
+
+def test_groups_route_shows_a_pending_group_and_its_next_look(alert_backend, receivers):
+    from alert_helpers import Script
+
+    receiver = Receiver()
+    receivers.append(receiver)
+    backend = alert_backend(webhook_allowed_hosts=[receiver.host])
+    channel = {
+        "name": "team",
+        "type": "webhook",
+        "url": receiver.url,
+        "format": "slack",
+        "group_by": ["service"],
+        "group_wait": "45s",
+    }
+    rules = [
+        {
+            "name": f"r{i}",
+            "signal": "error_rate_percent",
+            "comparison": ">",
+            "threshold": i,
+            "for": 0,
+            "channels": ["team"],
+        }
+        for i in range(3)
+    ]
+    resp = backend.client.post(
+        "/alerts/configure",
+        json={"channels": [channel], "rules": rules, "replace": True},
+        headers=AUTH,
+    )
+    assert resp.status_code == 200, resp.text
+    engine = backend.app.state.alerts
+    script = Script()
+    script.set(10.0, 100, service="mlapi")
+    engine.source = script
+    engine.evaluate_once()
+    (group,) = backend.get("/alerts/groups")["groups"]
+    assert group["channel"] == "team" and group["labels"] == {"service": "mlapi"}
+    assert sorted(a["rule"] for a in group["alerts"]) == ["r0", "r1", "r2"]
+    assert group["sent_at"] is None
+    assert group["next_at"] == group["created_at"] + 45
+    assert receiver.requests == []
