@@ -316,3 +316,57 @@ def test_pagerduty_needs_a_routing_key():
                 ]
             }
         )
+
+
+def test_a_group_is_one_alertmanager_and_one_slack_message(tmp_path, receivers):
+    am = Receiver(check=_check_alertmanager)
+    slack = Receiver(check=_check_slack)
+    receivers.extend([am, slack])
+    clock = Clock(1_767_225_600.0)
+    grouping = {"group_by": ["service"], "group_wait": "10s", "max_alerts": 2}
+    engine, script, dispatcher = pipeline(
+        tmp_path,
+        {
+            "channels": [
+                {
+                    "name": "am",
+                    "type": "webhook",
+                    "url": am.url,
+                    "format": "alertmanager",
+                    **grouping,
+                },
+                {
+                    "name": "slack",
+                    "type": "webhook",
+                    "url": slack.url,
+                    "format": "slack",
+                    **grouping,
+                },
+            ],
+            "rules": [
+                rule(name=f"r{i}", threshold=i, severity="critical", channels=["am", "slack"])
+                for i in range(3)
+            ],
+        },
+        [am.host, slack.host],
+        clock,
+    )
+    try:
+        script.set(10.0, 100, service="mlapi")
+        engine.evaluate_once()
+        clock.advance(10)
+        engine.evaluate_once()
+        assert dispatcher.wait_idle(10)
+    finally:
+        dispatcher.stop()
+    assert am.rejected == [] and slack.rejected == []
+    (webhook,) = _bodies(am)
+    assert webhook["groupKey"] == 'am:{service="mlapi"}'
+    assert webhook["groupLabels"] == {"service": "mlapi"}
+    assert webhook["commonLabels"] == {"service": "mlapi", "severity": "critical"}
+    assert len(webhook["alerts"]) == 2 and webhook["truncatedAlerts"] == 1  # max_alerts
+    (message,) = _bodies(slack)
+    assert message["text"].startswith("[FIRING] 3 alerts (3 firing, 0 resolved)\n")
+    sections = [b for b in message["blocks"] if b["type"] == "section"]
+    assert len(sections) == 2
+    assert message["blocks"][-2]["elements"][0]["text"] == "and 1 more"
