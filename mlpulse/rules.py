@@ -73,8 +73,12 @@ def _errors(name: str, messages: list[str]) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    token = _token(args)  # reads may be open; sent anyway for backends that protect them
     response = httpx.get(
-        f"{args.url.rstrip('/')}/alerts/configure", params={"format": "yaml"}, timeout=30
+        f"{args.url.rstrip('/')}/alerts/configure",
+        params={"format": "yaml"},
+        headers={"Authorization": f"Bearer {token}"} if token else {},
+        timeout=30,
     )
     if response.status_code != 200:
         print(f"error: {args.url} answered {response.status_code}", file=sys.stderr)
