@@ -573,7 +573,9 @@ class AlertEngine:
                 forget.append(key)  # the channel is gone, or no longer groups
                 continue
             for alert in list(group.alerts.values()):
-                if config.rule(alert.rule) is None:  # the rule is gone: forget silently
+                rule = config.rule(alert.rule)
+                if rule is None or group.channel not in rule.channels:
+                    # The rule is gone, or no longer notifies here: forget it silently.
                     del group.alerts[alert.alert_id]
                     self._dirty_groups.add(key)
                 elif self._resolved_meanwhile(config, alert, now):

@@ -279,3 +279,24 @@ def test_groups_on_postgresql_pass_to_a_new_evaluator(postgres_url, tmp_path, re
             engine.close()
     (message,) = _messages(receiver)
     assert sorted(a["rule"] for a in message["alerts"]) == ["r0", "r1", "r2"]
+
+
+def test_an_alert_whose_rule_leaves_the_channel_stops_repeating_there(tmp_path, receivers):
+    receiver = Receiver()
+    receivers.append(receiver)
+    clock = Clock(T0)
+    config = _config(receiver.url, n=2)
+    engine, script, dispatcher = pipeline(tmp_path, config, [receiver.host], clock)
+    try:
+        script.set(15.0, 100, service="mlapi")
+        _at(engine, clock, 0)
+        _at(engine, clock, 30)  # r0 and r1 announced
+        config["channels"].append({"name": "console", "type": "console"})
+        config["rules"][1]["channels"] = ["console"]  # r1 now notifies elsewhere
+        engine.set_config(parse_config(config))
+        _at(engine, clock, 30 + 3600)  # the repeat lists r0 only
+    finally:
+        dispatcher.stop()
+    first, repeat = _messages(receiver)
+    assert sorted(a["rule"] for a in first["alerts"]) == ["r0", "r1"]
+    assert [a["rule"] for a in repeat["alerts"]] == ["r0"]
