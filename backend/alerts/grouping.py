@@ -155,14 +155,19 @@ def flush(
     group.flushed_at = now
     if message:
         group.sent_at = now
-    still_held_sent = [a.alert_id for a in held if a.alert_id in sent and a.status == "firing"]
+    # Alerts announced before a hold or a drop began stay announced: their resolution
+    # is still news once it may be sent.
+    muted_sent = {a.alert_id for a in held + dropped_firing if a.alert_id in sent}
     announced = {a.alert_id for a in message if a.status == "firing"}
     group.sent_firing = sorted(
-        (announced if message else {a.alert_id for a in sendable} & sent) | set(still_held_sent)
+        (announced if message else {a.alert_id for a in sendable} & sent)
+        | {i for i in muted_sent if group.alerts[i].status == "firing"}
     )
-    # Firing alerts a mute interval dropped are never announced later, nor resolved.
+    # Firing alerts a mute interval dropped before any announcement are never announced
+    # later, nor resolved.
+    newly_dropped = [a for a in dropped_firing if a.alert_id not in sent | dropped_before]
     group.dropped_firing = sorted(
-        ({a.alert_id for a in dropped_firing} | (dropped_before - announced))
+        ({a.alert_id for a in newly_dropped} | (dropped_before - announced))
         & {a.alert_id for a in firing}
     )
     # Resolved alerts leave the group once announced, dropped, or never announced;
@@ -175,7 +180,7 @@ def flush(
     group.release_at = min((t for t in holds if t is not None), default=None)
     return Flushed(
         message=message,
-        dropped=dropped_firing + resolved_dropped,
+        dropped=newly_dropped + resolved_dropped,
         repeat=repeat_due and not changed,
         forget=not group.alerts,
     )

@@ -191,3 +191,34 @@ def test_unknown_interval_references_are_refused():
                 "rules": [rule(mute_time_intervals=["lunch"])],
             }
         )
+
+
+def test_grouped_drop_keeps_what_was_announced_before_and_counts_each_drop_once(
+    tmp_path, receivers
+):
+    receiver = Receiver()
+    receivers.append(receiver)
+    evening = NIGHT_START - 2 * 3600  # Tuesday 21:00 in Berlin: not muted yet
+    clock = Clock(evening)
+    config = _config(receiver.url, "drop", grouped=True, on="channel")
+    config["rules"].append(rule(name="late", threshold=60, channels=["team"]))
+    engine, script, dispatcher = pipeline(tmp_path, config, [receiver.host], clock)
+    try:
+        script.set(50.0, 100, service="mlapi")  # err fires; late (> 60) does not
+        _run(engine, clock, evening)
+        _run(engine, clock, evening + 30)  # announced before the night
+        script.set(70.0, 100, service="mlapi")  # late fires at night: dropped
+        for minutes in range(0, 7 * 60, 5):  # the whole night, every 5 minutes
+            _run(engine, clock, NIGHT_START + 60 * minutes)
+        script.set(1.0, 100, service="mlapi")  # both recover in the morning
+        _run(engine, clock, NIGHT_END + 600)
+        _run(engine, clock, NIGHT_END + 1200)
+    finally:
+        dispatcher.stop()
+    dropped = [r for r in engine.store.notifications(limit=1000) if r["status"] == "dropped"]
+    assert len(dropped) == 1  # late, once; err was announced before the night
+    bodies = [json.loads(r["body"]) for r in receiver.requests]
+    assert [(b["status"], sorted(a["rule"] for a in b["alerts"])) for b in bodies] == [
+        ("firing", ["err"]),
+        ("resolved", ["err"]),  # late's firing was dropped: its resolution is not news
+    ]
