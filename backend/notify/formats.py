@@ -167,6 +167,12 @@ def alertmanager_webhook(
     }
 
 
+def slack_escape(value: Any) -> str:
+    """Escape text for Slack: label values come from clients, and ``<!channel>`` or
+    ``<https://evil|link>`` in a route name must stay text (Slack's own rule: &, <, >)."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _slack_line(alert: dict[str, Any]) -> str:
     labels = alert.get("labels") or {}
     where = [f"{k}: {labels[k]}" for k in ("service", "model", "route") if labels.get(k)]
@@ -180,7 +186,7 @@ def _slack_line(alert: dict[str, Any]) -> str:
         parts.append(", ".join(where))
     if text(alert):
         parts.append(text(alert))
-    return "\n".join(parts)[:_SLACK_SECTION_CHARS]
+    return slack_escape("\n".join(parts))[:_SLACK_SECTION_CHARS]
 
 
 def slack_message(
@@ -193,7 +199,7 @@ def slack_message(
     status = _status(payload)
     firing = sum(1 for a in alerts if a.get("status") != "resolved")
     if len(alerts) == 1:
-        headline = f"[{status.upper()}] {summary(alerts[0])}"
+        headline = slack_escape(f"[{status.upper()}] {summary(alerts[0])}")
     else:
         headline = (
             f"[{status.upper()}] {len(alerts)} alerts ({firing} firing, "

@@ -229,10 +229,10 @@ def test_slack_receiver_accepts_ours_and_rejects_a_body_without_text(tmp_path, r
     assert slack.rejected == ["no_text"]
     (ours,) = [b for b in _bodies(slack) if "text" in b]
     assert ours["text"].startswith(
-        "[FIRING] latency: p95_latency_ms 812.5 > 500 (model=result_predictor)"
+        "[FIRING] latency: p95_latency_ms 812.5 &gt; 500 (model=result_predictor)"
     )
     section = ours["blocks"][0]["text"]["text"]
-    assert "value 812.5 (threshold > 500, warning)" in section
+    assert "value 812.5 (threshold &gt; 500, warning)" in section  # Slack shows ">"
     assert "model: result_predictor" in section
     alert_id = engine.instances()[0].id
     assert (
@@ -370,3 +370,28 @@ def test_a_group_is_one_alertmanager_and_one_slack_message(tmp_path, receivers):
     sections = [b for b in message["blocks"] if b["type"] == "section"]
     assert len(sections) == 2
     assert message["blocks"][-2]["elements"][0]["text"] == "and 1 more"
+
+
+def test_slack_messages_keep_client_label_values_as_text(tmp_path, receivers):
+    """A route or model name is client data: `<!channel>` must not ping a Slack channel."""
+    slack = Receiver(check=_check_slack)
+    receivers.append(slack)
+    engine, script, dispatcher = pipeline(
+        tmp_path,
+        {
+            "channels": [{"name": "slack", "type": "webhook", "url": slack.url, "format": "slack"}],
+            "rules": [rule(group_by="route", channels=["slack"])],
+        },
+        [slack.host],
+    )
+    try:
+        script.set(50.0, 100, route="<!channel> <https://evil.example|click> & co")
+        engine.evaluate_once()
+        assert dispatcher.wait_idle(10)
+    finally:
+        dispatcher.stop()
+    (body,) = _bodies(slack)
+    shown = body["text"] + json.dumps(body["blocks"])
+    assert "<!channel>" not in shown and "<https://evil" not in shown
+    assert "&lt;!channel&gt; &lt;https://evil.example|click&gt; &amp; co" in body["text"]
+    assert "route: &lt;!channel&gt;" in body["blocks"][0]["text"]["text"]
