@@ -5,11 +5,12 @@
   mlpulse rules import rules.yaml           replace them with the file's, all or nothing
   mlpulse rules import --check rules.yaml   only validate the file, send nothing
 
-The file has the schema of MLPULSE_ALERT_RULES_FILE (docs/alerts.md). Errors name the
-line (`rules.yaml:12: rules[2].threshold: Input should be a valid number`) and a bad file
-changes nothing. A channel exported with `[REDACTED]` secrets keeps the backend's stored
-secret when imported back. The backend is MLPULSE_BACKEND_URL (default
-http://127.0.0.1:8003); import sends the API token from --token, MLPULSE_API_TOKEN or
+The file has the schema of MLPULSE_ALERT_RULES_FILE (docs/alerts.md). The backend
+validates it and expands ${env:NAME} references from its own environment (--check uses
+yours). Errors name the line (`rules.yaml:12: rules[2].threshold: Input should be a valid
+number`) and a bad file changes nothing. A channel exported with `[REDACTED]` secrets
+keeps the backend's stored secret when imported back. The backend is MLPULSE_BACKEND_URL
+(default http://127.0.0.1:8003); import sends the API token from --token, MLPULSE_API_TOKEN or
 <MLPULSE_DATA_DIR>/api-token.
 """
 
@@ -91,6 +92,10 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _counts(rules: int, channels: int, intervals: int) -> str:
+    return f"{rules} rules, {channels} channels, {intervals} time intervals"
+
+
 def _import(args: argparse.Namespace) -> int:
     name = str(args.file)
     try:
@@ -98,19 +103,19 @@ def _import(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         print(f"error: cannot read {name}: {exc}", file=sys.stderr)
         return 1
-    try:
-        config = load_yaml(text)
-    except ConfigError as exc:
-        _errors(name, exc.errors)
-        print(f"{name}: not imported; nothing changed", file=sys.stderr)
-        return 1
-    counts = (
-        f"{len(config.rules)} rules, {len(config.channels)} channels, "
-        f"{len(config.time_intervals)} time intervals"
-    )
     if args.check:
+        # Offline: ${env:NAME} references take this shell's environment.
+        try:
+            config = load_yaml(text)
+        except ConfigError as exc:
+            _errors(name, exc.errors)
+            print(f"{name}: not valid", file=sys.stderr)
+            return 1
+        counts = _counts(len(config.rules), len(config.channels), len(config.time_intervals))
         print(f"{name}: valid ({counts})")
         return 0
+    # The backend validates (with line numbers) and expands ${env:NAME} from its own
+    # environment, where the secrets live; it applies all of the file or none.
     token = _token(args)
     headers = {"Content-Type": "application/yaml"}
     if token:
@@ -121,17 +126,22 @@ def _import(args: argparse.Namespace) -> int:
         headers=headers,
         timeout=30,
     )
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {"detail": response.text}
     if response.status_code == 200:
+        counts = _counts(
+            len(answer.get("rules", [])),
+            len(answer.get("channels", [])),
+            len(answer.get("time_intervals", [])),
+        )
         print(f"{name}: imported into {args.url} ({counts})")
         return 0
-    try:
-        detail = str(response.json().get("detail", response.text))
-    except ValueError:
-        detail = response.text
+    detail = str(answer.get("detail", response.text)) if isinstance(answer, dict) else ""
     if response.status_code in (401, 403):
         print(f"error: {args.url} refused the API token ({detail})", file=sys.stderr)
         return 1
-    # The backend checks what only it can (webhook hosts, file paths, stored secrets).
     _errors(name, re.split(r"; (?=line \d+: )", detail))
     print(f"{name}: not imported (HTTP {response.status_code}); nothing changed", file=sys.stderr)
     return 1

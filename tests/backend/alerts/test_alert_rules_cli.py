@@ -140,7 +140,7 @@ def test_a_bad_file_gets_line_numbered_errors_and_changes_nothing(
         "unexpected '}'",
         f"{bad_path}:{_line(bad, 'action: snooze')}: time_intervals[1].action: Input should "
         "be 'hold' or 'drop'",
-        f"{bad_path}: not imported; nothing changed",
+        f"{bad_path}: not imported (HTTP 422); nothing changed",
     ]
     # With the fields right, a cross-reference error is reported with its line too.
     only_ref = text.replace("channels: [console]", "channels: [console, pager]")
