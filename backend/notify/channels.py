@@ -269,6 +269,11 @@ class AlertmanagerChannel(_Channel):
                 "group_by: this channel always groups (it refreshes alerts per group): "
                 "use [] for one request with every alert, ['...'] for one per alert"
             )
+        if not self.repeat_interval:
+            raise ValueError(
+                "repeat_interval: must be > 0: Alertmanager resolves alerts that are not "
+                "sent again"
+            )
         return self
 
     def alerts_url(self) -> str:

@@ -238,6 +238,8 @@ def test_the_alertmanager_channel_always_groups():
     assert parse_config({"channels": [channel]}).channels[0].group_by == []
     with pytest.raises(ConfigError, match=r"channels\[0\]: group_by: this channel always groups"):
         parse_config({"channels": [{**channel, "group_by": None}]})
+    with pytest.raises(ConfigError, match=r"channels\[0\]: repeat_interval: must be > 0"):
+        parse_config({"channels": [{**channel, "repeat_interval": "0s"}]})
 
 
 def test_groups_on_postgresql_pass_to_a_new_evaluator(postgres_url, tmp_path, receivers):
