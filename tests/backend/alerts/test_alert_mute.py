@@ -138,10 +138,17 @@ def test_interval_boundaries_weekdays_and_time_zone():
     assert not nights.active(_berlin(2026, 1, 6, 21, 59, 59))
     assert not nights.active(_berlin(2026, 1, 7, 6, 0))  # end exclusive
     assert not nights.active(_berlin(2026, 1, 10, 23, 0))  # Saturday
-    # The same instant is 21:00 UTC, outside the range: the zone decides.
+    # 22:30 in Berlin is 21:30 UTC, outside the same ranges in UTC: the zone decides.
     utc = TimeInterval.model_validate({**NIGHTS, "time_zone": "UTC"})
     assert not utc.active(_berlin(2026, 1, 6, 22, 30))
     assert utc.active(_berlin(2026, 1, 6, 23, 30))
+    # Across the spring DST change (Sunday 29 March 02:00 -> 03:00) the night is 7 h of
+    # wall clock but 6 h of real time, and ends at 06:00 summer time.
+    every_night = TimeInterval.model_validate({**NIGHTS, "weekdays": []})
+    start = _berlin(2026, 3, 28, 23, 0)
+    end = muted_until([every_night], start)
+    assert end == _berlin(2026, 3, 29, 6, 0)
+    assert end - start == 6 * 3600
 
 
 def test_weekday_ranges_are_inclusive_and_days_outside_are_free():
