@@ -366,7 +366,9 @@ class PostgresEngine(TieredReads):
                     (list(todo),),
                 ).fetchall()
             }
-            new = sorted(fp for fp in todo if fp not in found)[:room]
+            # The first ones of the export get the room left (as the embedded engine does);
+            # inserted in fingerprint order, so concurrent replicas never deadlock.
+            new = sorted([fp for fp in todo if fp not in found][:room])
             if new:
                 with conn.transaction():
                     conn.cursor().executemany(
@@ -738,11 +740,17 @@ class _MissingSeriesError(Exception):
         self.sids = sids
 
 
+def _text(value: str) -> str:
+    # PostgreSQL's text cannot hold NUL; client strings may. The JSON columns escape it
+    # (\u0000), the plain ones show U+FFFD; the fingerprint keeps the exact identity.
+    return value.replace("\x00", "\ufffd")
+
+
 def _series_params(fp: bytes, key: SeriesKey, now: float) -> tuple[Any, ...]:
     return (
-        fp, key.metric, key.kind, key.unit, key.monotonic, key.service, key.instance,
-        json.dumps(dict(key.attributes), sort_keys=True),
-        json.dumps(dict(key.resource), sort_keys=True), key.scope, now,
+        fp, _text(key.metric), key.kind, _text(key.unit), key.monotonic, _text(key.service),
+        _text(key.instance), json.dumps(dict(key.attributes), sort_keys=True),
+        json.dumps(dict(key.resource), sort_keys=True), _text(key.scope), now,
     )  # fmt: skip
 
 
