@@ -90,7 +90,10 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     app.state.ingest_slots = asyncio.Semaphore(settings.max_inflight_exports)
     for router in _routers():
         app.include_router(router)
-    from backend.api.errors import RequestValidationError, request_validation_error
+    import psycopg
+
+    from backend.api.errors import RequestValidationError, request_validation_error, unstorable_text
 
     app.add_exception_handler(RequestValidationError, request_validation_error)  # NaN: a 422
+    app.add_exception_handler(psycopg.DataError, unstorable_text)  # NUL in text on PostgreSQL
     return app

@@ -198,7 +198,31 @@ def test_three_replicas_share_one_database(replicas: list[Replica], tmp_path: Pa
     listener.join(15)
     assert events == ["event: ingest"]
 
-    # 4. A rule pending on the evaluator fires after it is killed, notified exactly once.
+    # 4. Edits on one replica hold on all: a new rule, a silence.
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    extra = {
+        "name": "never_fires", "signal": "cache_entries", "comparison": ">",
+        "threshold": 1e12, "window": "20s", "group_by": "none", "channels": ["file"],
+    }  # fmt: skip
+    made = httpx.post(f"{replicas[0].url}/alerts/configure", json={"rules": [extra]}, headers=auth)
+    assert made.status_code == 200, made.text
+    silence = httpx.post(
+        f"{replicas[1].url}/alerts/silences", headers=auth,
+        json={"matchers": [{"name": "alertname", "value": "never_fires"}], "duration": 600},
+    )  # fmt: skip
+    assert silence.status_code == 201, silence.text
+
+    def edited(replica: Replica) -> bool:
+        rules = httpx.get(f"{replica.url}/alerts/configure", timeout=5).json()["rules"]
+        silences = httpx.get(f"{replica.url}/alerts/silences", timeout=5).json()["silences"]
+        return "never_fires" in [r["name"] for r in rules] and [x["id"] for x in silences] == [
+            silence.json()["id"]
+        ]
+
+    for replica in replicas:
+        _wait(lambda r=replica: edited(r), 10, f"the edits on {replica.name}")
+
+    # 5. A rule pending on the evaluator fires after it is killed, notified exactly once.
     stop = threading.Event()
 
     def feed() -> None:
