@@ -313,3 +313,42 @@ def test_groups_route_shows_a_pending_group_and_its_next_look(alert_backend, rec
     assert group["sent_at"] is None
     assert group["next_at"] == group["created_at"] + 45
     assert receiver.requests == []
+
+
+def test_time_intervals_are_upserted_and_deleted_through_the_json_api(alert_backend):
+    backend = alert_backend()
+
+    def post(body: dict) -> object:
+        return backend.client.post("/alerts/configure", json=body, headers=AUTH)
+
+    nights = {"name": "nights", "times": [{"start": "22:00", "end": "24:00"}]}
+    rule = {
+        "name": "quiet",
+        "signal": "cpu_percent",
+        "comparison": ">",
+        "threshold": 90,
+        "channels": ["console"],
+        "mute_time_intervals": ["nights"],
+    }
+    assert post({"time_intervals": [nights], "rules": [rule]}).status_code == 200
+    shown = backend.get("/alerts/configure")
+    assert shown["time_intervals"] == [
+        {
+            "name": "nights",
+            "time_zone": "UTC",
+            "weekdays": [],
+            "times": [{"start": "22:00", "end": "24:00"}],
+            "action": "hold",
+            "description": "",
+        }
+    ]
+    refused = post({"delete_time_intervals": ["nights"]})
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == (
+        "rules[7].mute_time_intervals: 'quiet' names unknown time interval 'nights' (defined: none)"
+    )
+    assert post({"delete_time_intervals": ["lunch"]}).json()["detail"] == (
+        "delete_time_intervals: no time interval 'lunch'"
+    )
+    both = post({"delete_time_intervals": ["nights"], "delete_rules": ["quiet"]})
+    assert both.status_code == 200 and both.json()["time_intervals"] == []
