@@ -513,6 +513,8 @@ class AlertEngine:
                 if kind != "repeat":
                     self._to_group(channel, rule, inst, payload, now)
                 continue
+            if kind == "resolved" and channel is not None and not channel.send_resolved:
+                continue
             note: dict[str, Any] = {
                 "alert_id": inst.id,
                 "rule": rule.name,
@@ -560,6 +562,8 @@ class AlertEngine:
             channel.group_wait,
             channel.group_interval,
             self.repeat_interval if repeat is None else repeat,
+            # Alertmanager must hear of resolutions, or it keeps the alert until endsAt.
+            channel.send_resolved or isinstance(channel, AlertmanagerChannel),
         )
 
     def _flush_groups(

@@ -37,6 +37,7 @@ class GroupTiming:
     group_wait: float
     group_interval: float
     repeat_interval: float
+    send_resolved: bool = True
 
 
 @dataclass
@@ -134,7 +135,10 @@ def flush(
     resolved_news = [
         a
         for a in group.alerts.values()
-        if a.status == "resolved" and a.alert_id in sent and decisions[a.alert_id][0] == "send"
+        if a.status == "resolved"
+        and a.alert_id in sent
+        and decisions[a.alert_id][0] == "send"
+        and timing.send_resolved
     ]
     resolved_dropped = [
         a

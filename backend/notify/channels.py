@@ -92,6 +92,9 @@ class _Channel(BaseModel):
     mute_time_intervals: list[Annotated[str, Field(pattern=_NAME)]] = Field(
         default_factory=list, max_length=20, description="names of time_intervals"
     )
+    send_resolved: bool = Field(
+        default=True, description="also notify when alerts resolve (Alertmanager's meaning)"
+    )
 
     @property
     def grouped(self) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from alert_helpers import Clock, Receiver, Script, pipeline, rule
 
 from backend.alerts.engine import AlertEngine
@@ -230,8 +231,6 @@ def test_a_group_by_change_still_resolves_the_old_group_once(tmp_path, receivers
 
 
 def test_the_alertmanager_channel_always_groups():
-    import pytest
-
     from backend.alerts.rules import ConfigError
 
     channel = {"name": "am", "type": "prometheus-alertmanager", "url": "http://am:9093"}
@@ -302,3 +301,27 @@ def test_an_alert_whose_rule_leaves_the_channel_stops_repeating_there(tmp_path, 
     first, repeat = _messages(receiver)
     assert sorted(a["rule"] for a in first["alerts"]) == ["r0", "r1"]
     assert [a["rule"] for a in repeat["alerts"]] == ["r0"]
+
+
+@pytest.mark.parametrize("grouped", [True, False], ids=["grouped", "ungrouped"])
+def test_send_resolved_false_announces_firing_only(tmp_path, receivers, grouped):
+    receiver = Receiver()
+    receivers.append(receiver)
+    clock = Clock(T0)
+    config = _config(receiver.url, n=2, send_resolved=False)
+    if not grouped:
+        for key in ("group_by", "group_wait", "group_interval", "repeat_interval"):
+            config["channels"][0].pop(key)
+    engine, script, dispatcher = pipeline(tmp_path, config, [receiver.host], clock)
+    try:
+        script.set(15.0, 100, service="mlapi")
+        _at(engine, clock, 0)
+        _at(engine, clock, 30)
+        script.set(0.0, 100, service="mlapi")
+        _at(engine, clock, 60)
+        _at(engine, clock, 400)
+    finally:
+        dispatcher.stop()
+    statuses = [json.loads(r["body"])["status"] for r in receiver.requests]
+    assert statuses == (["firing"] if grouped else ["firing", "firing"])
+    assert engine.groups() == []
