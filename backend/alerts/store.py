@@ -328,9 +328,7 @@ class AlertStore:
     # -- notifications (delivery receipts) -----------------------------------------
 
     @staticmethod
-    def _insert_notification(
-        db: Connection, history_id: int | None, note: dict[str, Any]
-    ) -> int:
+    def _insert_notification(db: Connection, history_id: int | None, note: dict[str, Any]) -> int:
         note_id = AlertStore._insert_receipt(db, history_id, note)
         if note.get("hold_until") is not None:
             db.execute(
@@ -340,9 +338,7 @@ class AlertStore:
         return note_id
 
     @staticmethod
-    def _insert_receipt(
-        db: Connection, history_id: int | None, note: dict[str, Any]
-    ) -> int:
+    def _insert_receipt(db: Connection, history_id: int | None, note: dict[str, Any]) -> int:
         cur = db.execute(
             "INSERT INTO alert_notifications(history_id, alert_id, rule, channel, kind, payload, "
             "status, attempts, last_error, created_at, updated_at) "
@@ -430,9 +426,7 @@ class AlertStore:
     def release_claims(self) -> None:
         """Forget every claim (at start, when this process is the only deliverer)."""
         with self._tx() as db:
-            db.execute(
-                "UPDATE alert_notifications SET claimed_until=NULL WHERE status='sending'"
-            )
+            db.execute("UPDATE alert_notifications SET claimed_until=NULL WHERE status='sending'")
 
     def undelivered(self) -> list[int]:
         """Return the ids of notifications queued or in flight (to resume after a restart)."""

@@ -22,6 +22,7 @@ refused (`FileChannel.resolve`).
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -245,6 +246,11 @@ class AlertmanagerChannel(_Channel):
 
     type: Literal["prometheus-alertmanager"] = "prometheus-alertmanager"
     url: str = Field(max_length=2000)
+    username: str | None = Field(default=None, max_length=255, description="basic auth")
+    password: SecretStr | None = Field(default=None, description="basic auth")
+    bearer_token: SecretStr | None = Field(
+        default=None, description="Authorization: Bearer (an auth proxy in front of it)"
+    )
     group_by: list[Annotated[str, Field(pattern=_LABEL)]] | None = Field(
         default_factory=list, max_length=20
     )
@@ -274,14 +280,29 @@ class AlertmanagerChannel(_Channel):
             )
         if not self.repeat_interval:
             raise ValueError(
-                "repeat_interval: must be > 0: Alertmanager resolves alerts that are not "
-                "sent again"
+                "repeat_interval: must be > 0: Alertmanager resolves alerts that are not sent again"
             )
         return self
+
+    @field_serializer("password", "bearer_token")
+    def _secrets(self, value: SecretStr | None, info: SerializationInfo) -> str | None:
+        if value is None:
+            return None
+        return value.get_secret_value() if _reveal(info) else REDACTED
 
     def alerts_url(self) -> str:
         """The Alertmanager API endpoint alerts are posted to."""
         return self.url.rstrip("/") + "/api/v2/alerts"
+
+    def auth_headers(self) -> dict[str, str]:
+        """The Authorization header, when basic auth or a bearer token is set."""
+        if self.bearer_token is not None and self.bearer_token.get_secret_value():
+            return {"Authorization": f"Bearer {self.bearer_token.get_secret_value()}"}
+        if self.username:
+            secret = self.password.get_secret_value() if self.password else ""
+            pair = base64.b64encode(f"{self.username}:{secret}".encode()).decode()
+            return {"Authorization": f"Basic {pair}"}
+        return {}
 
 
 Channel = Annotated[
@@ -294,6 +315,7 @@ CHANNEL_TYPES = ("console", "file", "webhook", "email", "prometheus-alertmanager
 SECRET_FIELDS: dict[str, tuple[str, ...]] = {
     "webhook": ("secret", "routing_key"),
     "email": ("password",),
+    "prometheus-alertmanager": ("password", "bearer_token"),
 }
 """Per channel type, the fields that hold secrets."""
 

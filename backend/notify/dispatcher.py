@@ -237,6 +237,7 @@ class Dispatcher:
                 sleep=self._sleep,
                 on_failure=failed,
                 max_attempts=max_attempts,
+                headers=channel.auth_headers(),
             )
         if isinstance(channel, WebhookChannel):
             payload["sent_at"] = time.time()

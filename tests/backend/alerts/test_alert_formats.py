@@ -395,3 +395,45 @@ def test_slack_messages_keep_client_label_values_as_text(tmp_path, receivers):
     assert "<!channel>" not in shown and "<https://evil" not in shown
     assert "&lt;!channel&gt; &lt;https://evil.example|click&gt; &amp; co" in body["text"]
     assert "route: &lt;!channel&gt;" in body["blocks"][0]["text"]["text"]
+
+
+def test_the_alertmanager_channel_authenticates_and_never_shows_its_secrets(tmp_path, receivers):
+    receiver = Receiver([200])
+    receivers.append(receiver)
+    base = f"http://{receiver.host}/am"
+    channels = [
+        {
+            "name": "basic",
+            "type": "prometheus-alertmanager",
+            "url": base,
+            "username": "mlpulse",
+            "password": "s3cret-pw",
+        },
+        {
+            "name": "bearer",
+            "type": "prometheus-alertmanager",
+            "url": base,
+            "bearer_token": "tok-123456",
+        },
+    ]
+    engine, script, dispatcher = pipeline(
+        tmp_path,
+        {"channels": channels, "rules": [rule(channels=["basic", "bearer"])]},
+        [receiver.host],
+    )
+    try:
+        script.set(50.0, 100, service="mlapi")
+        engine.evaluate_once()
+        assert dispatcher.wait_idle(10)
+    finally:
+        dispatcher.stop()
+    auth = sorted(r["headers"]["authorization"] for r in receiver.requests)
+    assert auth == ["Basic bWxwdWxzZTpzM2NyZXQtcHc=", "Bearer tok-123456"]
+    assert {r["path"] for r in receiver.requests} == {"/am/api/v2/alerts"}
+    for request in receiver.requests:  # Alertmanager's postable alerts, one here
+        (alert,) = json.loads(request["body"])
+        assert set(alert) == {"labels", "annotations", "startsAt", "endsAt", "generatorURL"}
+        assert alert["labels"] == {"alertname": "err", "severity": "warning", "service": "mlapi"}
+    shown = json.dumps(engine.config.dump())
+    assert "s3cret-pw" not in shown and "tok-123456" not in shown
+    assert shown.count("[REDACTED]") == 4  # the two secrets, and the URLs (a path: /am)
