@@ -429,3 +429,4 @@ class Engine(TieredReads):
                 "pending_buckets": len(self.head.pending),
                 "wal_segment": self.wal.segment,
             }
+
