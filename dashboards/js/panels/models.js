@@ -79,7 +79,9 @@ function modelCard(name) {
       setValue(mae, f.num(m.avg_mae), m.avg_mae);
       setValue(baseline, f.num(m.baseline_mae), m.baseline_mae);
       const deg = m.degradation_percent;
-      setValue(degTag, f.isNum(deg) ? `${f.signedPct(deg)} vs baseline` : "no baseline", deg);
+      // No degradation with a baseline known means no feedback in the window, not "no baseline".
+      const why = f.isNum(m.baseline_mae) ? "no feedback in the window" : "no baseline";
+      setValue(degTag, f.isNum(deg) ? `${f.signedPct(deg)} vs baseline` : why, deg);
       const tone = !f.isNum(deg) ? "" : deg > limit ? "bad" : deg > limit / 2 ? "warn" : "ok";
       degTag.className = `tag${tone ? ` tag--${tone}` : ""}`;
 
@@ -106,7 +108,16 @@ function modelCard(name) {
         ? `${Math.round((m.feedback_count / m.predictions_count) * 100)} %` : "";
       stats.feedback.set(f.count(m.feedback_count), m.feedback_count, cov);
       const updated = typeof m.last_updated === "string" ? Date.parse(m.last_updated) / 1000 : m.last_updated;
-      stats.updated.set(f.isNum(updated) ? f.ago(updated) : f.DASH, null);
+      // A model without predictions in the window is idle: say since when, not "just now".
+      const idle = !(m.predictions_count > 0);
+      root.dataset.idle = idle ? "1" : "0";
+      root.classList.toggle("is-idle", idle);
+      if (idle) {
+        const last = m.last_prediction_at;
+        stats.updated.set(f.isNum(last) ? `idle since ${f.dateTime(last)}` : "idle", null);
+      } else {
+        stats.updated.set(f.isNum(updated) ? f.ago(updated) : f.DASH, null);
+      }
     },
   };
 }
