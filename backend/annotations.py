@@ -39,6 +39,7 @@ RECORDED_KINDS = ("scenario", "restart", "note")
 VERSION_LOOKBACK_S = 86_400.0
 """How far before a range an older version is looked for (a change needs one)."""
 MAX_ITEMS = 500
+FINE_RESOLUTION_S = 10
 
 
 class AnnotationLog:
@@ -154,6 +155,8 @@ def version_annotations(
     first: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
     for (svc, model, version), sids in ids.items():
         seen = store.first_bucket(sids, res, lookback, end)
+        if seen is not None and res > FINE_RESOLUTION_S:  # to the 10 s bucket, for the charts
+            seen = store.first_bucket(sids, FINE_RESOLUTION_S, seen, seen + res) or seen
         if seen is not None:
             first[(svc, model)].append((seen, version))
     out = []

@@ -252,7 +252,7 @@ class Traffic:
 
 
 class Fleet:
-    """Several `Traffic` producers (services × instances) on one clock.
+    """Several `Traffic` producers (services x instances) on one clock.
 
     `backfill` sends their history interleaved, step by step; `start_live()` then exports
     every `interval` seconds of wall-clock time from a thread (the SDK clock patch is

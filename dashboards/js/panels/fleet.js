@@ -59,7 +59,8 @@ export class FleetPanel {
         h("td", { class: "num", "data-field": "error_rate_percent", "data-value": api.error_rate_percent ?? "" }, f.pct(api.error_rate_percent)),
         h("td", { class: "num", "data-field": "avg_response_time_ms", "data-value": api.avg_response_time_ms ?? "" }, f.ms(api.avg_response_time_ms)),
         h("td", { class: "num", "data-field": "p95_response_time_ms", "data-value": api.p95_response_time_ms ?? "" }, f.ms(api.p95_response_time_ms)),
-        h("td", { class: "num", "data-field": "cache_hit_rate_percent", "data-value": cache.hit_rate_percent ?? "" }, f.pct(cache.hit_rate_percent, 1))));
+        h("td", { class: "num", "data-field": "cache_hit_rate_percent", "data-value": cache.hit_rate_percent ?? "" }, f.pct(cache.hit_rate_percent, 1)),
+        h("td", { colspan: "3", class: "muted" }, "")));
       for (const i of s.instances) {
         const stopped = i.state !== "running";
         const picked = scope.service === s.service && scope.instance === i.instance;
@@ -73,11 +74,12 @@ export class FleetPanel {
         }, i.instance)),
         h("td", {}, h("span", { class: `tag ${stopped ? "tag--bad" : "tag--ok"}`, "data-role": "state" }, stopped ? "stopped" : "running"),
           stopped ? h("span", { class: "muted" }, ` last seen ${f.ago(i.last_seen)}`) : null),
-        h("td", { class: "num", colspan: "2", "data-field": "uptime_seconds", "data-value": i.uptime_seconds ?? "" },
-          stopped ? f.DASH : `up ${f.duration(i.uptime_seconds)}`),
+        h("td", { colspan: "5" }),
+        h("td", { class: "num", "data-field": "uptime_seconds", "data-value": i.uptime_seconds ?? "" },
+          stopped ? f.DASH : f.duration(i.uptime_seconds)),
         h("td", { class: "num", "data-field": "memory_usage_mb", "data-value": i.memory_usage_mb ?? "" }, stopped ? f.DASH : f.mb(i.memory_usage_mb)),
-        h("td", { class: "num", colspan: "2", "data-field": "process_cpu_percent", "data-value": i.process_cpu_percent ?? "" },
-          stopped ? f.DASH : `CPU ${f.pct(i.process_cpu_percent, 1)}`)));
+        h("td", { class: "num", "data-field": "process_cpu_percent", "data-value": i.process_cpu_percent ?? "" },
+          stopped ? f.DASH : f.pct(i.process_cpu_percent, 1))));
       }
     }
     replace(this.root,
@@ -85,10 +87,11 @@ export class FleetPanel {
         h("thead", {}, h("tr", {},
           h("th", {}, "Service / instance"), h("th", {}, "State"),
           h("th", { class: "num" }, "Requests /min"), h("th", { class: "num" }, "Errors"),
-          h("th", { class: "num" }, "Avg"), h("th", { class: "num" }, "p95"), h("th", { class: "num" }, "Cache hits"))),
+          h("th", { class: "num" }, "Avg"), h("th", { class: "num" }, "p95"), h("th", { class: "num" }, "Cache hits"),
+          h("th", { class: "num" }, "Uptime"), h("th", { class: "num" }, "Memory"), h("th", { class: "num" }, "CPU"))),
         h("tbody", {}, ...rows)),
       h("p", { class: "muted panel-foot" },
-        `Service figures: last ${f.duration(doc.window_seconds)}. Instance uptime, memory and CPU: now; `,
+        `Service figures: last ${Math.round(doc.window_seconds / 60)} min. Instance uptime, memory and CPU: now; `,
         `an instance silent for more than ${f.duration(stale)} is stopped and leaves them.`));
   }
 }

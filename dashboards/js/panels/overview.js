@@ -65,12 +65,9 @@ export class OverviewPanel {
     const cache = current?.cache_metrics || {};
     const models = current?.model_metrics || {};
     const c = this.cards;
-    const win = `last ${f.num(limits.windowMinutes ?? 5)} min`;
+    const minutes = limits.windowMinutes ?? 5;
+    const win = `last ${Number.isInteger(minutes) ? minutes : f.num(minutes)} min`;
     const per = (pick) => (limits.breakdown || []).map((s) => `${s.service} ${pick(s.current || {})}`).join(" · ");
-    const withBreakdown = (sub, pick) => {
-      const b = per(pick);
-      return b ? `${sub} · ${b}` : sub;
-    };
 
     c.uptime.set({
       text: f.duration(sys.uptime_seconds), raw: sys.uptime_seconds,
@@ -80,14 +77,14 @@ export class OverviewPanel {
     });
     c.rpm.set({
       text: f.rate(api.requests_per_minute), raw: api.requests_per_minute,
-      sub: withBreakdown(`per minute, ${win}`, (d) => f.rate(d.api_metrics?.requests_per_minute)),
+      sub: `per minute, ${win}`, breakdown: per((d) => f.rate(d.api_metrics?.requests_per_minute)),
     });
 
     const errTh = limits.errorThreshold ?? 5;
     const err = api.error_rate_percent;
     c.errors.set({
       text: f.isNum(err) ? f.pct(err).replace(" %", "") : f.DASH, unit: f.isNum(err) ? "%" : "", raw: err,
-      sub: withBreakdown(`${win} · alert above ${errTh} %`, (d) => f.pct(d.api_metrics?.error_rate_percent)),
+      sub: `${win} · alert above ${errTh} %`, breakdown: per((d) => f.pct(d.api_metrics?.error_rate_percent)),
       tone: !f.isNum(err) ? "" : err > errTh ? "bad" : err > errTh / 2 ? "warn" : "ok",
     });
 
@@ -97,8 +94,8 @@ export class OverviewPanel {
     const [avgNum, avgUnit] = splitUnit(f.ms(avg));
     c.latency.set({
       text: avgNum, unit: avgUnit, raw: avg,
-      sub: withBreakdown(f.isNum(p95.value) ? `avg, ${win} · p95 ${f.ms(p95.value)}` : `average, ${win}`,
-        (d) => f.ms(d.api_metrics?.avg_response_time_ms)),
+      sub: f.isNum(p95.value) ? `avg, ${win} · p95 ${f.ms(p95.value)}` : `average, ${win}`,
+      breakdown: per((d) => f.ms(d.api_metrics?.avg_response_time_ms)),
       tone: !f.isNum(p95.value) ? "" : p95.value > latTh ? "bad" : p95.value > latTh * 0.8 ? "warn" : "ok",
     });
 
@@ -106,8 +103,8 @@ export class OverviewPanel {
     const cacheTh = limits.cacheThreshold ?? 50;
     c.cache.set({
       text: f.isNum(hit) ? f.pct(hit, 1).replace(" %", "") : f.DASH, unit: f.isNum(hit) ? "%" : "", raw: hit,
-      sub: withBreakdown(f.isNum(cache.total_hits) ? `${win} · ${f.count(cache.total_hits)} hits · ${f.count(cache.total_misses)} misses` : win,
-        (d) => f.pct(d.cache_metrics?.hit_rate_percent, 1)),
+      sub: f.isNum(cache.total_hits) ? `${win} · ${f.count(cache.total_hits)} hits · ${f.count(cache.total_misses)} misses` : win,
+      breakdown: per((d) => f.pct(d.cache_metrics?.hit_rate_percent, 1)),
       tone: !f.isNum(hit) ? "" : hit < cacheTh ? "bad" : hit < cacheTh + 10 ? "warn" : "ok",
     });
 

@@ -265,10 +265,10 @@ export class RuleEditor {
       h("span", { class: "lane-label mono" }, key),
       h("div", { class: "lane-track" }, ...its.flatMap((it) => {
         const end = it.resolved_at ?? doc.to;
-        const pend = h("span", { class: "seg seg--pending", title: `pending from ${f.dateTime(it.pending_at)}` });
+        const pend = h("span", { class: "lane-seg lane-seg--pending", title: `pending from ${f.dateTime(it.pending_at)}` });
         pend.style.left = pos(it.pending_at);
         pend.style.width = width(it.pending_at, it.fired_at);
-        const fire = h("span", { class: "seg seg--firing", title: `firing ${f.dateTime(it.fired_at)} → ${it.resolved_at ? f.dateTime(it.resolved_at) : "still firing"}` });
+        const fire = h("span", { class: "lane-seg lane-seg--firing", title: `firing ${f.dateTime(it.fired_at)} → ${it.resolved_at ? f.dateTime(it.resolved_at) : "still firing"}` });
         fire.style.left = pos(it.fired_at);
         fire.style.width = width(it.fired_at, end);
         return [pend, fire];
