@@ -222,15 +222,16 @@ function updateExportLinks() {
     a.download = ""; // the server names the file (Content-Disposition)
   }
   byId("range-label").textContent = range.label();
-  byId("graphs-note").textContent = `${range.label()} · ${range.scopeLabel()}${range.compare ? ", with the previous period dashed" : ""}`;
+  showCompareState();
 }
 
-/** Say when "compare with the previous period" found nothing to compare with. */
+/** The graphs' note: range, scope, and what "compare" found (or that it found nothing). */
 function showCompareState() {
   const note = byId("graphs-note");
-  const none = range.compare && graphs.previousEmpty();
+  const none = range.compare && !chartsLoading && graphs.previousEmpty();
   note.dataset.previousEmpty = none ? "1" : "0";
-  if (none) note.textContent = `${range.label()} · ${range.scopeLabel()} — no data in the previous period to compare with`;
+  const compare = !range.compare ? "" : none ? " — no data in the previous period to compare with" : ", with the previous period dashed";
+  note.textContent = `${range.label()} · ${range.scopeLabel()}${compare}`;
 }
 
 /** @type {any[]} the annotations drawn on the charts */
