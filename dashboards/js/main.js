@@ -172,10 +172,11 @@ function modelsByService(doc) {
   const add = (service, metrics) => {
     for (const [model, m] of Object.entries(metrics || {})) out[service ? `${service} · ${model}` : model] = { ...m, service, model };
   };
-  if (!range.service && lastFleet?.services?.length) {
-    for (const s of lastFleet.services) add(s.service, s.current?.model_metrics);
+  const services = lastFleet?.services || [];
+  if (!range.service && services.length > 1) {
+    for (const s of services) add(s.service, s.current?.model_metrics);
   } else {
-    add(range.service || doc.service || "", doc.model_metrics);
+    add(range.service || doc.service || services[0]?.service || "", doc.model_metrics);
   }
   return out;
 }

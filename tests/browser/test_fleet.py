@@ -195,12 +195,14 @@ def test_selector_filters_every_panel_to_the_numbers_the_api_returns(
         assert 0.6 < api["requests_per_minute"] / total["requests_per_minute"] < 0.9
 
         # The model cards are search's models, named with the service.
-        names = pg.locator("#models [data-model]").evaluate_all(
-            "els => els.map(e => e.dataset.model)"
+        names = pg.locator("#models article[data-model]").evaluate_all(
+            "els => els.map(e => e.dataset.service + ' · ' + e.dataset.model)"
         )
         assert sorted(names) == ["search · duration", "search · result"]
         for name, m in doc["model_metrics"].items():
-            shown = value(page, f"#models [data-model='search · {name}'] [data-role=mae]")
+            shown = value(
+                page, f"#models [data-service=search][data-model='{name}'] [data-role=mae]"
+            )
             assert shown == pytest.approx(m["avg_mae"])
 
         # The route table: search's routes only, each with its service.
@@ -283,14 +285,16 @@ def test_all_services_shows_per_service_breakdowns(page: PageProbe, backend: Bac
         assert shown == f"mlapi {rate(rpm['mlapi'])} · search {rate(rpm['search'])}"
         # One model card per service and model: no card adds two services' predictions.
         names = sorted(
-            pg.locator("#models [data-model]").evaluate_all("els => els.map(e => e.dataset.model)")
+            pg.locator("#models article[data-model]").evaluate_all(
+                "els => els.map(e => e.dataset.service + ' · ' + e.dataset.model)"
+            )
         )
         assert names == [
             "mlapi · duration", "mlapi · result", "search · duration", "search · result",
         ]  # fmt: skip
         for svc in by_service.values():
             for model, m in svc["current"]["model_metrics"].items():
-                card = f"#models [data-model='{svc['service']} · {model}']"
+                card = f"#models [data-service='{svc['service']}'][data-model='{model}']"
                 assert value(page, f"{card} [data-role=mae]") == pytest.approx(m["avg_mae"])
                 assert (
                     value(page, f"{card} [data-stat=predictions_count] [data-role=value]")

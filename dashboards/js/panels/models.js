@@ -33,15 +33,15 @@ export class ModelsPanel {
     }
     const same = names.length === this.cards.size && names.every((n) => this.cards.has(n));
     if (!same) {
-      this.cards = new Map(names.map((n) => [n, modelCard(n)]));
+      this.cards = new Map(names.map((n) => [n, modelCard(models[n]?.model ?? n, models[n]?.service ?? "")]));
       replace(this.root, ...names.map((n) => this.cards.get(n).root));
     }
     for (const n of names) this.cards.get(n).set(models[n] || {}, this.degradationLimit);
   }
 }
 
-/** @param {string} name */
-function modelCard(name) {
+/** @param {string} name the model @param {string} [service] the service it serves in */
+function modelCard(name, service = "") {
   const version = h("span", { class: "tag", hidden: true });
   const degTag = h("span", { class: "tag", "data-role": "degradation" });
   const mae = h("div", { class: "mae-big", "data-role": "mae" }, "—");
@@ -60,8 +60,10 @@ function modelCard(name) {
     feedback: makeStat("feedback_count", "Feedback"),
     updated: makeStat("last_updated", "Last update"),
   };
-  const root = h("article", { class: "panel model", "data-model": name },
-    h("header", { class: "model-head" }, h("h3", { title: name }, name), version, degTag),
+  const root = h("article", { class: "panel model", "data-model": name, "data-service": service },
+    h("header", { class: "model-head" },
+      service ? h("span", { class: "tag", "data-role": "service", title: "service" }, service) : null,
+      h("h3", { title: name }, name), version, degTag),
     h("div", { class: "mae-row" },
       h("div", {}, h("div", { class: "mae-big-label" }, "MAE"), mae),
       h("div", { class: "grow" }, compare)),
