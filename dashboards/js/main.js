@@ -120,12 +120,12 @@ let snapshotWindowMin = 5;
  */
 async function refreshNumbers(withRoutes = true, now = Date.now() / 1000) {
   const scope = range.filters();
-  const [current, hl, services] = await Promise.allSettled([
-    getJSON("metrics/current", Q.currentParams(scope)), getJSON("health"), getJSON("metrics/services"),
+  // The fleet (every service's snapshot) follows on its own: the numbers never wait for it.
+  refreshFleet(true);
+  const [current, hl] = await Promise.allSettled([
+    getJSON("metrics/current", Q.currentParams(scope)), getJSON("health"),
     withRoutes ? apiPanel.loadRoutes(300, now, scope) : null,
   ]);
-  if (services.status === "fulfilled") applyFleet(services.value);
-  else fleet.showError(services.reason);
   if (hl.status === "fulfilled") {
     health.reachable = true;
     health.ageAtFetch = hl.value.last_ingest_age_seconds ?? null;
@@ -155,11 +155,15 @@ function applyFleet(doc) {
   if (lastCurrent) applyCurrent(lastCurrent);
 }
 
-/** Fetch the fleet in the background, at most every FLEET_REFRESH_MS (live updates). */
-function refreshFleet() {
-  if (Date.now() - lastFleetAt < FLEET_REFRESH_MS) return;
+/**
+ * Fetch the fleet in the background: at most every FLEET_REFRESH_MS on live updates, at
+ * once with `now` (a load, a poll, a new scope).
+ * @returns {Promise<void>}
+ */
+function refreshFleet(now = false) {
+  if (!now && Date.now() - lastFleetAt < FLEET_REFRESH_MS) return Promise.resolve();
   lastFleetAt = Date.now();
-  getJSON("metrics/services").then(applyFleet).catch((err) => fleet.showError(err));
+  return getJSON("metrics/services").then(applyFleet).catch((err) => fleet.showError(err));
 }
 
 /**
@@ -187,13 +191,16 @@ function applyCurrent(doc) {
   const win = doc.window_seconds ?? doc.window?.seconds;
   if (f.isNum(win)) snapshotWindowMin = win / 60;
   const th = rules.thresholds();
+  const several = !range.service && (lastFleet?.services?.length ?? 0) > 1;
+  const modelData = modelsByService(doc);
   overview.update(doc, {
     errorThreshold: th.error_rate_percent, latencyThreshold: th.p95_latency_ms, cacheThreshold: th.cache_hit_rate_percent,
     windowMinutes: snapshotWindowMin,
-    breakdown: !range.service && (lastFleet?.services?.length ?? 0) > 1 ? lastFleet.services : null,
+    breakdown: several ? lastFleet.services : null,
+    models: several ? modelData : undefined,
   });
   models.setLimit(th.mae_degradation_percent);
-  models.update(modelsByService(doc));
+  models.update(modelData);
   apiPanel.update(doc.api_metrics, snapshotWindowMin);
   byId("updated").textContent = `Updated ${new Date().toLocaleTimeString("en-US", { hour12: false })}`;
 }
@@ -254,7 +261,8 @@ async function loadCharts(now = Date.now() / 1000) {
   live?.reconnect(); // the pushed windows follow the range and step
   const w = range.window(now);
   graphs.setScope(range.filters());
-  const loading = Promise.all([graphs.load(w, range.compare).catch(() => {}), loadAnnotations(w)]);
+  loadAnnotations(w); // drawn when they come; the charts never wait for them
+  const loading = graphs.load(w, range.compare).catch(() => {});
   chartsLoading = loading;
   await loading;
   if (chartsLoading !== loading) return; // a newer load runs
@@ -524,6 +532,8 @@ function showView() {
     if (active) tab.setAttribute("aria-current", "page"); else tab.removeAttribute("aria-current");
   }
   byId("toolbar").hidden = view !== "dashboard";
+  // The scope applies to the dashboard's panels; the rules and admin views are fleet-wide.
+  /** @type {HTMLElement} */ (document.querySelector(".scope")).hidden = view !== "dashboard";
   if (view === "alerts") rules.load();
   if (view === "admin") admin.refresh();
   document.body.dataset.view = view;

@@ -292,8 +292,17 @@ def test_all_services_shows_per_service_breakdowns(page: PageProbe, backend: Bac
         assert names == [
             "mlapi · duration", "mlapi · result", "search · duration", "search · result",
         ]  # fmt: skip
+        # The overview's MAE lines too: per service and model, each service's own MAE.
+        lines = pg.locator("[data-card='model_mae'] .model-line").evaluate_all(
+            "els => els.map(e => e.dataset.model)"
+        )
+        assert sorted(lines) == names
         for svc in by_service.values():
             for model, m in svc["current"]["model_metrics"].items():
+                line = (
+                    f"[data-card='model_mae'] .model-line[data-model='{svc['service']} · {model}']"
+                )
+                assert value(page, f"{line} [data-role=value]") == pytest.approx(m["avg_mae"])
                 card = f"#models [data-service='{svc['service']}'][data-model='{model}']"
                 assert value(page, f"{card} [data-role=mae]") == pytest.approx(m["avg_mae"])
                 assert (
@@ -684,8 +693,14 @@ def test_full_page_screenshots_with_two_services(browser: Any, backend: Backend,
         else:
             pg.wait_for_selector("#rules tr[data-rule]" if view == "alerts" else ".scenario")
         if view == "alerts":
+            # The editor open on a rule, previewed at a threshold these services cross.
+            pg.evaluate(f"sessionStorage.setItem('mlpulse.token', {json.dumps(TOKEN)})")
             pg.locator("tr[data-rule=high_p95_latency] [data-action=edit]").click()
-            pg.wait_for_selector("#rule-editor form")
+            form = pg.locator("#rule-editor form")
+            form.locator("[data-field=threshold]").fill("230")
+            form.locator("[data-field=clear_threshold]").fill("210")
+            form.locator("[data-action=preview]").click()
+            pg.wait_for_selector("[data-role=preview] [data-preview-count]", timeout=60_000)
         pg.wait_for_timeout(800)
         path = save_screenshot(pg, f"fleet-{view}.png")
         assert path.stat().st_size > 30_000

@@ -55,7 +55,8 @@ export class OverviewPanel {
   /**
    * @param {any} current the `/metrics/current` document
    * @param {{errorThreshold?: number, latencyThreshold?: number, cacheThreshold?: number,
-   *          windowMinutes?: number, breakdown?: any[]|null}} [limits] `breakdown`: the
+   *          windowMinutes?: number, breakdown?: any[]|null, models?: Record<string, any>}} [limits]
+   *   `models`: the model lines to show (default: the document's); `breakdown`: the
    *   services of `/metrics/services`, shown under each card when several report (a sum
    *   alone would hide which one is slow or failing)
    */
@@ -63,7 +64,8 @@ export class OverviewPanel {
     const api = current?.api_metrics || {};
     const sys = current?.system_metrics || {};
     const cache = current?.cache_metrics || {};
-    const models = current?.model_metrics || {};
+    // Per service and model when several services report (their same-named models differ).
+    const models = limits.models || current?.model_metrics || {};
     const c = this.cards;
     const minutes = limits.windowMinutes ?? 5;
     const win = `last ${Number.isInteger(minutes) ? minutes : f.num(minutes)} min`;
