@@ -20,7 +20,7 @@ from fastapi import APIRouter, FastAPI
 from backend.annotations import ANNOTATIONS_FILE, AnnotationLog
 from backend.config import BackendSettings, resolve_api_token
 from backend.ingest.limits import Limits
-from backend.ingest.pipeline import open_engine
+from backend.ingest.pipeline import open_store
 from backend.live import Broker
 from backend.live_push import LivePusher
 
@@ -62,6 +62,7 @@ def _background_jobs() -> list[Job]:
     from backend.annotations import record_backend_start
     from backend.live import close_streams_on_exit
     from backend.live_push import close_pusher_on_exit
+    from backend.live_replicas import replica_events_job
     from backend.maintenance import retention_job
 
     return [
@@ -69,6 +70,7 @@ def _background_jobs() -> list[Job]:
         alerts_job,
         close_streams_on_exit,
         close_pusher_on_exit,
+        replica_events_job,  # PostgreSQL: other replicas' commits reach this page too
         record_backend_start,
     ]
 
@@ -93,14 +95,7 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     app = FastAPI(title="mlpulse backend", lifespan=_lifespan)
     app.state.settings = settings
     app.state.api_token = resolve_api_token(settings)
-    app.state.store = open_engine(
-        settings.database_path,
-        Limits.from_settings(settings),
-        synchronous=settings.sqlite_synchronous,
-        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-        checkpoint_interval_s=settings.checkpoint_interval_s,
-        checkpoint_backlog_s=settings.checkpoint_backlog_s,
-    )
+    app.state.store = open_store(settings, Limits.from_settings(settings))
     app.state.broker = Broker()
     app.state.annotations = AnnotationLog(settings.data_dir / ANNOTATIONS_FILE)
     app.state.pusher = LivePusher(
@@ -112,7 +107,10 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     app.state.ingest_slots = asyncio.Semaphore(settings.max_inflight_exports)
     for router in _routers():
         app.include_router(router)
-    from backend.api.errors import RequestValidationError, request_validation_error
+    import psycopg
+
+    from backend.api.errors import RequestValidationError, request_validation_error, unstorable_text
 
     app.add_exception_handler(RequestValidationError, request_validation_error)  # NaN: a 422
+    app.add_exception_handler(psycopg.DataError, unstorable_text)  # NUL in text on PostgreSQL
     return app
