@@ -91,7 +91,7 @@ const rules = new RulesPanel({ rules: byId("rules"), silences: byId("silences"),
 const admin = new AdminPanel({
   actions: byId("admin-actions"), scenarios: byId("admin-scenarios"),
   diagnostics: byId("admin-diagnostics"), config: byId("admin-config"),
-}, { toast });
+}, { toast, onChange: () => { loadAnnotations(); } }); // a scenario or retrain is an annotation
 
 // ---- status ---------------------------------------------------------------------------
 

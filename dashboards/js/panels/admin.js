@@ -18,7 +18,7 @@ export const SCENARIOS = [
 export class AdminPanel {
   /**
    * @param {{actions: HTMLElement, scenarios: HTMLElement, diagnostics: HTMLElement, config: HTMLElement}} els
-   * @param {{toast: (msg: string, error?: boolean) => void}} hooks
+   * @param {{toast: (msg: string, error?: boolean) => void, onChange?: () => void}} hooks
    */
   constructor(els, hooks) {
     this.els = els;
@@ -37,6 +37,7 @@ export class AdminPanel {
     try {
       const res = await fn();
       this.hooks.toast(`${label}: ${summarize(res)}`);
+      this.hooks.onChange?.();
       return res;
     } catch (err) {
       this.hooks.toast(`${label} failed: ${err.message}`, true);
