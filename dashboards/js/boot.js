@@ -31,8 +31,6 @@ function prefetchFirstLoad() {
   for (const metric of q.CACHE_SIGNALS) prefetchJSON("metrics/history", q.cacheParams(metric, w.from, w, scope));
   prefetchJSON("metrics/distribution", q.distributionParams(w, scope));
   prefetchJSON("metrics/current", q.currentParams(scope));
-  prefetchJSON("metrics/services");
-  prefetchJSON("annotations", q.annotationParams(w, scope));
   prefetchJSON("health");
   const rw = q.routesWindow(bootNow);
   for (const metric of q.ROUTE_SIGNALS) prefetchJSON("metrics/history", q.routeParams(metric, rw, scope));

@@ -30,6 +30,8 @@ import { AdminPanel } from "./panels/admin.js";
 performance.mark("mlpulse:main");
 
 const range = new TimeRange(3600);
+/** Set once the first load is drawn: the fleet and the annotations follow it. */
+let firstLoadDone = false;
 /** @type {LiveStream|null} the live connection, once started */
 let live = null;
 
@@ -120,8 +122,9 @@ let snapshotWindowMin = 5;
  */
 async function refreshNumbers(withRoutes = true, now = Date.now() / 1000) {
   const scope = range.filters();
-  // The fleet (every service's snapshot) follows on its own: the numbers never wait for it.
-  refreshFleet(true);
+  // The fleet (every service's snapshot) follows on its own: the numbers never wait for it,
+  // and the first load leaves the backend to the panels' own queries (see start()).
+  if (firstLoadDone) refreshFleet(true);
   const [current, hl] = await Promise.allSettled([
     getJSON("metrics/current", Q.currentParams(scope)), getJSON("health"),
     withRoutes ? apiPanel.loadRoutes(300, now, scope) : null,
@@ -261,7 +264,7 @@ async function loadCharts(now = Date.now() / 1000) {
   live?.reconnect(); // the pushed windows follow the range and step
   const w = range.window(now);
   graphs.setScope(range.filters());
-  loadAnnotations(w); // drawn when they come; the charts never wait for them
+  if (firstLoadDone) loadAnnotations(w); // drawn when they come; the charts never wait for them
   const loading = graphs.load(w, range.compare).catch(() => {});
   chartsLoading = loading;
   await loading;
@@ -583,6 +586,11 @@ async function start() {
   ]);
   document.body.dataset.ready = "1";
   dropPrefetched(); // what the first load did not take must never answer a later request
+  // Second: the fleet table and breakdowns, and the annotations. They cost the backend a
+  // snapshot per service and a scan of the day, so they never compete with the first paint.
+  firstLoadDone = true;
+  refreshFleet(true);
+  loadAnnotations();
   lastSlowRefresh = Date.now(); // the whole-range views were just loaded
 
   live = new LiveStream({
