@@ -142,9 +142,12 @@ def snapshot(
         mf = {**(filters or {}), "model": model}
         updated = latest_time(store, (PREDICTIONS, FEEDBACK, BASELINE_MAE), start, end, mf)
         entry["last_updated"] = updated
-        # "idle since": the newest prediction of the last day, also before the window.
-        entry["last_prediction_at"] = latest_time(
-            store, (PREDICTIONS,), end - max(window, BASELINE_LOOKBACK_S), end, mf
+        # "idle since": for a model without predictions in the window, its newest one of
+        # the last day (looked up only then: a day's scan per model is not free).
+        entry["last_prediction_at"] = (
+            updated
+            if entry["predictions_count"]
+            else latest_time(store, (PREDICTIONS,), end - max(window, BASELINE_LOOKBACK_S), end, mf)
         )
         model_metrics[model or "unknown"] = entry
 

@@ -162,3 +162,22 @@ def test_a_new_model_version_is_an_annotation(backend: Backend) -> None:
     titles = [a["title"] for a in backend.get("/annotations")["annotations"]]
     assert "deploy 1.5" in titles
     assert backend.get("/annotations", service="other")["annotations"][-1]["title"] == "deploy 1.5"
+
+
+def test_an_idle_model_says_since_when(backend: Backend) -> None:
+    now = time.time()
+    attrs = {"ml.model.name": "result", "ml.model.version": "3"}
+    for ago in (900, 890, 880):  # predictions a quarter of an hour ago, none since
+        req = metric_request(
+            "ml.model.predictions",
+            points=[{"value": 5, "time_s": now - ago, "start_s": now - ago - 10,
+                     "attributes": attrs}],
+        )  # fmt: skip
+        assert post_otlp(backend, req.SerializeToString()).status_code == 200
+    gauge(
+        backend, "ml.model.baseline.mae", [{"value": 4.2, "time_s": now - 5, "attributes": attrs}]
+    )
+    model = backend.get("/metrics/current")["model_metrics"]["result"]
+    assert model["predictions_count"] == 0
+    assert model["baseline_mae"] == pytest.approx(4.2)
+    assert model["last_prediction_at"] == pytest.approx(now - 880, abs=0.01)

@@ -59,9 +59,6 @@ export class RulesPanel {
   setServices(names) { this.services = names || []; }
 
   async load() {
-    if (!this.signalNames.length) {
-      getJSON("metrics/catalog").then((c) => { this.signalNames = (c.signals || []).map((x) => x.name); }).catch(() => {});
-    }
     try {
       this.config = await getJSON("alerts/configure");
     } catch (err) {
@@ -93,7 +90,13 @@ export class RulesPanel {
   }
 
   /** Open the rule editor. @param {any} rule @param {"new"|"edit"|"duplicate"} mode */
-  edit(rule, mode) {
+  async edit(rule, mode) {
+    if (!this.signalNames.length) {
+      // Every signal a rule can watch, asked when the editor first opens.
+      try {
+        this.signalNames = ((await getJSON("metrics/catalog")).signals || []).map((x) => x.name);
+      } catch { /* the rules' own signals below */ }
+    }
     const copy = stripReadOnly(rule);
     if (mode === "duplicate") copy.name = uniqueName(`${rule.name}_copy`, items(this.config, "rules").map((r) => r.name));
     const signals = this.signalNames.length ? this.signalNames : [...new Set(items(this.config, "rules").map((r) => r.signal))];
