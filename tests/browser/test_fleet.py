@@ -257,6 +257,34 @@ def test_selector_filters_every_panel_to_the_numbers_the_api_returns(
     assert not page.errors, page.errors
 
 
+def test_live_push_follows_the_selected_service(page: PageProbe, backend: Backend) -> None:
+    pg = page.page
+    select_service(page, "search")
+    pg.wait_for_selector("#conn[data-state=live]", timeout=15_000)
+    # The stream reconnects with the service, and the pushed steps are search's own.
+    pg.wait_for_function(
+        "async () => { const m = await import('/js/main.js');"
+        " return Boolean(m.lastPush?.windows?.['3600:30:search']); }",
+        timeout=20_000,
+    )
+    before = int(pg.evaluate("document.body.dataset.liveUpdates || '0'"))
+    pg.wait_for_function(
+        f"() => Number(document.body.dataset.liveUpdates || 0) > {before}"
+        " && document.body.dataset.liveSource === 'push'",
+        timeout=20_000,
+    )
+    pushed = pg.evaluate(
+        "async () => (await import('/js/main.js')).lastPush.windows['3600:30:search']"
+    )
+    labels = [s["labels"] for s in pushed["signals"]["request_rate"]]
+    assert labels == [{"service": "search"}]
+    models = {s["labels"]["service"] for s in pushed["signals"]["model_mae"]}
+    assert models == {"search"}
+    streams = [r.url for r in page.responses if urlsplit(r.url).path == "/events"]
+    assert streams and params(streams[-1]).get("service") == "search"
+    assert not page.errors, page.errors
+
+
 def test_all_services_shows_per_service_breakdowns(page: PageProbe, backend: Backend) -> None:
     pg = page.page
     fleet = fleet_of(backend)
