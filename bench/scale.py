@@ -260,7 +260,15 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
         figures.append(fig(f"{n}: data points per second (wall)", pps, "points/s"))
         ratio = ppcpu / base if ppcpu and base else None
         rows.append(
-            [n, rnd(pps, 0), rnd(ppcpu, 0), rnd(ratio, 3), len(errors[n]), refused[n], lost[n]]
+            [
+                n,
+                round(pps or 0),
+                round(ppcpu or 0),
+                rnd(ratio, 3),
+                len(errors[n]),
+                refused[n],
+                lost[n],
+            ]
         )
     figures.append(
         fig("points lost or miscounted, all configurations", float(sum(lost.values())), "points",

@@ -44,6 +44,7 @@ from backend.storage.base import (
     StorageBusyError,
 )
 from backend.storage.head import BucketKey, Head, bucket_of
+from backend.storage.heap import release_free_heap
 from backend.storage.reads import TieredReads, scalar
 from backend.storage.wal import WriteAheadLog
 
@@ -231,6 +232,7 @@ class Engine(TieredReads):
         while not self._stop.wait(self.checkpoint_interval_s):
             try:
                 self.checkpoint()
+                release_free_heap()  # the checkpoint's temporaries: back to the OS
             except StorageBusyError as exc:
                 log.warning("checkpoint postponed: %s", exc)
             except Exception:
