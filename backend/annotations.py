@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import sqlite3
 import threading
 import time
 from collections import defaultdict
@@ -29,6 +28,7 @@ from typing import Any, Literal
 
 from fastapi import FastAPI
 
+from backend.alerts.sql import connect
 from backend.alerts.store import AlertStore
 from backend.query.signals import BASELINE_MAE, PREDICTIONS, choose_resolution
 from backend.storage.base import MetricStore
@@ -43,19 +43,18 @@ FINE_RESOLUTION_S = 10
 
 
 class AnnotationLog:
-    """The annotations the backend records itself, in a small SQLite file (thread-safe)."""
+    """The annotations the backend records itself (thread-safe): in a small SQLite file,
+    or in the shared PostgreSQL database (a URL), so every replica shows all of them."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, target: Path | str) -> None:
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS annotations (id INTEGER PRIMARY KEY, at REAL NOT NULL,"
-            " end_at REAL, kind TEXT NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL,"
-            " service TEXT NOT NULL)"
+        self._db = connect(target)
+        self._db.create_schema(
+            "CREATE TABLE IF NOT EXISTS annotations (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " at REAL NOT NULL, end_at REAL, kind TEXT NOT NULL, title TEXT NOT NULL,"
+            " text TEXT NOT NULL, service TEXT NOT NULL);"
+            " CREATE INDEX IF NOT EXISTS annotations_at ON annotations (at)"
         )
-        self._db.execute("CREATE INDEX IF NOT EXISTS annotations_at ON annotations (at)")
 
     def add(
         self,

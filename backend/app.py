@@ -97,7 +97,9 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     app.state.api_token = resolve_api_token(settings)
     app.state.store = open_store(settings, Limits.from_settings(settings))
     app.state.broker = Broker()
-    app.state.annotations = AnnotationLog(settings.data_dir / ANNOTATIONS_FILE)
+    app.state.annotations = AnnotationLog(
+        settings.postgres_url or settings.data_dir / ANNOTATIONS_FILE
+    )
     app.state.pusher = LivePusher(
         app.state.store,
         app.state.broker,
