@@ -20,6 +20,7 @@ from mlapi.config import MlapiSettings
 from mlapi.faults import FaultInjector, ScenarioName
 from mlapi.feedback import FeedbackStore, PendingPrediction
 from mlapi.models import (
+    FEATURE_NAMES,
     MODEL_NAMES,
     ModelName,
     ModelRegistry,
@@ -148,6 +149,7 @@ class MlService:
                 confidence=prediction.confidence,
                 duration_s=duration,
                 cache_hit=cached is not None,
+                features=dict(zip(FEATURE_NAMES, features.vector(), strict=True)),
             )
         return PredictionResponse(
             prediction=value,
@@ -167,6 +169,7 @@ class MlService:
                 pending.model_version,
                 predicted=pending.predicted,
                 actual=request.actual,
+                lag_s=time.monotonic() - pending.created_at,
             )
         return FeedbackResponse(
             prediction_id=request.prediction_id,
@@ -223,3 +226,11 @@ class MlService:
             self._models_telemetry.set_baseline(
                 version.name, version.version, mae=version.baseline_mae, r2=version.baseline_r2
             )
+            if version.reference is not None:
+                self._models_telemetry.publish_reference(
+                    version.name,
+                    version.version,
+                    predictions=version.reference.predictions,
+                    confidences=version.reference.confidences,
+                    features=version.reference.features,
+                )

@@ -26,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from backend.query import drift as drift_maths
 from backend.query.histograms import quantile
 from backend.storage.aggregate import Aggregate, merge_all
 from backend.storage.base import RESOLUTIONS, MetricStore, SeriesInfo
@@ -41,12 +42,18 @@ LABEL_KEYS: dict[str, str] = {
     "version": "ml.model.version",
     "result": "ml.cache.result",
     "mountpoint": "system.filesystem.mountpoint",
+    "feature": "ml.feature.name",
 }
 DEFAULT_RETENTION: dict[int, int] = {10: 86_400, 60: 7 * 86_400, 3600: 90 * 86_400}
 
 HTTP_DURATION = "http.server.request.duration"
 PREDICTIONS = "ml.model.predictions"
 CONFIDENCE = "ml.model.prediction.confidence"
+PREDICTION_VALUE = "ml.model.prediction.value"
+FEATURE_VALUE = "ml.model.feature.value"
+REF_PREDICTION_VALUE = "ml.model.reference.prediction.value"
+REF_CONFIDENCE = "ml.model.reference.prediction.confidence"
+REF_FEATURE_VALUE = "ml.model.reference.feature.value"
 FEEDBACK = "ml.model.feedback"
 ERR_ABS = "ml.model.error.absolute"
 ERR_SQ = "ml.model.error.squared"
@@ -57,6 +64,10 @@ BASELINE_R2 = "ml.model.baseline.r2"
 CACHE_LOOKUPS = "ml.cache.lookups"
 CACHE_ENTRIES = "ml.cache.entries"
 CACHE_SIZE = "ml.cache.size"
+
+# A model version re-publishes its reference distributions every 10 minutes
+# (instrumentation REFERENCE_REPUBLISH_S); drift signals read them over this lookback.
+REFERENCE_LOOKBACK_S = 3600.0
 
 Rows = Sequence[tuple[SeriesInfo, Aggregate]]
 Frame = Mapping[str, Rows]
@@ -123,6 +134,10 @@ class Signal:
     compute: Callable[[Frame, float], Computed]
     description: str = ""
     histograms: bool = False  # needs histogram buckets (percentiles), not just counts
+    # Metrics read over the `lookback_s` before the window's end instead of the window
+    # (a model version's reference distributions, re-published now and then).
+    lookback_metrics: tuple[str, ...] = ()
+    lookback_s: float = 0.0
 
 
 # --- computation helpers ---------------------------------------------------------------
@@ -305,6 +320,25 @@ def _coverage(f: Frame, w: float) -> Computed:
     return Computed(_ratio(n, p), p)
 
 
+def _by_version(rows: Rows) -> dict[str, list[Aggregate]]:
+    out: dict[str, list[Aggregate]] = defaultdict(list)
+    for s, a in rows:
+        out[s.attributes.get("ml.model.version", "")].append(a)
+    return out
+
+
+def _drift(live: str, reference: str, stat: str) -> Callable[[Frame, float], Computed]:
+    """PSI or JS distance of `live` against the versions' `reference` (backend.query.drift)."""
+
+    def compute(f: Frame, w: float) -> Computed:
+        result = drift_maths.drift(_by_version(f.get(live, ())), _by_version(f.get(reference, ())))
+        if result is None:
+            return Computed(None, _total(f.get(live, ())))
+        return Computed(result.psi if stat == "psi" else result.js, result.live_count)
+
+    return compute
+
+
 def _cache(kind: str) -> Callable[[Frame, float], Computed]:
     def compute(f: Frame, w: float) -> Computed:
         rows = f.get(CACHE_LOOKUPS, ())
@@ -415,6 +449,26 @@ SIGNALS: dict[str, Signal] = {
         ),
         Signal(
             "feedback_coverage_percent", "%", (PREDICTIONS, FEEDBACK), ("model",), _coverage
+        ),
+        Signal(
+            "prediction_psi", "1", (PREDICTION_VALUE, REF_PREDICTION_VALUE), ("model",),
+            _drift(PREDICTION_VALUE, REF_PREDICTION_VALUE, "psi"), histograms=True,
+            lookback_metrics=(REF_PREDICTION_VALUE,), lookback_s=REFERENCE_LOOKBACK_S,
+        ),
+        Signal(
+            "prediction_js", "1", (PREDICTION_VALUE, REF_PREDICTION_VALUE), ("model",),
+            _drift(PREDICTION_VALUE, REF_PREDICTION_VALUE, "js"), histograms=True,
+            lookback_metrics=(REF_PREDICTION_VALUE,), lookback_s=REFERENCE_LOOKBACK_S,
+        ),
+        Signal(
+            "confidence_psi", "1", (CONFIDENCE, REF_CONFIDENCE), ("model",),
+            _drift(CONFIDENCE, REF_CONFIDENCE, "psi"), histograms=True,
+            lookback_metrics=(REF_CONFIDENCE,), lookback_s=REFERENCE_LOOKBACK_S,
+        ),
+        Signal(
+            "feature_psi", "1", (FEATURE_VALUE, REF_FEATURE_VALUE), ("model", "feature"),
+            _drift(FEATURE_VALUE, REF_FEATURE_VALUE, "psi"), histograms=True,
+            lookback_metrics=(REF_FEATURE_VALUE,), lookback_s=REFERENCE_LOOKBACK_S,
         ),
         Signal("cache_hit_rate_percent", "%", (CACHE_LOOKUPS,), ("service",), _cache("rate")),
         Signal("cache_hits", "lookups", (CACHE_LOOKUPS,), ("service",), _cache("hits")),
@@ -557,6 +611,8 @@ def _read(
     out: dict[str, list[tuple[SeriesInfo, int, Aggregate]]] = {}
     lo = max(bucket_start(start, res), origin)
     for metric in sig.metrics:
+        if metric in sig.lookback_metrics:
+            continue  # read once for the whole range (evaluate_range)
         by_id = {s.id: s for s in store.series(metric, mapped)}
         if not by_id:
             out[metric] = []
@@ -573,16 +629,19 @@ def _read_totals(
     end: float,
     res: int,
     filters: Mapping[str, str] | None,
+    metrics: Sequence[str] | None = None,
 ) -> dict[str, list[tuple[SeriesInfo, Aggregate]]]:
-    """Read a signal's metrics as one aggregate per series over the window (planned)."""
+    """Read a signal's metrics (or `metrics`) as one aggregate per series over the window;
+    lookback metrics over the signal's lookback before `end` when that is longer."""
     mapped = {LABEL_KEYS.get(k, k): v for k, v in (filters or {}).items()}
     out: dict[str, list[tuple[SeriesInfo, Aggregate]]] = {}
-    for metric in sig.metrics:
+    for metric in metrics if metrics is not None else sig.metrics:
         by_id = {s.id: s for s in store.series(metric, mapped)}
         if not by_id:
             out[metric] = []
             continue
-        totals = store.window_totals(list(by_id), start, end, histograms=sig.histograms, align=res)
+        lo = min(start, end - sig.lookback_s) if metric in sig.lookback_metrics else start
+        totals = store.window_totals(list(by_id), lo, end, histograms=sig.histograms, align=res)
         out[metric] = [(by_id[sid], agg) for sid, agg in sorted(totals.items())]
     return out
 
@@ -664,9 +723,16 @@ def evaluate_range(
         for metric, rows in data.items():
             for info, t, agg in rows:
                 by_step[t].setdefault(metric, []).append((info, agg))
+        # References are static per version: one read serves every step.
+        constant = (
+            _read_totals(store, sig, todo[0], end, res, filters, sig.lookback_metrics)
+            if sig.lookback_metrics
+            else {}
+        )
         for t in todo:
             points: dict[tuple[str, ...], SignalPoint] = {}
-            for labels, frame in _frames(sig, keys, by_step.get(t, {})).items():
+            step_rows = {**by_step.get(t, {}), **constant}
+            for labels, frame in _frames(sig, keys, step_rows).items():
                 if not keys and not frame:
                     continue
                 c = sig.compute(frame, float(step))

@@ -109,11 +109,23 @@ def snapshot(
         "degradation_percent": per_model("mae_degradation_percent"),
         "feedback_count": per_model("feedback_count"),
         "feedback_coverage_percent": per_model("feedback_coverage_percent"),
+        "prediction_psi": per_model("prediction_psi"),
+        "prediction_js": per_model("prediction_js"),
+        "confidence_psi": per_model("confidence_psi"),
     }
+    mae_interval = per_model("model_mae")
+    features: dict[str, list[dict[str, Any]]] = {}
+    for v in evaluate(store, "feature_psi", start, end, ["model", "feature"], filters):
+        if v.value is not None:
+            features.setdefault(v.labels.get("model", ""), []).append(
+                {"feature": v.labels.get("feature", ""), "psi": v.value, "samples": v.samples}
+            )
     models = sorted(
         set(signals["predictions_count"])
         | set(signals["feedback_count"])
         | set(signals["baseline_mae"])
+        | set(signals["prediction_psi"])
+        | set(features)
     )
     model_metrics: dict[str, dict[str, Any]] = {}
     for model in models:
@@ -123,6 +135,12 @@ def snapshot(
             entry[field] = None if v is None else v.value
         for field in ("predictions_count", "feedback_count"):
             entry[field] = entry[field] or 0
+        mae = mae_interval.get(model)
+        entry["mae_interval"] = None if mae is None else _bounds(mae)
+        # Which features moved: largest PSI first.
+        entry["feature_drift"] = sorted(
+            features.get(model, []), key=lambda f: (-f["psi"], f["feature"])
+        )
         mf = {**(filters or {}), "model": model}
         updated = latest_time(store, (PREDICTIONS, FEEDBACK, BASELINE_MAE), start, end, mf)
         entry["last_updated"] = updated
