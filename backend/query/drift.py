@@ -1,4 +1,4 @@
-"""Distribution drift without labels: PSI and Jensen–Shannon between live and reference.
+"""Distribution drift without labels: PSI and Jensen-Shannon between live and reference.
 
 Both sides are stored histograms of the same instrument kind, so they share their bins:
 
@@ -15,11 +15,11 @@ not matter. When a window holds predictions of several versions, the expected
 distribution is the mixture of their references weighted by each version's share of
 the window's predictions.
 
-PSI = Σ (p_i − q_i) · ln(p_i / q_i) over the union of bins, p the live and q the
+PSI = Σ (p_i - q_i) · ln(p_i / q_i) over the union of bins, p the live and q the
 reference proportions; an empty bin's proportion is taken as `EPSILON` inside the
 logarithm only, so every term is finite and ≥ 0 (a value outside the reference's range
 lands in a bin the reference never saw and counts as drift). The usual reading: < 0.1
-stable, 0.1–0.25 moderate, > 0.25 significant. The Jensen–Shannon distance is
+stable, 0.1-0.25 moderate, > 0.25 significant. The Jensen-Shannon distance is
 `scipy.spatial.distance.jensenshannon(p, q, base=2)`, on [0, 1], with no epsilon.
 """
 
@@ -92,7 +92,7 @@ def psi(observed: np.ndarray, expected: np.ndarray) -> float:
 
 
 def js_distance(observed: np.ndarray, expected: np.ndarray) -> float:
-    """Jensen–Shannon distance (base 2, on [0, 1]) between two count vectors."""
+    """Jensen-Shannon distance (base 2, on [0, 1]) between two count vectors."""
     return float(jensenshannon(observed, expected, base=2))
 
 

@@ -135,8 +135,8 @@ def snapshot(
             entry[field] = None if v is None else v.value
         for field in ("predictions_count", "feedback_count"):
             entry[field] = entry[field] or 0
-        mae = mae_interval.get(model)
-        entry["mae_interval"] = None if mae is None else _bounds(mae)
+        interval = mae_interval.get(model)
+        entry["mae_interval"] = None if interval is None else _bounds(interval)
         # Which features moved: largest PSI first.
         entry["feature_drift"] = sorted(
             features.get(model, []), key=lambda f: (-f["psi"], f["feature"])

@@ -237,9 +237,7 @@ class BoundModel:
         predictions, confidences and numeric features), once after training."""
         if self._references is None:
             raise RuntimeError("this recorder was built without a references registry")
-        self._references.publish(
-            self.model, self.version, predictions, confidences, features or {}
-        )
+        self._references.publish(self.model, self.version, predictions, confidences, features or {})
 
     def set_baseline(self, *, mae: float, r2: float) -> None:
         """Publish this version's holdout MAE and R² (once, after training)."""

@@ -1,5 +1,5 @@
 """Prediction and input drift through the real SDK and `/v1/metrics`: PSI and
-Jensen–Shannon against a numpy/scipy computation on the same bins."""
+Jensen-Shannon against a numpy/scipy computation on the same bins."""
 
 from __future__ import annotations
 
@@ -136,7 +136,9 @@ def test_confidence_psi_uses_the_shared_explicit_bounds(backend: Backend) -> Non
     from opentelemetry.sdk.resources import Resource
 
     views = [
-        View(instrument_name=name, aggregation=ExplicitBucketHistogramAggregation(CONFIDENCE_BOUNDS))
+        View(
+            instrument_name=name, aggregation=ExplicitBucketHistogramAggregation(CONFIDENCE_BOUNDS)
+        )
         for name in ("ml.model.prediction.confidence", "ml.model.reference.prediction.confidence")
     ]
     reader = PeriodicExportingMetricReader(
