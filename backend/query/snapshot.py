@@ -115,10 +115,10 @@ def snapshot(
     }
     mae_interval = per_model("model_mae")
     features: dict[str, list[dict[str, Any]]] = {}
-    for v in evaluate(store, "feature_psi", start, end, ["model", "feature"], filters):
-        if v.value is not None:
-            features.setdefault(v.labels.get("model", ""), []).append(
-                {"feature": v.labels.get("feature", ""), "psi": v.value, "samples": v.samples}
+    for fv in evaluate(store, "feature_psi", start, end, ["model", "feature"], filters):
+        if fv.value is not None:
+            features.setdefault(fv.labels.get("model", ""), []).append(
+                {"feature": fv.labels.get("feature", ""), "psi": fv.value, "samples": fv.samples}
             )
     models = sorted(
         set(signals["predictions_count"])
