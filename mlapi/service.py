@@ -6,7 +6,6 @@ import asyncio
 import os
 import platform
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
 from time import perf_counter
@@ -18,7 +17,7 @@ from opentelemetry.trace import get_current_span
 from mlapi.cache import TTLCache
 from mlapi.config import MlapiSettings
 from mlapi.faults import FaultInjector, ScenarioName
-from mlapi.feedback import FeedbackStore, PendingPrediction
+from mlapi.feedback import FeedbackStore, PendingPrediction, new_prediction_id
 from mlapi.models import (
     FEATURE_NAMES,
     MODEL_NAMES,
@@ -126,7 +125,7 @@ class MlService:
         else:
             prediction = cached
         value = prediction.value * faults.drift_factor()
-        prediction_id = uuid.uuid4().hex
+        prediction_id = new_prediction_id()
         if self._traced:
             # On the server span (no child span: a span costs more than the inference
             # it would time): find a prediction's trace from its id, never a metric label.
@@ -141,7 +140,14 @@ class MlService:
             )
         self.feedback.add(
             prediction_id,
-            PendingPrediction(name, model.version, value, created_at=time.monotonic()),
+            PendingPrediction(
+                name,
+                model.version,
+                value,
+                created_at=time.monotonic(),
+                predicted_at=time.time(),
+                cache_hit=cached is not None,
+            ),
         )
         if self._models_telemetry is not None:
             self._models_telemetry.bind(name, model.version).record_prediction(
@@ -173,6 +179,8 @@ class MlService:
             )
         return FeedbackResponse(
             prediction_id=request.prediction_id,
+            predicted_at=pending.predicted_at,
+            label_lag_s=time.time() - pending.predicted_at,
             model_name=pending.model_name,
             model_version=pending.model_version,
             predicted=pending.predicted,

@@ -26,6 +26,8 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from scipy.stats import t as student_t
+
 from backend.query import drift as drift_maths
 from backend.query.histograms import quantile
 from backend.storage.aggregate import Aggregate, merge_all
@@ -55,6 +57,7 @@ REF_PREDICTION_VALUE = "ml.model.reference.prediction.value"
 REF_CONFIDENCE = "ml.model.reference.prediction.confidence"
 REF_FEATURE_VALUE = "ml.model.reference.feature.value"
 FEEDBACK = "ml.model.feedback"
+FEEDBACK_LAG = "ml.model.feedback.lag"
 ERR_ABS = "ml.model.error.absolute"
 ERR_SQ = "ml.model.error.squared"
 ACTUAL = "ml.model.actual"
@@ -252,9 +255,31 @@ def _error_stats(f: Frame) -> tuple[float, float, float, float, float]:
     )
 
 
+#: Two-sided confidence level of the MAE interval.
+MAE_CONFIDENCE = 0.95
+
+
+def mae_interval(n: float, abs_sum: float, sq_sum: float) -> tuple[float, float, float] | None:
+    """MAE and its two-sided `MAE_CONFIDENCE` interval from the sufficient statistics.
+
+    |e| has mean Σ|e|/n and sample variance (Σe² - (Σ|e|)²/n)/(n - 1) (since |e|² = e²),
+    so the MAE's standard error is sqrt(variance / n) and the interval is
+    MAE ± t(0.975, n - 1) · SE (Student's t). None below two feedbacks.
+    """
+    if n < 2:
+        return None
+    mae = abs_sum / n
+    variance = max(sq_sum - abs_sum * abs_sum / n, 0.0) / (n - 1)
+    half = float(student_t.ppf(0.5 + MAE_CONFIDENCE / 2, n - 1)) * math.sqrt(variance / n)
+    return mae, max(mae - half, 0.0), mae + half
+
+
 def _mae(f: Frame, w: float) -> Computed:
-    n, abs_e, _, _, _ = _error_stats(f)
-    return Computed(_ratio(abs_e, n, 1.0), n)
+    n, abs_e, sq, _, _ = _error_stats(f)
+    interval = mae_interval(n, abs_e, sq)
+    if interval is None:
+        return Computed(_ratio(abs_e, n, 1.0), n)
+    return Computed(interval[0], n, interval[1], interval[2])
 
 
 def _rmse(f: Frame, w: float) -> Computed:
@@ -307,11 +332,34 @@ def _weighted_baseline(f: Frame) -> float | None:
 
 
 def _degradation(f: Frame, w: float) -> Computed:
-    n, abs_e, _, _, _ = _error_stats(f)
+    """MAE over the baseline in %, with the interval of the MAE carried over."""
+    n, abs_e, sq, _, _ = _error_stats(f)
     base = _weighted_baseline(f)
     if n <= 0 or base is None or base <= 0:
         return Computed(None, n)
-    return Computed((abs_e / n - base) / base * 100.0, n)
+    interval = mae_interval(n, abs_e, sq)
+    value = (abs_e / n - base) / base * 100.0
+    if interval is None:
+        return Computed(value, n)
+    _, lo, hi = interval
+    return Computed(value, n, (lo - base) / base * 100.0, (hi - base) / base * 100.0)
+
+
+def _degradation_lower(f: Frame, w: float) -> Computed:
+    """The degradation of the MAE's lower confidence bound: > 20 only beyond noise."""
+    c = _degradation(f, w)
+    return Computed(c.lower, c.samples)
+
+
+def _seconds_percentile(metric: str, q: float) -> Callable[[Frame, float], Computed]:
+    def compute(f: Frame, w: float) -> Computed:
+        agg = _merged(f.get(metric, ()))
+        est = quantile(agg, q)
+        if est is None:
+            return Computed(None, agg.count)
+        return Computed(est.value, agg.count, est.lower, est.upper)
+
+    return compute
 
 
 def _coverage(f: Frame, w: float) -> Computed:
@@ -448,8 +496,23 @@ SIGNALS: dict[str, Signal] = {
             _degradation,
         ),
         Signal(
+            "mae_degradation_lower_percent",
+            "%",
+            (*_MODEL_ERR, BASELINE_MAE),
+            ("model",),
+            _degradation_lower,
+        ),
+        Signal(
             "feedback_coverage_percent", "%", (PREDICTIONS, FEEDBACK), ("model",), _coverage
         ),
+        Signal("label_coverage_percent", "%", (PREDICTIONS, FEEDBACK), ("model",), _coverage),
+        *[
+            Signal(
+                f"label_lag_p{p}_s", "s", (FEEDBACK_LAG,), ("model",),
+                _seconds_percentile(FEEDBACK_LAG, p / 100), histograms=True,
+            )
+            for p in (50, 95)
+        ],
         Signal(
             "prediction_psi", "1", (PREDICTION_VALUE, REF_PREDICTION_VALUE), ("model",),
             _drift(PREDICTION_VALUE, REF_PREDICTION_VALUE, "psi"), histograms=True,
