@@ -84,7 +84,9 @@ def test_predictions_record_their_features_and_feedback_its_label_lag(
     first = _predict(client)
     _predict(client, symbol_count=800)
     time.sleep(0.2)
-    response = client.post("/feedback", json={"prediction_id": first["prediction_id"], "actual": 40})
+    response = client.post(
+        "/feedback", json={"prediction_id": first["prediction_id"], "actual": 40}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert 0.2 <= body["label_lag_s"] < 5
@@ -120,6 +122,8 @@ def test_a_prediction_that_expired_in_the_store_is_410(
     monkeypatch.setattr(store, "ttl_s", 0.3)
     answer = _predict(client)
     time.sleep(0.5)
-    response = client.post("/feedback", json={"prediction_id": answer["prediction_id"], "actual": 1})
+    response = client.post(
+        "/feedback", json={"prediction_id": answer["prediction_id"], "actual": 1}
+    )
     assert response.status_code == 410, response.text
     assert store.stats().expired == 1
