@@ -64,6 +64,7 @@ ACTUAL = "ml.model.actual"
 ACTUAL_SQ = "ml.model.actual.squared"
 BASELINE_MAE = "ml.model.baseline.mae"
 BASELINE_R2 = "ml.model.baseline.r2"
+PROCESS_UPTIME = "process.uptime"
 CACHE_LOOKUPS = "ml.cache.lookups"
 CACHE_ENTRIES = "ml.cache.entries"
 CACHE_SIZE = "ml.cache.size"
@@ -141,6 +142,9 @@ class Signal:
     # (a model version's reference distributions, re-published now and then).
     lookback_metrics: tuple[str, ...] = ()
     lookback_s: float = 0.0
+    # `compute` gives the time of the group's latest point; the signal is the age of it
+    # at the window's end (no-data alerting: how long since a group last reported).
+    age: bool = False
 
 
 # --- computation helpers ---------------------------------------------------------------
@@ -387,6 +391,23 @@ def _drift(live: str, reference: str, stat: str) -> Callable[[Frame, float], Com
     return compute
 
 
+def _last_report(metric: str) -> Callable[[Frame, float], Computed]:
+    """The time (epoch s) of the group's latest point of `metric` (see `Signal.age`)."""
+
+    def compute(f: Frame, w: float) -> Computed:
+        rows = f.get(metric, ())
+        latest = max((a.last_ns for _, a in rows), default=0)
+        return Computed(latest / 1e9 if latest else None, float(len(rows)))
+
+    return compute
+
+
+def _aged(sig: Signal, c: Computed, at: float) -> Computed:
+    if not sig.age or c.value is None:
+        return c
+    return Computed(max(at - c.value, 0.0), c.samples)
+
+
 def _cache(kind: str) -> Callable[[Frame, float], Computed]:
     def compute(f: Frame, w: float) -> Computed:
         rows = f.get(CACHE_LOOKUPS, ())
@@ -532,6 +553,16 @@ SIGNALS: dict[str, Signal] = {
             "feature_psi", "1", (FEATURE_VALUE, REF_FEATURE_VALUE), ("model", "feature"),
             _drift(FEATURE_VALUE, REF_FEATURE_VALUE, "psi"), histograms=True,
             lookback_metrics=(REF_FEATURE_VALUE,), lookback_s=REFERENCE_LOOKBACK_S,
+        ),
+        Signal(
+            "report_age_s", "s", (PROCESS_UPTIME,), ("service",),
+            _last_report(PROCESS_UPTIME), age=True,
+            description="seconds since the group last reported (process.uptime points)",
+        ),
+        Signal(
+            "model_report_age_s", "s", (BASELINE_MAE,), ("model",),
+            _last_report(BASELINE_MAE), age=True,
+            description="seconds since the model last reported (its baseline gauge)",
         ),
         Signal("cache_hit_rate_percent", "%", (CACHE_LOOKUPS,), ("service",), _cache("rate")),
         Signal("cache_hits", "lookups", (CACHE_LOOKUPS,), ("service",), _cache("hits")),
@@ -748,7 +779,7 @@ def evaluate(
     rows = _read_totals(store, sig, start, end, res, filters)
     out = []
     for labels, frame in sorted(_frames(sig, keys, rows).items()):
-        c = sig.compute(frame, end - start)
+        c = _aged(sig, sig.compute(frame, end - start), end)
         out.append(
             SignalValue(dict(zip(keys, labels, strict=True)), c.value, c.samples, c.lower, c.upper)
         )
@@ -798,7 +829,7 @@ def evaluate_range(
             for labels, frame in _frames(sig, keys, step_rows).items():
                 if not keys and not frame:
                     continue
-                c = sig.compute(frame, float(step))
+                c = _aged(sig, sig.compute(frame, float(step)), min(t + step, end))
                 points[labels] = SignalPoint(t, c.value, c.samples, c.lower, c.upper)
             computed[t] = points
         closed = {t: p for t, p in computed.items() if t + step <= sealed}
