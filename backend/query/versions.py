@@ -23,6 +23,7 @@ from backend.storage.base import MetricStore
 #: How far before a range the first report of a version is looked for, so a version that
 #: was already serving when the range starts is not taken for a new one.
 LOOKBACK_S = 86_400.0
+FINEST = 10  # s: the finest stored resolution
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,9 @@ def first_seen(
     out: dict[tuple[str, str], float] = {}
     for key, series_ids in ids.items():
         first = store.first_bucket(series_ids, res, lo, end)
+        if first is not None and res > FINEST:
+            # Narrow the coarse bucket down to the 10 s one (while those are retained).
+            first = store.first_bucket(series_ids, FINEST, first, first + res) or first
         if first is not None:
             out[key] = float(first)
     return out

@@ -143,7 +143,7 @@ function applyCurrent(doc) {
   overview.update(doc, {
     errorThreshold: th.error_rate_percent, latencyThreshold: th.p95_latency_ms, cacheThreshold: th.cache_hit_rate_percent,
   });
-  models.setLimit(th.mae_degradation_percent);
+  models.setLimit(th.mae_degradation_lower_percent ?? th.mae_degradation_percent);
   models.update(doc.model_metrics);
   apiPanel.update(doc.api_metrics, snapshotWindowMin);
   byId("updated").textContent = `Updated ${new Date().toLocaleTimeString("en-US", { hour12: false })}`;

@@ -35,8 +35,8 @@ def _rules_file(tmp_path: Path) -> Path:
     return path
 
 
-def _psi(demo: Demo) -> dict[str, tuple[float | None, float]]:
-    models = demo.get("/metrics/current", window="1m")["model_metrics"]
+def _psi(demo: Demo, window: str = "1m") -> dict[str, tuple[float | None, float]]:
+    models = demo.get("/metrics/current", window=window)["model_metrics"]
     return {m: (models[m]["prediction_psi"], models[m]["predictions_count"]) for m in MODELS}
 
 
@@ -54,11 +54,11 @@ def test_drift_fires_on_model_drift_and_a_retrain_starts_a_new_version(tmp_path:
         "MLPULSE_ALERT_RULES_FILE": str(_rules_file(tmp_path)),
         "MLPULSE_ALERT_EVAL_INTERVAL": "2",
     }
-    with running_demo(tmp_path, "--rate", "12", "--export-interval", "1", env=env) as demo:
-        # In distribution: a full minute of traffic, PSI stable (< 0.1) for both models.
-        wait_for(lambda: all(n >= 200 for _, n in _psi(demo).values()), timeout_s=120)
+    with running_demo(tmp_path, "--rate", "15", "--export-interval", "1", env=env) as demo:
+        # In distribution: 500 predictions per model, PSI stable (< 0.1) for both.
+        wait_for(lambda: all(n >= 500 for _, n in _psi(demo, "2m").values()), timeout_s=180)
         for _ in range(3):
-            for model, (psi, n) in _psi(demo).items():
+            for model, (psi, n) in _psi(demo, "2m").items():
                 assert psi is not None and psi < 0.1, (model, psi, n)
             assert _drift_alerts(demo) == {}
             time.sleep(10)
