@@ -77,6 +77,7 @@ class MlService:
         self._cache_telemetry = cache_telemetry
         if cache_telemetry is not None:
             cache_telemetry.track(self.cache.size)
+            cache_telemetry.track_stale(self.stale_cache_entries)
         self._retrain_lock = asyncio.Lock()
         self.started_at = time.time()
 
@@ -176,6 +177,7 @@ class MlService:
                 predicted=pending.predicted,
                 actual=request.actual,
                 lag_s=time.monotonic() - pending.created_at,
+                cache_hit=pending.cache_hit,
             )
         return FeedbackResponse(
             prediction_id=request.prediction_id,
@@ -187,6 +189,21 @@ class MlService:
             actual=request.actual,
             absolute_error=abs(request.actual - pending.predicted),
         )
+
+    def stale_cache_entries(self) -> dict[str, int]:
+        """Per model, cached entries of a version that no longer serves (after a retrain
+        they are never hit again and only hold memory until their TTL)."""
+        if not self.registry.ready:
+            return {}
+        current: dict[str, str] = {n: self.registry.current(n).version for n in MODEL_NAMES}
+        out: dict[str, int] = {}
+        for name in MODEL_NAMES:
+
+            def stale(key: CacheKey, model: str = name) -> bool:
+                return key[0] == model and key[1] != current[model]
+
+            out[name] = self.cache.count(stale)
+        return out
 
     def start_scenario(self, name: ScenarioName, duration_s: float) -> None:
         """Switch a fault scenario on."""

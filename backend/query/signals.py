@@ -45,6 +45,7 @@ LABEL_KEYS: dict[str, str] = {
     "result": "ml.cache.result",
     "mountpoint": "system.filesystem.mountpoint",
     "feature": "ml.feature.name",
+    "cache_hit": "ml.prediction.cache_hit",
 }
 DEFAULT_RETENTION: dict[int, int] = {10: 86_400, 60: 7 * 86_400, 3600: 90 * 86_400}
 
@@ -68,6 +69,7 @@ PROCESS_UPTIME = "process.uptime"
 CACHE_LOOKUPS = "ml.cache.lookups"
 CACHE_ENTRIES = "ml.cache.entries"
 CACHE_SIZE = "ml.cache.size"
+CACHE_STALE = "ml.cache.stale_entries"
 
 # A model version re-publishes its reference distributions every 10 minutes
 # (instrumentation REFERENCE_REPUBLISH_S); drift signals read them over this lookback.
@@ -568,6 +570,9 @@ SIGNALS: dict[str, Signal] = {
         Signal("cache_hits", "lookups", (CACHE_LOOKUPS,), ("service",), _cache("hits")),
         Signal("cache_misses", "lookups", (CACHE_LOOKUPS,), ("service",), _cache("misses")),
         Signal("cache_entries", "entries", (CACHE_ENTRIES,), ("service",), _level(CACHE_ENTRIES)),
+        Signal(
+            "cache_stale_entries", "entries", (CACHE_STALE,), ("service",), _level(CACHE_STALE)
+        ),
         Signal(
             "cache_size_mb", "MiB", (CACHE_SIZE,), ("service",), _level(CACHE_SIZE, 1 / 2**20)
         ),

@@ -168,6 +168,12 @@ def snapshot(
         "confidence_psi": per_model("confidence_psi"),
     }
     mae_interval = per_model("model_mae")
+    by_cache: dict[str, dict[str, float | None]] = {}
+    for cv in evaluate(store, "model_mae", start, end, ["model", "cache_hit"], filters):
+        hit = cv.labels.get("cache_hit", "").lower()
+        if hit in ("true", "false"):
+            kind = "hit" if hit == "true" else "miss"
+            by_cache.setdefault(cv.labels.get("model", ""), {})[kind] = cv.value
     versions = _versions(store, start, end, filters)
     features: dict[str, list[dict[str, Any]]] = {}
     for fv in evaluate(store, "feature_psi", start, end, ["model", "feature"], filters):
@@ -192,6 +198,8 @@ def snapshot(
             entry[field] = entry[field] or 0
         interval = mae_interval.get(model)
         entry["mae_interval"] = None if interval is None else _bounds(interval)
+        # Cached answers apart from computed ones (null: no labels of that kind).
+        entry["mae_by_cache_hit"] = {"hit": None, "miss": None, **by_cache.get(model, {})}
         entry["versions"] = versions.get(model, [])
         if entry["versions"]:
             entry["version"] = entry["versions"][-1]["version"]
@@ -218,6 +226,8 @@ def snapshot(
         "total_misses": total("cache_misses").value or 0,
         "cache_size_mb": total("cache_size_mb").value,
         "entries": total("cache_entries").value,
+        # Entries of a model version that no longer serves (after a retrain).
+        "stale_entries": total("cache_stale_entries").value,
     }
     return {
         "from": start,

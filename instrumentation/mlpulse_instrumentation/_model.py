@@ -139,6 +139,7 @@ class BoundModel:
         "_absolute",
         "_actual",
         "_actual_squared",
+        "_by_cache",
         "_confidence",
         "_duration",
         "_feature_handles",
@@ -176,6 +177,8 @@ class BoundModel:
         self._lag: HistogramHandle = meters.feedback_lag.bind(attrs)
         self._feature_handles: dict[str, HistogramHandle] = {}
         self._references = references
+        # The error sums split by cache hit, bound on first use (see record_feedback).
+        self._by_cache: dict[bool, tuple[SumHandle, ...]] = {}
 
     def record_prediction(
         self,
@@ -211,20 +214,46 @@ class BoundModel:
                 handle.record(feature)
 
     def record_feedback(
-        self, *, predicted: float, actual: float, lag_s: float | None = None
+        self,
+        *,
+        predicted: float,
+        actual: float,
+        lag_s: float | None = None,
+        cache_hit: bool | None = None,
     ) -> None:
         """Record the ground truth of one earlier prediction of this version.
 
-        `lag_s` is the time since the prediction was served (label delay).
+        `lag_s` is the time since the prediction was served (label delay); with
+        `cache_hit`, the error sums carry ``ml.prediction.cache_hit`` (MAE of cached and
+        computed answers apart).
         """
         error = actual - predicted
-        self._feedback.add(1)
-        self._absolute.add(abs(error))
-        self._squared.add(error * error)
-        self._actual.add(actual)
-        self._actual_squared.add(actual * actual)
+        sums = (
+            (self._feedback, self._absolute, self._squared, self._actual, self._actual_squared)
+            if cache_hit is None
+            else self._cache_sums(cache_hit)
+        )
+        feedback, absolute, squared, actual_sum, actual_squared = sums
+        feedback.add(1)
+        absolute.add(abs(error))
+        squared.add(error * error)
+        actual_sum.add(actual)
+        actual_squared.add(actual * actual)
         if lag_s is not None and math.isfinite(lag_s) and lag_s >= 0:
             self._lag.record(lag_s)
+
+    def _cache_sums(self, cache_hit: bool) -> tuple[SumHandle, ...]:
+        sums = self._by_cache.get(cache_hit)
+        if sums is None:
+            m = self._meters
+            attrs = {MODEL_NAME: self.model, MODEL_VERSION: self.version,
+                     PREDICTION_CACHE_HIT: cache_hit}  # fmt: skip
+            sums = self._by_cache[cache_hit] = tuple(
+                table.bind(attrs)
+                for table in (m.feedback, m.error_absolute, m.error_squared, m.actual,
+                              m.actual_squared)
+            )  # fmt: skip
+        return sums
 
     def publish_reference(
         self,
@@ -311,9 +340,12 @@ class ModelTelemetry:
         predicted: float,
         actual: float,
         lag_s: float | None = None,
+        cache_hit: bool | None = None,
     ) -> None:
         """Record the ground truth of one earlier prediction (see `BoundModel`)."""
-        self.bind(model, version).record_feedback(predicted=predicted, actual=actual, lag_s=lag_s)
+        self.bind(model, version).record_feedback(
+            predicted=predicted, actual=actual, lag_s=lag_s, cache_hit=cache_hit
+        )
 
     def publish_reference(
         self,
