@@ -3,8 +3,9 @@ and `mlpulse scenario`, read through the backend's HTTP API.
 
 - in-distribution traffic keeps `prediction_psi` < 0.1 for both models;
 - `mlpulse scenario model-drift` drives it above 0.25 and the `prediction_drift` rule
-  fires (the seed rule, with its window and `for` shortened so the test takes minutes:
-  1 m and 20 s instead of 5 m and 5 m);
+  fires, and the interval-based `model_mae_degradation` too (the seed rules, with their
+  window and `for` shortened so the test takes minutes: 1 m and 20 s instead of 5 m / 5 m
+  and 15 m / 5 m);
 - a retrain produces v2 with its own baseline and a version marker, the v1 drift alert
   resolves, and both versions show side by side.
 """
@@ -30,6 +31,8 @@ def _rules_file(tmp_path: Path) -> Path:
     for rule in rules["rules"]:
         if rule["name"] == "prediction_drift":
             rule.update({"window": "1m", "for": "20s", "min_samples": 100})
+        if rule["name"] == "model_mae_degradation":
+            rule.update({"window": "1m", "for": "20s"})
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(rules))
     return path
@@ -40,12 +43,8 @@ def _psi(demo: Demo, window: str = "1m") -> dict[str, tuple[float | None, float]
     return {m: (models[m]["prediction_psi"], models[m]["predictions_count"]) for m in MODELS}
 
 
-def _drift_alerts(demo: Demo) -> dict[str, str]:
-    return {
-        a["labels"].get("model", ""): a["state"]
-        for a in demo.alerts()
-        if a["rule"] == "prediction_drift"
-    }
+def _drift_alerts(demo: Demo, rule: str = "prediction_drift") -> dict[str, str]:
+    return {a["labels"].get("model", ""): a["state"] for a in demo.alerts() if a["rule"] == rule}
 
 
 @pytest.mark.timeout(900)
@@ -66,10 +65,11 @@ def test_drift_fires_on_model_drift_and_a_retrain_starts_a_new_version(tmp_path:
         started = demo.cli("scenario", "model-drift", "--for", "5m")
         assert started.returncode == 0, started.stdout + started.stderr
 
-        def fired() -> bool:
-            return _drift_alerts(demo) == dict.fromkeys(MODELS, "firing")
+        def fired(rule: str = "prediction_drift") -> bool:
+            return _drift_alerts(demo, rule) == dict.fromkeys(MODELS, "firing")
 
         wait_for(fired, timeout_s=150, interval_s=2)
+        wait_for(lambda: fired("model_mae_degradation"), timeout_s=120, interval_s=2)
         for model, (psi, _) in _psi(demo).items():
             assert psi is not None and psi > 0.25, (model, psi)
         assert demo.cli("scenario", "stop").returncode == 0
