@@ -96,7 +96,7 @@ def test_model_cards_show_psi_coverage_mae_interval_and_version_marker(
     # The chart: a PSI line and the marker of v4 where the API puts it.
     chart = card.locator("[data-role=psi-chart]")
     assert int(chart.get_attribute("data-points") or 0) >= 1
-    markers = backend.get("/metrics/versions", **{"from": "now-30m"})["markers"]
+    markers = backend.get("/metrics/versions", **{"from": "now-1h"})["markers"]
     assert {(mk["model"], mk["version"]) for mk in markers} >= {("result", "4")}
     assert "4 first reported" in chart.locator("[data-version='4'] title").text_content()
 

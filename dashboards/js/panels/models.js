@@ -1,7 +1,7 @@
 /**
  * Model performance, one card per model: MAE with its 95 % interval against its baseline
  * and the alert target, degradation %, prediction drift (PSI and Jensen–Shannon, charted
- * over the last 30 minutes with version markers), which input features moved, label
+ * over the last hour in 5-minute windows with version markers), which input features moved, label
  * coverage and delay, the versions side by side after a retrain, RMSE, R², predictions,
  * mean confidence and feedback count.
  */
@@ -14,9 +14,9 @@ import { makeStat } from "./cards.js";
 /** PSI's usual reading: < 0.1 stable, 0.1–0.25 moderate, > 0.25 significant. */
 const PSI_MODERATE = 0.1;
 const PSI_SIGNIFICANT = 0.25;
-/** The drift chart's span and step, and how often it is reloaded. */
-const TREND_SPAN_S = 1800;
-const TREND_STEP_S = 60;
+/** The drift chart: the last hour in 5-minute windows (the prediction_drift rule's), reloaded every 20 s. */
+const TREND_SPAN_S = 3600;
+const TREND_STEP_S = 300;
 const TREND_REFRESH_MS = 20_000;
 
 /** @param {number|null|undefined} psi */
@@ -138,7 +138,7 @@ function modelCard(name) {
   const psi = h("span", { class: "drift-value", "data-role": "psi" }, "—");
   const js = h("span", { class: "drift-value", "data-role": "js" }, "—");
   const chart = svg("svg", { class: "psi-chart", "data-role": "psi-chart", viewBox: "0 0 100 32",
-    preserveAspectRatio: "none", role: "img", "aria-label": `${name}: prediction PSI over the last 30 minutes` });
+    preserveAspectRatio: "none", role: "img", "aria-label": `${name}: prediction PSI over the last hour, 5-minute windows` });
   const features = h("ol", { class: "feature-drift", "data-role": "features" });
   const versions = h("div", { class: "versions", "data-role": "versions", hidden: true });
   const stats = {
