@@ -19,7 +19,7 @@ from fastapi import APIRouter, FastAPI
 
 from backend.config import BackendSettings, resolve_api_token
 from backend.ingest.limits import Limits
-from backend.ingest.pipeline import open_engine
+from backend.ingest.pipeline import open_store
 from backend.live import Broker
 from backend.live_push import LivePusher
 
@@ -50,9 +50,16 @@ def _background_jobs() -> list[Job]:
     from backend.alerts.service import alerts_job
     from backend.live import close_streams_on_exit
     from backend.live_push import close_pusher_on_exit
+    from backend.live_replicas import replica_events_job
     from backend.maintenance import retention_job
 
-    return [retention_job, alerts_job, close_streams_on_exit, close_pusher_on_exit]
+    return [
+        retention_job,
+        alerts_job,
+        close_streams_on_exit,
+        close_pusher_on_exit,
+        replica_events_job,  # PostgreSQL: other replicas' commits reach this page too
+    ]
 
 
 @contextlib.asynccontextmanager
@@ -75,14 +82,7 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     app = FastAPI(title="mlpulse backend", lifespan=_lifespan)
     app.state.settings = settings
     app.state.api_token = resolve_api_token(settings)
-    app.state.store = open_engine(
-        settings.database_path,
-        Limits.from_settings(settings),
-        synchronous=settings.sqlite_synchronous,
-        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-        checkpoint_interval_s=settings.checkpoint_interval_s,
-        checkpoint_backlog_s=settings.checkpoint_backlog_s,
-    )
+    app.state.store = open_store(settings, Limits.from_settings(settings))
     app.state.broker = Broker()
     app.state.pusher = LivePusher(
         app.state.store, app.state.broker, retention=settings.retention_seconds()
@@ -90,7 +90,10 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     app.state.ingest_slots = asyncio.Semaphore(settings.max_inflight_exports)
     for router in _routers():
         app.include_router(router)
-    from backend.api.errors import RequestValidationError, request_validation_error
+    import psycopg
+
+    from backend.api.errors import RequestValidationError, request_validation_error, unstorable_text
 
     app.add_exception_handler(RequestValidationError, request_validation_error)  # NaN: a 422
+    app.add_exception_handler(psycopg.DataError, unstorable_text)  # NUL in text on PostgreSQL
     return app

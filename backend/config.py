@@ -60,7 +60,10 @@ class BackendSettings(BaseSettings):
     # as are points older than the longest retention (plus the same grace, for skew).
     ingest_future_grace: timedelta = timedelta(minutes=10)
 
-    # Storage.
+    # Storage. Empty: SQLite at <data_dir>/mlpulse.db. Else `sqlite:///path/to.db` or
+    # `postgresql://user[:password]@host:port/dbname` (replicas share one database).
+    storage_url: str = ""
+    postgres_pool_size: int = Field(default=10, gt=0, le=200)
     sqlite_busy_timeout_ms: int = Field(default=2_000, ge=0)
     # NORMAL in WAL mode: a committed transaction survives a crash of the process (kill -9);
     # FULL also survives power loss, at an fsync per commit.
@@ -86,10 +89,31 @@ class BackendSettings(BaseSettings):
                 return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2) or "s"])
         return value
 
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError(
+                "must be sqlite:///path/to.db or postgresql://user@host:port/dbname"
+            )
+        if value.startswith("sqlite:///") and len(value) == len("sqlite:///"):
+            raise ValueError("sqlite:/// needs a file path, e.g. sqlite:///var/lib/mlpulse.db")
+        return value
+
     @property
     def database_path(self) -> Path:
         """The SQLite file holding series, aggregates and ingest state."""
+        if self.storage_url.startswith("sqlite:///"):
+            return Path(self.storage_url[len("sqlite:///") :])
         return self.data_dir / DATABASE_FILE
+
+    @property
+    def postgres_url(self) -> str | None:
+        """The PostgreSQL URL when the store is shared, else None (embedded SQLite)."""
+        if self.storage_url.startswith(("postgresql://", "postgres://")):
+            return self.storage_url
+        return None
 
     def retention_seconds(self) -> dict[int, int]:
         """Retention per resolution, as {resolution seconds: seconds to keep}."""

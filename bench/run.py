@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, str] = {
     "dashboard": "B5",
     "query": "B6",
     "resources": "B7",
+    "scale": "B8",
 }
 DEFAULT_RESULTS = REPO / "bench" / "results"
 DEFAULT_MARKDOWN = REPO / "BENCHMARKS.md"

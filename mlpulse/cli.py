@@ -35,11 +35,24 @@ def _configure_logging(verbose: bool) -> None:
 
 def _run_backend(args: argparse.Namespace) -> int:
     import uvicorn
+    from pydantic import ValidationError
 
     from backend.app import create_app
+    from backend.config import BackendSettings
+    from backend.storage.postgres import StoreUnavailableError
 
+    try:  # a bad setting or an unusable database: one line, no traceback
+        app = create_app(BackendSettings())
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "MLPULSE_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"mlpulse backend: {name}: {error['msg']}", file=sys.stderr)
+        return 2
+    except StoreUnavailableError as exc:
+        print(f"mlpulse backend: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(
-        create_app(),
+        app,
         host=args.host,
         port=args.port,
         log_level="info",
@@ -94,8 +107,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "backend",
         help="run the backend and the dashboard page",
         description="Run the backend: OTLP/HTTP metrics ingest on POST /v1/metrics, "
-        "SQLite storage in MLPULSE_DATA_DIR, the alert engine, the query API and the "
-        "dashboard page at /.",
+        "storage (SQLite in MLPULSE_DATA_DIR, or the PostgreSQL database of "
+        "MLPULSE_STORAGE_URL=postgresql://user@host:port/dbname, shared by replicas), "
+        "the alert engine, the query API and the dashboard page at /.",
     )
     backend.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default %(default)s)"

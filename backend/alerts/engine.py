@@ -127,6 +127,21 @@ class AlertEngine:
             self.store.set_meta({CONFIG_KEY: _config_json(config)})
             self._config = config
 
+    def refresh(self) -> None:
+        """Take what other replicas changed in the shared store: configuration, silences,
+        alert instances (acknowledgements, and the state a previous evaluator left)."""
+        saved = self.store.get_meta(CONFIG_KEY)
+        silences = self.store.silences()
+        instances = self.store.load_instances()
+        with self._lock:
+            if saved is not None and saved != _config_json(self._config):
+                try:
+                    self._config = AlertConfig.model_validate_json(saved)
+                except ValueError as exc:
+                    log.warning("alert rules: shared configuration unreadable (%s)", exc)
+            self._silences = silences
+            self._instances = {inst.id: inst for inst in instances}
+
     def channel(self, name: str) -> Any:
         """Return the channel called ``name`` of the current configuration."""
         return self._config.channel(name)

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from backend.alerts.config import AlertSettings
 from backend.alerts.engine import AlertEngine, Sample, SignalSource
+from backend.alerts.leader import evaluator_lease
 from backend.alerts.rules import Rule
 from backend.alerts.store import AlertStore
 from backend.notify.dispatcher import Dispatcher
@@ -107,7 +108,12 @@ def build_engine(app: FastAPI, *, source: SignalSource | None = None) -> AlertEn
     """Build the engine, its store and its dispatcher, and load the rules."""
     settings = alert_settings(app)
     data_dir = app.state.settings.data_dir
-    store = AlertStore(settings.db_path(data_dir))
+    # With PostgreSQL the alert tables live in the shared database, so every replica
+    # sees the same rules, silences, acknowledgements, history and outbox.
+    shared_url: str | None = app.state.settings.postgres_url
+    store = AlertStore(shared_url or settings.db_path(data_dir))
+    if not store.shared:
+        store.release_claims()  # the only deliverer: claims left by a crash are void
     broker = getattr(app.state, "broker", None)
     engine = AlertEngine(
         store,
@@ -142,27 +148,48 @@ def build_engine(app: FastAPI, *, source: SignalSource | None = None) -> AlertEn
 
 
 async def alerts_job(app: FastAPI) -> None:
-    """Evaluate the rules every interval until cancelled; deliver on worker threads."""
-    engine = get_engine(app)
+    """Evaluate the rules every interval until cancelled; deliver on worker threads.
+
+    Only the replica holding the evaluator lease evaluates (`leader.py`; with SQLite,
+    always this one). On a shared store every replica first takes what the others
+    changed (`AlertEngine.refresh`) and offers to deliver what nobody is delivering.
+    """
+    try:
+        engine = get_engine(app)
+    except Exception as exc:  # a bad rules file: say so instead of dying silently
+        log.error("alert engine not started: %s", exc)
+        raise
     settings = alert_settings(app)
     assert engine.dispatcher is not None
-    engine.dispatcher.start()
+    dispatcher = engine.dispatcher
+    lease = evaluator_lease(app.state.settings.postgres_url)
+    shared = engine.store.shared
+    dispatcher.start()
     pruned_at = 0.0
     try:
         while settings.alert_enabled:
             started = time.monotonic()
             try:
-                await run_in_threadpool(engine.evaluate_once)
-                if started - pruned_at > PRUNE_EVERY_S or not pruned_at:
-                    pruned_at = started
-                    cutoff = time.time() - settings.alert_history_retention
-                    await run_in_threadpool(engine.store.prune, cutoff)
+                evaluator = await run_in_threadpool(lease.held)
+                app.state.alert_evaluator = evaluator
+                if shared:
+                    await run_in_threadpool(engine.refresh)
+                if evaluator:
+                    await run_in_threadpool(engine.evaluate_once)
+                    if started - pruned_at > PRUNE_EVERY_S or not pruned_at:
+                        pruned_at = started
+                        cutoff = time.time() - settings.alert_history_retention
+                        await run_in_threadpool(engine.store.prune, cutoff)
+                if shared:
+                    await run_in_threadpool(dispatcher.resubmit_due)
             except Exception:  # keep evaluating; the next run retries
                 log.exception("alert evaluation failed")
             elapsed = time.monotonic() - started
             await asyncio.sleep(max(0.0, settings.alert_eval_interval - elapsed))
         await asyncio.Event().wait()  # disabled: idle until shutdown
     finally:
-        engine.dispatcher.stop(timeout=2.0)
+        app.state.alert_evaluator = False
+        await run_in_threadpool(lease.release)
+        dispatcher.stop(timeout=2.0)
         engine.close()
         app.state.alerts = None

@@ -8,7 +8,6 @@ and is safe to call from the evaluator and the delivery workers at once.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -16,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from backend.alerts.sql import Connection, connect
 from backend.alerts.state import AlertInstance, State, Transition
 
 SCHEMA = """
@@ -102,16 +102,15 @@ class AlertStore:
     >>> store.history(rule="high_error_rate", limit=10)  # doctest: +SKIP
     """
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+    def __init__(self, target: Path | str) -> None:
+        self.path = target
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=2000")
-        self._db.executescript(SCHEMA)
+        self._db = connect(target)
+        self.shared = self._db.shared  # PostgreSQL: replicas share these tables
+        self._db.create_schema(SCHEMA)
+        # Added with the outbox: who is delivering a notification, and until when.
+        self._db.add_column("alert_notifications", "claimed_by", "TEXT")
+        self._db.add_column("alert_notifications", "claimed_until", "REAL")
 
     def close(self) -> None:
         """Close the connection."""
@@ -119,15 +118,15 @@ class AlertStore:
             self._db.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> Iterator[Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.begin()
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.rollback()
                 raise
-            self._db.execute("COMMIT")
+            self._db.commit()
 
     # -- meta (the saved configuration, the rules file's hash) -------------------------
 
@@ -288,7 +287,7 @@ class AlertStore:
 
     @staticmethod
     def _insert_notification(
-        db: sqlite3.Connection, history_id: int | None, note: dict[str, Any]
+        db: Connection, history_id: int | None, note: dict[str, Any]
     ) -> int:
         cur = db.execute(
             "INSERT INTO alert_notifications(history_id, alert_id, rule, channel, kind, payload, "
@@ -335,13 +334,50 @@ class AlertStore:
         last_error: str | None,
         at: float,
         delivered_at: float | None = None,
+        claimed_until: float | None = None,
     ) -> None:
-        """Record the outcome of a delivery attempt."""
+        """Record the outcome of a delivery attempt (and extend the claim while sending)."""
         with self._tx() as db:
             db.execute(
                 "UPDATE alert_notifications SET status=?, attempts=?, last_error=?, "
-                "updated_at=?, delivered_at=COALESCE(?, delivered_at) WHERE id=?",
-                (status, attempts, last_error, at, delivered_at, note_id),
+                "updated_at=?, delivered_at=COALESCE(?, delivered_at), "
+                "claimed_until=COALESCE(?, claimed_until) WHERE id=?",
+                (status, attempts, last_error, at, delivered_at, claimed_until, note_id),
+            )
+
+    # -- the outbox: notifications claimed by one deliverer at a time ----------------
+
+    def claim(self, note_id: int, owner: str, now: float, until: float) -> bool:
+        """Take a notification to deliver it; False when it is done or someone else has it.
+
+        One UPDATE, atomic on both databases: a notification is `queued`, or `sending`
+        under a claim that expired (its deliverer died). Replicas never both win.
+        """
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE alert_notifications SET status='sending', claimed_by=?, "
+                "claimed_until=?, updated_at=? WHERE id=? AND (status='queued' OR "
+                "(status='sending' AND (claimed_until IS NULL OR claimed_until < ?)))",
+                (owner, until, now, note_id, now),
+            )
+            return cur.rowcount == 1
+
+    def due(self, now: float, limit: int = 100) -> list[int]:
+        """Notifications waiting for a deliverer: queued, or claimed by one that died."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM alert_notifications WHERE status='queued' OR "
+                "(status='sending' AND (claimed_until IS NULL OR claimed_until < ?)) "
+                "ORDER BY id LIMIT ?",
+                (now, limit),
+            ).fetchall()
+        return [int(row["id"]) for row in rows]
+
+    def release_claims(self) -> None:
+        """Forget every claim (at start, when this process is the only deliverer)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE alert_notifications SET claimed_until=NULL WHERE status='sending'"
             )
 
     def undelivered(self) -> list[int]:
@@ -418,7 +454,7 @@ class AlertStore:
             return cur.rowcount > 0
 
 
-def _receipt(row: sqlite3.Row) -> dict[str, Any]:
+def _receipt(row: Any) -> dict[str, Any]:
     return {
         "id": row["id"],
         "channel": row["channel"],

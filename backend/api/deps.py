@@ -22,6 +22,7 @@ from backend.config import BackendSettings
 from backend.live import Broker
 from backend.storage.base import MetricStore
 from backend.storage.engine import Engine
+from backend.storage.postgres import PostgresEngine
 
 
 def get_settings(request: Request) -> BackendSettings:
@@ -36,9 +37,9 @@ def get_store(request: Request) -> MetricStore:
     return store
 
 
-def get_engine(request: Request) -> Engine:
+def get_engine(request: Request) -> Engine | PostgresEngine:
     """Return the app's storage engine (what ingest writes into)."""
-    engine: Engine = request.app.state.store
+    engine: Engine | PostgresEngine = request.app.state.store
     return engine
 
 
@@ -69,6 +70,6 @@ def require_token(request: Request, authorization: Annotated[str | None, Header(
 
 SettingsDep = Annotated[BackendSettings, Depends(get_settings)]
 StoreDep = Annotated[MetricStore, Depends(get_store)]
-EngineDep = Annotated[Engine, Depends(get_engine)]
+EngineDep = Annotated[Engine | PostgresEngine, Depends(get_engine)]
 BrokerDep = Annotated[Broker, Depends(get_broker)]
 RequireToken = Depends(require_token)

@@ -40,3 +40,10 @@ async def request_validation_error(_request: Request, exc: Exception) -> JSONRes
     """Answer 422 with pydantic's errors, whatever inputs they echo."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else [{"msg": str(exc)}]
     return JSONResponse({"detail": jsonable_encoder(finite_json(errors))}, status_code=422)
+
+
+async def unstorable_text(_request: Request, exc: Exception) -> JSONResponse:
+    """Answer 422 when PostgreSQL refuses a value (a NUL byte in text): the request's
+    input, never a 500. SQLite stores such text; PostgreSQL's text type cannot."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return JSONResponse({"detail": f"value cannot be stored: {first}"}, status_code=422)

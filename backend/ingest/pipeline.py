@@ -30,12 +30,14 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
+from backend.config import BackendSettings
 from backend.ingest.limits import Limits
 from backend.ingest.otlp import decode_request
 from backend.ingest.points import Flattened, Sample, flatten
 from backend.ingest.temporality import FIRST_SEEN_GRACE_S, LATE_DELTA_WINDOW_S, is_interval_delta
 from backend.storage.base import DeltaInterval
 from backend.storage.engine import Engine
+from backend.storage.postgres import PostgresEngine
 from backend.storage.sqlite import SQLiteStore
 
 PROTOBUF, JSON = 0, 1  # encodings as logged
@@ -61,7 +63,7 @@ def _message(reasons: dict[str, int]) -> str:
 
 
 def ingest(
-    engine: Engine,
+    engine: Engine | PostgresEngine,
     request: ExportMetricsServiceRequest,
     limits: Limits,
     raw: tuple[bytes, int] | None = None,
@@ -79,10 +81,16 @@ def ingest(
     reasons = dict(flat.reasons)
     rejected = flat.rejected
     if flat.samples:
-        body, encoding = raw if raw is not None else (request.SerializeToString(), PROTOBUF)
-        with engine.lock:
-            engine.log_export(body, encoding, now)
-            over = _apply(engine, flat, limits, now, result)
+        if isinstance(engine, PostgresEngine):
+            # The shared store: one transaction per export, committed before the 200.
+            result.accepted, result.ignored, over, result.services = engine.apply(
+                flat, limits, now
+            )
+        else:
+            body, encoding = raw if raw is not None else (request.SerializeToString(), PROTOBUF)
+            with engine.lock:
+                engine.log_export(body, encoding, now)
+                over = _apply(engine, flat, limits, now, result)
         if over:
             rejected += over
             reasons["series limit reached"] = reasons.get("series limit reached", 0) + over
@@ -183,4 +191,24 @@ def open_engine(
         checkpoint_interval_s=checkpoint_interval_s,
         checkpoint_backlog_s=checkpoint_backlog_s,
         replay=replay,
+    )
+
+
+def open_store(settings: BackendSettings, limits: Limits | None = None) -> Engine | PostgresEngine:
+    """Open the store `MLPULSE_STORAGE_URL` names: PostgreSQL (shared) or SQLite (embedded).
+
+    Raises `StoreUnavailableError` with a one-line cause when PostgreSQL cannot be used.
+    """
+    limits = limits or Limits.from_settings(settings)
+    if settings.postgres_url is not None:
+        return PostgresEngine(
+            settings.postgres_url, limits=limits, pool_size=settings.postgres_pool_size
+        )
+    return open_engine(
+        settings.database_path,
+        limits,
+        synchronous=settings.sqlite_synchronous,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        checkpoint_interval_s=settings.checkpoint_interval_s,
+        checkpoint_backlog_s=settings.checkpoint_backlog_s,
     )

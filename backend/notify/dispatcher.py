@@ -1,19 +1,24 @@
 """The delivery worker: a queue and a few threads, off the ingest and evaluation paths.
 
-The alert engine records each notification (a receipt row, status ``queued``) and hands
-its id to `Dispatcher.submit`; a worker thread loads it, delivers it through the named
-channel and writes the outcome (``delivered`` / ``failed``, attempts, last error,
-``delivered_at``) back to the receipt. Queued receipts left by a stopped process are
-resubmitted at start, so a restart loses no notification.
+The alert engine records each notification (a receipt row, status ``queued``: the
+outbox) and hands its id to `Dispatcher.submit`; a worker thread claims it (one atomic
+UPDATE, so with several replicas on one database exactly one delivers it), delivers it
+through the named channel and writes the outcome (``delivered`` / ``failed``, attempts,
+last error, ``delivered_at``) back to the receipt. Notifications nobody delivers (left
+by a stopped process, or claimed by a replica that died and whose claim expired) are
+queued again by `resubmit_due`, at start and by the alert job, so none is lost.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -49,9 +54,12 @@ class Receipts(Protocol):
         last_error: str | None,
         at: float,
         delivered_at: float | None = None,
+        claimed_until: float | None = None,
     ) -> None: ...
 
-    def undelivered(self) -> list[int]: ...
+    def claim(self, note_id: int, owner: str, now: float, until: float) -> bool: ...
+
+    def due(self, now: float, limit: int = 100) -> list[int]: ...
 
 
 class Dispatcher:
@@ -74,6 +82,7 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         file_dir: Path | None = None,
         protected: frozenset[Path] | None = None,
+        claim_s: float = 120.0,
     ) -> None:
         self._receipts = receipts
         self._lookup = channel_lookup
@@ -90,6 +99,10 @@ class Dispatcher:
         self._threads: list[threading.Thread] = []
         self._idle = threading.Condition()
         self._busy = 0
+        # The outbox claim: who delivers, and for how long a silent deliverer keeps it
+        # (extended on every attempt; a replica that died loses it after this).
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.claim_s = claim_s
 
     def start(self) -> None:
         """Start the workers and resubmit receipts left queued by a previous run."""
@@ -100,8 +113,15 @@ class Dispatcher:
             thread = threading.Thread(target=self._run, name=f"mlpulse-notify-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
-        for note_id in self._receipts.undelivered():
+        self.resubmit_due()
+
+    def resubmit_due(self) -> int:
+        """Queue the notifications nobody is delivering (left by a stopped process or a
+        replica that died); return how many. A claim decides who delivers each."""
+        due = self._receipts.due(self._clock())
+        for note_id in due:
             self.submit(note_id)
+        return len(due)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the workers; a delivery waiting on a backoff gives up at once."""
@@ -151,17 +171,19 @@ class Dispatcher:
             result = DeliveryResult(False, 0, f"channel {note['channel']!r} no longer exists")
         else:
             payload = dict(note["payload"], delivery_id=str(note_id))
-            self._receipts.update_receipt(
-                note_id, status="sending", attempts=0, last_error=None, at=self._clock()
-            )
+            now = self._clock()
+            if not self._receipts.claim(note_id, self.owner, now, now + self.claim_s):
+                return DeliveryResult(False, 0, "delivered or being delivered elsewhere")
 
             def failed(attempt: int, error: str | None) -> None:
+                at = self._clock()
                 self._receipts.update_receipt(
                     note_id,
                     status="sending",
                     attempts=attempt,
                     last_error=error,
-                    at=self._clock(),
+                    at=at,
+                    claimed_until=at + self.claim_s,
                 )
 
             result = self._send(channel, payload, note_id, failed, max_attempts)

@@ -30,11 +30,11 @@ import logging
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from backend.storage.aggregate import Aggregate, merge, merge_all
+from backend.storage.aggregate import Aggregate, merge
 from backend.storage.base import (
     DeltaInterval,
     MetricInfo,
@@ -43,10 +43,9 @@ from backend.storage.base import (
     SeriesKey,
     StorageBusyError,
 )
-from backend.storage.head import CLOSE_GRACE_S, BucketKey, Head, bucket_of
-from backend.storage.locks import ReadWriteLock
-from backend.storage.planner import ResultCache, plan
-from backend.storage.rollup import regroup
+from backend.storage.head import BucketKey, Head, bucket_of
+from backend.storage.heap import release_free_heap
+from backend.storage.reads import TieredReads, scalar
 from backend.storage.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
@@ -55,7 +54,6 @@ ACTIVE_WINDOW_S = (
     3600.0  # a series counts against MLPULSE_MAX_SERIES this long after its last point
 )
 _RECORD = struct.Struct("<dB")  # WAL record header: server time, encoding (0 protobuf, 1 JSON)
-Rows = Iterator[tuple[int, int, Aggregate]]
 
 
 class SeriesRegistry:
@@ -114,7 +112,7 @@ def info_of(sid: int, key: SeriesKey) -> SeriesInfo:
     )
 
 
-class Engine:
+class Engine(TieredReads):
     """The metrics store of the backend (see the module docstring)."""
 
     def __init__(
@@ -128,17 +126,16 @@ class Engine:
         limits: Any = None,
         replay: Callable[[Engine, bytes, int, float], None] | None = None,
     ) -> None:
+        super().__init__()
         self.store = store
         self.checkpoint_interval_s = checkpoint_interval_s
         self.checkpoint_backlog_s = checkpoint_backlog_s
         self._failing_since: float | None = None  # when checkpoints started to fail
         self.lock = threading.RLock()  # the head, the registry, the WAL
-        self._rw = ReadWriteLock()
         self.limits = limits  # the ingest limits replay flattens with
         max_exemplars = getattr(limits, "max_exemplars", 4)
         self.head = Head(int(store.created_at() * 1e9), max_exemplars)
         self.registry = SeriesRegistry(store.load_series())
-        self.cache = ResultCache()
         self._flushing: dict[BucketKey, Aggregate] = {}
         self.intervals: set[DeltaInterval] = set()  # accepted since the last checkpoint
         self._flushing_intervals: set[DeltaInterval] = set()
@@ -235,6 +232,7 @@ class Engine:
         while not self._stop.wait(self.checkpoint_interval_s):
             try:
                 self.checkpoint()
+                release_free_heap()  # the checkpoint's temporaries: back to the OS
             except StorageBusyError as exc:
                 log.warning("checkpoint postponed: %s", exc)
             except Exception:
@@ -326,10 +324,13 @@ class Engine:
             out[(sid, ts)] = agg
         for sid, ts, agg in head:
             if not histograms:
-                agg = _scalar(agg)
+                agg = scalar(agg)
             cur = out.get((sid, ts))
             out[(sid, ts)] = agg if cur is None else merge(cur, agg)
         return out
+
+    def _generation(self) -> int:
+        return self.cache.generation(self.head.late_writes)
 
     def series(self, metric: str, filters: Mapping[str, str] | None = None) -> list[SeriesInfo]:
         """Return the series of a metric whose labels match every filter."""
@@ -338,21 +339,6 @@ class Engine:
         if filters:
             infos = [s for s in infos if all(s.label(k) == v for k, v in filters.items())]
         return sorted(infos, key=lambda s: s.id)
-
-    def read(
-        self,
-        series_ids: Sequence[int],
-        resolution: int,
-        start: float,
-        end: float,
-        *,
-        histograms: bool = True,
-    ) -> Rows:
-        """Yield (series id, bucket start, aggregate) for buckets starting in [start, end)."""
-        with self._rw.shared():
-            rows = self._read(list(series_ids), resolution, int(start // 1), end, histograms)
-        for (sid, ts), agg in sorted(rows.items()):
-            yield sid, ts, agg if histograms else _scalar(agg)
 
     def first_bucket(
         self, series_ids: Sequence[int], resolution: int, start: float, end: float
@@ -364,139 +350,6 @@ class Engine:
             for _, ts, _ in self._head_rows(sids, resolution, int(start // 1), end):
                 first = ts if first is None else min(first, ts)
         return first
-
-    def read_windows(
-        self,
-        series_ids: Sequence[int],
-        resolution: int,
-        start: float,
-        end: float,
-        step: int,
-        origin: int,
-    ) -> Rows:
-        """Scalar aggregates merged per series and step window (see `MetricStore`)."""
-        for (sid, w), agg in sorted(
-            self.windows(series_ids, resolution, start, end, step, origin, histograms=False).items()
-        ):
-            yield sid, w, agg
-
-    def windows(
-        self,
-        series_ids: Sequence[int],
-        resolution: int,
-        start: float,
-        end: float,
-        step: int,
-        origin: int,
-        *,
-        histograms: bool,
-    ) -> dict[tuple[int, int], Aggregate]:
-        """Aggregates per (series, window [origin + k*step, +step)) of buckets in [start, end).
-
-        Windows that closed (ended before the head's close grace) come from the result
-        cache when it has them; the rest is read from the store and the head.
-        """
-        if step <= 0 or start < origin:
-            raise ValueError("need step > 0 and start >= origin")
-        sids = sorted(set(series_ids))
-        lo = int(start // 1)
-        sealed = self._sealed(step, origin)
-        grid_end = origin + int((end - origin) // step) * step  # windows ending by `end`
-        aligned = (lo - origin) % step == 0
-        out: dict[tuple[int, int], Aggregate] = {}
-        with self._rw.shared():
-            gen = self.cache.generation(self.head.late_writes)
-            key = ("w", tuple(sids), resolution, step, origin % step, histograms)
-            cached = self.cache.get(key, gen) if aligned else None
-            todo_lo = lo
-            if cached is not None and cached[1] <= lo < cached[2]:
-                have, c_lo, c_hi = cached
-                usable = min(c_hi, grid_end)
-                for (sid, w), agg in have.items():
-                    if lo <= w and w + step <= usable:
-                        out[(sid, w)] = agg
-                todo_lo = max(lo, usable)
-            else:
-                cached = None
-            rows = self._read(sids, resolution, todo_lo, end, histograms)
-            fresh = regroup(((sid, ts, agg) for (sid, ts), agg in rows.items()), step, origin)
-            out.update(fresh)
-            new_hi = min(sealed, grid_end)
-            if aligned and new_hi > todo_lo:
-                keep = {k: v for k, v in fresh.items() if k[1] + step <= new_hi}
-                c_lo = lo
-                if cached is not None:
-                    c_lo = cached[1]
-                    floor = lo - 2 * 86_400  # forget windows far behind the newest reader
-                    keep.update({k: v for k, v in cached[0].items() if k[1] >= floor})
-                    c_lo = max(c_lo, floor)
-                self.cache.put(key, gen, (keep, c_lo, new_hi))
-        return out
-
-    def window_totals(
-        self,
-        series_ids: Sequence[int],
-        start: float,
-        end: float,
-        *,
-        histograms: bool,
-        align: int = 10,
-    ) -> dict[int, Aggregate]:
-        """One aggregate per series over buckets in [start aligned down to `align`, end).
-
-        The planner covers the range with whole hours at 1 h, whole minutes at 1 min and
-        10 s buckets at the edges; closed segments come from the result cache.
-        """
-        sids = sorted(set(series_ids))
-        lo = int(start // align) * align
-        sealed = self._sealed(10, 0)
-        parts: dict[int, list[Aggregate]] = {}
-        with self._rw.shared():
-            gen = self.cache.generation(self.head.late_writes)
-            whole = ("T", tuple(sids), lo, end, histograms)
-            if end <= sealed:  # a closed window (a fixed past range): maybe asked before
-                done: dict[int, Aggregate] | None = self.cache.get(whole, gen)
-                if done is not None:
-                    return done
-            for res, seg_lo, seg_hi in plan(lo, end):
-                key = ("t", tuple(sids), res, seg_lo, seg_hi, histograms)
-                closed = seg_hi <= sealed
-                got = self.cache.get(key, gen) if closed else None
-                if got is None:
-                    rows = self._read(sids, res, seg_lo, seg_hi, histograms)
-                    per: dict[int, list[Aggregate]] = {}
-                    for (sid, _), agg in rows.items():
-                        per.setdefault(sid, []).append(agg)
-                    got = {sid: merge_all(aggs) for sid, aggs in per.items()}
-                    if closed:
-                        self.cache.put(key, gen, got)
-                for sid, agg in got.items():
-                    parts.setdefault(sid, []).append(agg)
-            out = {
-                sid: aggs[0] if len(aggs) == 1 else merge_all(aggs) for sid, aggs in parts.items()
-            }
-            if end <= sealed:
-                self.cache.put(whole, gen, out)
-        return out
-
-    def closed_results(self, key: Any, step: int, origin: int) -> tuple[dict[int, Any], int, int]:
-        """Results a caller kept for closed windows of `key`: (by window start, sealed, gen).
-
-        Windows ending by `sealed` can be kept with `keep_results`; a late write or
-        retention starts a new generation and drops them.
-        """
-        gen = self.cache.generation(self.head.late_writes)
-        have = self.cache.get(("r", key), gen)
-        return (dict(have) if have else {}), self._sealed(step, origin), gen
-
-    def keep_results(self, key: Any, generation: int, results: dict[int, Any]) -> None:
-        """Keep per-window results of closed windows (see `closed_results`)."""
-        self.cache.put(("r", key), generation, results)
-
-    def _sealed(self, step: int, origin: int) -> int:
-        """The end of the newest window that no ordinary write can change any more."""
-        horizon = time.time() - CLOSE_GRACE_S - 10
-        return int(origin + ((horizon - origin) // step) * step)
 
     def metrics(self) -> list[MetricInfo]:
         """Return every metric name with its kind, unit and series count."""
@@ -579,8 +432,3 @@ class Engine:
                 "wal_segment": self.wal.segment,
             }
 
-
-def _scalar(agg: Aggregate) -> Aggregate:
-    if agg.explicit is None and agg.exponential is None and not agg.exemplars:
-        return agg
-    return Aggregate(agg.count, agg.sum, agg.min, agg.max, agg.last, agg.last_ns)

@@ -189,7 +189,8 @@ def test_history_grouped_with_filters_and_percentile_bounds(backend: Backend) ->
 
 def test_health_reports_version_ingest_age_and_unreachable_storage(backend: Backend) -> None:
     h = backend.get("/health")
-    assert (h["status"], h["storage"], h["last_ingest_at"]) == ("ok", {"reachable": True}, None)
+    storage = {"reachable": True, "kind": "sqlite"}
+    assert (h["status"], h["storage"], h["last_ingest_at"]) == ("ok", storage, None)
     assert h["version"]
     _post(
         backend,
@@ -200,4 +201,4 @@ def test_health_reports_version_ingest_age_and_unreachable_storage(backend: Back
     backend.app.state.store.close()
     resp = backend.client.get("/health")
     assert resp.status_code == 503
-    assert resp.json()["storage"] == {"reachable": False}
+    assert resp.json()["storage"] == {"reachable": False, "kind": "sqlite"}

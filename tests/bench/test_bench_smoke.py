@@ -101,6 +101,10 @@ def test_resources_bench_runs(results: Path) -> None:
     _run("resources", results)
 
 
+def test_scale_bench_runs(results: Path) -> None:
+    _run("scale", results)  # a throwaway PostgreSQL server and up to 3 replicas
+
+
 def test_report_renders(results: Path, tmp_path: Path) -> None:
     out = tmp_path / "BENCHMARKS.md"
     subprocess.run(

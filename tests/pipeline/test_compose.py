@@ -201,7 +201,7 @@ def test_wiring_between_services(
     assert any(v.endswith(":/data") for v in backend["volumes"])
 
     cenv = _env(collector)
-    assert cenv["MLPULSE_BACKEND_OTLP_ENDPOINT"] == "http://backend:8003"
+    assert _default(cenv["MLPULSE_BACKEND_OTLP_ENDPOINT"]) == "http://backend:8003"
     jaeger_host, jaeger_port = cenv["MLPULSE_JAEGER_OTLP_ENDPOINT"].split(":")
     assert jaeger_host == "jaeger"
     assert _env(jaeger)["MLPULSE_JAEGER_OTLP_GRPC_ENDPOINT"].endswith(f":{jaeger_port}")
@@ -221,3 +221,29 @@ def test_wiring_between_services(
         for vol in _named_volumes(service):
             assert vol in declared, f"{name} uses volume {vol}, not declared at the top level"
     assert {"backend-data", "otelcol-queue"} <= declared
+
+
+def _default(value: str) -> str:
+    """What `${NAME:-default}` is when NAME is unset (compose's interpolation)."""
+    m = re.fullmatch(r"\$\{\w+:-(.*)\}", value)
+    return m.group(1) if m else value
+
+
+def test_scale_profile_runs_two_backends_on_postgres_behind_a_round_robin(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    scale = {name for name, s in services.items() if "scale" in (s.get("profiles") or [])}
+    assert scale == {"postgres", "backend-2", "backend-lb"}
+    pg = services["postgres"]
+    assert pg["image"].startswith("postgres:15")
+    user, db = _env(pg)["POSTGRES_USER"], _env(pg)["POSTGRES_DB"]
+    url = _default(_env(services["backend-2"])["MLPULSE_STORAGE_URL"])
+    assert url == f"postgresql://{user}@postgres:5432/{db}"
+    assert services["backend-2"]["command"][:2] == ["mlpulse", "backend"]
+    assert services["backend-2"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    # The first backend joins them when MLPULSE_STORAGE_URL is set (empty: SQLite).
+    assert _env(services["backend"])["MLPULSE_STORAGE_URL"] == "${MLPULSE_STORAGE_URL:-}"
+    conf_mount = next(src for src, _ in _bind_mounts(services["backend-lb"]))
+    conf = (REPO / conf_mount).read_text()
+    assert re.findall(r"server (backend[-\w]*):8003", conf) == ["backend", "backend-2"]
+    assert "proxy_buffering off" in conf  # /events streams pass through

@@ -39,6 +39,7 @@ from backend.ingest.pipeline import JSON, PROTOBUF, IngestResult, ingest
 from backend.ingest.rejections import rejections_of
 from backend.storage.base import StorageBusyError
 from backend.storage.engine import Engine
+from backend.storage.postgres import PostgresEngine
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["ingest"])
@@ -58,7 +59,7 @@ def _status(http: int, code: int, message: str, encoding: Encoding, **headers: s
 
 
 def _decode_and_ingest(
-    store: Engine, body: bytes, encoding: Encoding, limits: Limits
+    store: Engine | PostgresEngine, body: bytes, encoding: Encoding, limits: Limits
 ) -> IngestResult:
     message = decode_request(body, encoding)
     raw = (body, PROTOBUF if encoding == "protobuf" else JSON)
