@@ -92,33 +92,50 @@ export class ModelsPanel {
 
 /**
  * The PSI chart of one model: a line over the span, the 0.1 and 0.25 readings dashed,
- * and a marker at each version's first report.
+ * and a marker at each version's first report (a line in the SVG, its label as HTML so
+ * the stretched SVG does not distort the text).
  * @param {SVGElement} el
+ * @param {HTMLElement} labels
  * @param {{from: number, to: number, series: Map<string, Array<[number, number|null]>>, markers: any[]}} t
  * @param {string} name
  */
-function drawTrend(el, t, name) {
+function drawTrend(el, labels, t, name) {
   const W = 100, H = 32;
   const points = (t.series.get(name) || []).filter((p) => f.isNum(p[1]));
   const top = Math.max(PSI_SIGNIFICANT * 1.4, ...points.map((p) => p[1]));
-  const x = (time) => (((time - t.from) / (t.to - t.from)) * W).toFixed(2);
+  const share = (time) => Math.min(1, Math.max(0, (time - t.from) / (t.to - t.from)));
+  const x = (time) => (share(time) * W).toFixed(2);
   const y = (v) => (H - 2 - (Math.min(v, top) / top) * (H - 4)).toFixed(2);
   const parts = [];
   for (const level of [PSI_MODERATE, PSI_SIGNIFICANT]) {
     parts.push(svg("line", { class: `psi-level psi-level--${level === PSI_MODERATE ? "moderate" : "significant"}`,
       x1: 0, x2: W, y1: y(level), y2: y(level) }));
   }
-  if (points.length) {
-    parts.push(svg("polyline", { class: "psi-line", points: points.map((p) => `${x(p[0] + TREND_STEP_S / 2)},${y(p[1])}`).join(" ") }));
+  // Each point is its window's PSI, drawn at the window's middle (the open one: at now).
+  const at = (p) => Math.min(p[0] + TREND_STEP_S / 2, t.to);
+  if (points.length > 1) {
+    parts.push(svg("polyline", { class: "psi-line", points: points.map((p) => `${x(at(p))},${y(p[1])}`).join(" ") }));
   }
-  for (const m of t.markers.filter((mk) => mk.model === name && mk.time >= t.from)) {
+  for (const p of points) {
+    parts.push(svg("circle", { class: "psi-dot", cx: x(at(p)), cy: y(p[1]), r: 0.9 }, svg("title", {}, `PSI ${p[1].toFixed(3)}`)));
+  }
+  const markers = t.markers.filter((mk) => mk.model === name && mk.time >= t.from);
+  for (const m of markers) {
     parts.push(svg("g", { class: "version-marker", "data-role": "version-marker", "data-version": m.version },
       svg("title", {}, `${m.version} first reported ${f.dateTime(m.time)}`),
-      svg("line", { x1: x(m.time), x2: x(m.time), y1: 0, y2: H }),
-      svg("text", { x: x(m.time), y: 7, dx: 1 }, String(m.version))));
+      svg("line", { x1: x(m.time), x2: x(m.time), y1: 0, y2: H })));
   }
   el.replaceChildren(...parts);
   el.dataset.points = String(points.length);
+  replace(labels, ...markers.map((m) => {
+    const pos = share(m.time) * 100;
+    const left = pos > 85; // near the right edge the label sits left of its line
+    const label = h("span", { class: `version-label${left ? " version-label--left" : ""}`, "data-version": m.version }, String(m.version));
+    // Through the CSSOM: the page's CSP refuses style attributes.
+    if (left) label.style.right = `${(100 - pos).toFixed(2)}%`;
+    else label.style.left = `${pos.toFixed(2)}%`;
+    return label;
+  }));
 }
 
 /** @param {string} name */
@@ -139,6 +156,7 @@ function modelCard(name) {
   const js = h("span", { class: "drift-value", "data-role": "js" }, "—");
   const chart = svg("svg", { class: "psi-chart", "data-role": "psi-chart", viewBox: "0 0 100 32",
     preserveAspectRatio: "none", role: "img", "aria-label": `${name}: prediction PSI over the last hour, 5-minute windows` });
+  const chartLabels = h("div", { class: "psi-chart-labels", "aria-hidden": "true" });
   const features = h("ol", { class: "feature-drift", "data-role": "features" });
   const versions = h("div", { class: "versions", "data-role": "versions", hidden: true });
   const stats = {
@@ -161,7 +179,7 @@ function modelCard(name) {
       h("div", { class: "drift-head" },
         h("span", { class: "mae-big-label", title: "Population Stability Index of the predictions against the version's training holdout (no labels needed)" }, "Prediction drift"),
         h("span", {}, "PSI ", psi), h("span", { title: "Jensen–Shannon distance (base 2, 0..1)" }, "JS ", js), driftTag),
-      chart,
+      h("div", { class: "psi-chart-wrap" }, chart, chartLabels),
       h("div", { class: "drift-features" }, h("span", { class: "mae-big-label" }, "Features moved (PSI)"), features)),
     versions,
     h("dl", { class: "stats" }, ...Object.values(stats).map((s) => s.root)));
@@ -169,7 +187,7 @@ function modelCard(name) {
   return {
     root,
     /** @param {any} t the panel's trends @param {string} n */
-    trend(t, n) { drawTrend(chart, t, n); },
+    trend(t, n) { drawTrend(chart, chartLabels, t, n); },
     /** @param {any} m @param {number} limit */
     set(m, limit) {
       if (m.version || m.model_version) {
