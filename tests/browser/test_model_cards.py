@@ -73,7 +73,10 @@ def test_model_cards_show_psi_coverage_mae_interval_and_version_marker(
     monitored: dict[str, Any], backend: Backend, page: PageProbe
 ) -> None:
     card = _card(page, "result")
-    card.locator("[data-role=version-marker][data-version='4']").wait_for(timeout=20_000)
+    card.locator("[data-role=version-marker][data-version='4']").wait_for(
+        state="attached", timeout=20_000
+    )
+    assert card.locator(".version-label[data-version='4']").is_visible()
     doc = backend.get("/metrics/current")
     m = doc["model_metrics"]["result"]
 
