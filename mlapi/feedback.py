@@ -38,6 +38,9 @@ def check_actual(model_name: str, actual: float) -> None:
         )
 
 
+_EARLIEST_ID_TIME = 1_577_836_800.0  # 2020-01-01: older "times" are not ours
+
+
 def new_prediction_id(now: float | None = None) -> str:
     """A 32-hex-digit id that starts with its issue time in ms (as UUIDv7 does).
 
@@ -49,11 +52,18 @@ def new_prediction_id(now: float | None = None) -> str:
 
 
 def prediction_time(prediction_id: str) -> float | None:
-    """The issue time (epoch s) of an id made by `new_prediction_id`, else None."""
+    """The issue time (epoch s) of an id made by `new_prediction_id`, else None.
+
+    Ids that are not 32 hex digits, or whose time is before 2020 (never issued by
+    `new_prediction_id`), have none.
+    """
+    if len(prediction_id) != 32:
+        return None
     try:
-        return int(prediction_id[:12], 16) / 1000.0
+        issued = int(prediction_id[:12], 16) / 1000.0
     except ValueError:
         return None
+    return issued if issued >= _EARLIEST_ID_TIME else None
 
 
 @dataclass(frozen=True, slots=True)

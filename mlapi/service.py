@@ -177,7 +177,6 @@ class MlService:
                 predicted=pending.predicted,
                 actual=request.actual,
                 lag_s=time.monotonic() - pending.created_at,
-                cache_hit=pending.cache_hit,
             )
         return FeedbackResponse(
             prediction_id=request.prediction_id,
