@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
+from backend.annotations import ANNOTATIONS_FILE, AnnotationLog
 from backend.config import BackendSettings, resolve_api_token
 from backend.ingest.limits import Limits
 from backend.ingest.pipeline import open_store
@@ -30,7 +31,16 @@ Job = Callable[[FastAPI], Coroutine[Any, Any, None]]
 
 def _routers() -> list[APIRouter]:
     from backend import live
-    from backend.api.routes import admin, alerts, dashboard, health, ingest, metrics, otlp_other
+    from backend.api.routes import (
+        admin,
+        alerts,
+        annotations,
+        dashboard,
+        health,
+        ingest,
+        metrics,
+        otlp_other,
+    )
     from backend.api.routes.ingest_stats import router as ingest_stats_router
 
     return [
@@ -40,6 +50,7 @@ def _routers() -> list[APIRouter]:
         metrics.router,
         live.router,
         alerts.router,
+        annotations.router,
         admin.router,
         ingest_stats_router,  # GET /ingest/rejections
         dashboard.router,  # last: it serves the page's static files
@@ -48,6 +59,7 @@ def _routers() -> list[APIRouter]:
 
 def _background_jobs() -> list[Job]:
     from backend.alerts.service import alerts_job
+    from backend.annotations import record_backend_start
     from backend.live import close_streams_on_exit
     from backend.live_push import close_pusher_on_exit
     from backend.live_replicas import replica_events_job
@@ -59,6 +71,7 @@ def _background_jobs() -> list[Job]:
         close_streams_on_exit,
         close_pusher_on_exit,
         replica_events_job,  # PostgreSQL: other replicas' commits reach this page too
+        record_backend_start,
     ]
 
 
@@ -84,8 +97,14 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     app.state.api_token = resolve_api_token(settings)
     app.state.store = open_store(settings, Limits.from_settings(settings))
     app.state.broker = Broker()
+    app.state.annotations = AnnotationLog(
+        settings.postgres_url or settings.data_dir / ANNOTATIONS_FILE
+    )
     app.state.pusher = LivePusher(
-        app.state.store, app.state.broker, retention=settings.retention_seconds()
+        app.state.store,
+        app.state.broker,
+        retention=settings.retention_seconds(),
+        stale_after_s=settings.stale_after_s,
     )
     app.state.ingest_slots = asyncio.Semaphore(settings.max_inflight_exports)
     for router in _routers():

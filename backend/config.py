@@ -76,6 +76,9 @@ class BackendSettings(BaseSettings):
     retention_1m: timedelta = timedelta(days=7)
     retention_1h: timedelta = timedelta(days=90)
     maintenance_interval_s: float = Field(default=60.0, gt=0)
+    # Dashboard "now" figures: an instance silent for longer is shown stopped, and its
+    # uptime, memory and CPU leave the figures (six missed exports at the 5 s default).
+    stale_after_s: float = Field(default=30.0, ge=5, le=3600)
 
     @field_validator(
         "retention_10s", "retention_1m", "retention_1h", "ingest_future_grace", mode="before"

@@ -39,19 +39,24 @@ MAX_VIEWS = 4
 MAX_RANGE_S = 90 * 86_400
 MAX_STEP_S = 86_400
 MAX_POINTS = 11_000  # as `/metrics/history`
+MAX_SERVICE_CHARS = 1024  # as an attribute value at ingest
 
 
 @dataclass(frozen=True)
 class View:
-    """A page's live time range and step, e.g. the last hour at 30 s steps."""
+    """A page's live time range and step, e.g. the last hour at 30 s steps, for all
+    services or one (`service`)."""
 
     range_s: int
     step: int
+    service: str = ""
 
     @property
     def key(self) -> str:
-        """The key of this view's windows in an `ingest` event: "3600:30"."""
-        return f"{self.range_s}:{self.step}"
+        """The key of this view's windows in an `ingest` event: "3600:30" or
+        "3600:30:mlapi" for one service."""
+        base = f"{self.range_s}:{self.step}"
+        return f"{base}:{self.service}" if self.service else base
 
 
 _RESYNC = "event: resync\n"
@@ -203,9 +208,11 @@ async def _stream(broker: Broker, sub: Subscription) -> AsyncIterator[str]:
         yield message
 
 
-def _view(range_s: int | None, step: int | None) -> View | None:
+def _view(range_s: int | None, step: int | None, service: str = "") -> View | None:
     if range_s is None and step is None:
         return None
+    if len(service) > MAX_SERVICE_CHARS:
+        raise HTTPException(status_code=400, detail="service: too long")
     if range_s is None or step is None:
         raise HTTPException(status_code=400, detail="range and step go together")
     if not (10 <= step <= MAX_STEP_S and step % 10 == 0):
@@ -214,7 +221,7 @@ def _view(range_s: int | None, step: int | None) -> View | None:
         raise HTTPException(
             status_code=400, detail=f"range: at least one step, at most {MAX_POINTS} steps, 90 days"
         )
-    return View(range_s, step)
+    return View(range_s, step, service)
 
 
 @router.get("/events")
@@ -225,12 +232,13 @@ async def events(
         int | None, Query(alias="range", description="the page's live range, seconds")
     ] = None,
     step: Annotated[int | None, Query(description="the page's step, seconds")] = None,
+    service: Annotated[str, Query(description="the page's selected service")] = "",
 ) -> StreamingResponse:
     """Server-Sent Events: `ingest` after commits (with the newest chart steps of the
     subscriber's view), `snapshot` after it (when asked for), `alert` on transitions,
     `resync` when this subscriber fell behind."""
     broker: Broker = request.app.state.broker
-    view = _view(range_s, step)
+    view = _view(range_s, step, service)
 
     async def body() -> AsyncIterator[str]:
         with broker.subscribe(snapshot=snapshot, view=view) as sub:

@@ -38,7 +38,7 @@ from backend.api.params import finite
 from backend.ingest.pipeline import IngestResult
 from backend.live import Broker, View
 from backend.query.signals import choose_resolution, evaluate_range
-from backend.query.snapshot import snapshot
+from backend.query.snapshot import STALE_AFTER_S, snapshot
 from backend.query.view import read_once
 from backend.storage.base import MetricStore
 
@@ -65,7 +65,7 @@ CHARTED: tuple[Charted, ...] = (
     Charted("p95_latency_ms", ("service",)),
     Charted("p99_latency_ms", ("service",)),
     Charted("error_rate_percent", ("service",)),
-    Charted("model_mae", ("model",)),
+    Charted("model_mae", ("service", "model")),
     Charted("cache_hits", ("service",)),
     Charted("cache_misses", ("service",)),
 )
@@ -90,9 +90,12 @@ def newest_windows(
     to = math.ceil(now / step) * step  # the page's `to`: now aligned up to the step
     start = to - NEWEST_STEPS * step
     signals: dict[str, list[dict[str, Any]]] = {}
+    filters = {"service": view.service} if view.service else None
     for c in charted:
         out = []
-        for s in evaluate_range(store, c.signal, start, to, step, c.group_by, None, resolution=res):
+        for s in evaluate_range(
+            store, c.signal, start, to, step, c.group_by, filters, resolution=res
+        ):
             item: dict[str, Any] = {
                 "labels": s.labels,
                 "points": [[p.time, p.value] for p in s.points],
@@ -160,11 +163,13 @@ class LivePusher:
         *,
         retention: Mapping[int, int] | None = None,
         snapshot_window_s: float = SNAPSHOT_WINDOW_S,
+        stale_after_s: float = STALE_AFTER_S,
     ) -> None:
         self.store = store
         self.broker = broker
         self.retention = dict(retention) if retention is not None else None
         self.snapshot_window_s = snapshot_window_s
+        self.stale_after_s = stale_after_s
         self.computations = 0  # bursts whose newest steps were computed
         self.snapshot_computations = 0
         self._lock = threading.Lock()
@@ -245,7 +250,9 @@ class LivePusher:
         if not committed_at or not self.broker.interests()[0]:
             return
         now = time.time()
-        doc = finite(snapshot(self.store, now, self.snapshot_window_s))
+        doc = finite(
+            snapshot(self.store, now, self.snapshot_window_s, stale_after=self.stale_after_s)
+        )
         self.snapshot_computations += 1
         self.broker.publish(
             "snapshot",

@@ -1,6 +1,6 @@
-"""Where the Go-built collector and Jaeger live, and how the demo starts them.
+"""Where the Go-built collector, Jaeger and Alertmanager live, and how the demo starts them.
 
-`scripts/build-binaries.sh` builds both into `$MLPULSE_BIN_CACHE` (default
+`scripts/build-binaries.sh` builds them into `$MLPULSE_BIN_CACHE` (default
 `~/.cache/mlpulse/bin`); the configs in `collector-config/` read their ports and
 endpoints from `MLPULSE_*` variables with defaults (see collector-config/README.md).
 """
@@ -45,6 +45,16 @@ def find() -> Binaries:
             f"not built: {', '.join(missing)}; run `bash scripts/build-binaries.sh` first"
         )
     return Binaries(otelcol=otelcol, jaeger=jaeger)
+
+
+def alertmanager() -> Path:
+    """Locate the Alertmanager binary (tests of the prometheus-alertmanager channel)."""
+    path = Path(os.environ.get("MLPULSE_ALERTMANAGER_BIN", bin_cache() / "alertmanager"))
+    if not path.is_file():
+        raise RuntimeError(
+            f"not built: {path}; run `bash scripts/build-binaries.sh alertmanager` first"
+        )
+    return path
 
 
 def config_path(name: str) -> Path:

@@ -17,6 +17,7 @@ mlpulse: observability for machine-learning prediction APIs.
   mlpulse demo       everything at once, with load and fault scenarios
   mlpulse loadgen    realistic traffic and delayed ground truth against a running mlapi
   mlpulse scenario   switch a fault scenario on a running mlapi (latency-spike, ...)
+  mlpulse rules      export / import the alert rules of a running backend (YAML)
   mlpulse bench      run the benchmarks and write BENCHMARKS.md
 
 Settings come from MLPULSE_* environment variables (see docs/operations.md) and the
@@ -129,7 +130,7 @@ def _build_parser() -> argparse.ArgumentParser:
     mlapi.add_argument("--port", type=int, default=8002, help="port (default %(default)s)")
     mlapi.set_defaults(func=_run_mlapi)
 
-    from mlpulse import demo, loadgen, scenario
+    from mlpulse import demo, loadgen, rules, scenario
 
     # Each of these modules declares its own options and runs itself; its docstring is
     # its --help text.
@@ -141,6 +142,7 @@ def _build_parser() -> argparse.ArgumentParser:
             scenario,
             "switch a fault scenario on a running mlapi (latency-spike, error-burst, ...)",
         ),
+        ("rules", rules, "export or import the alert rules of a running backend as YAML"),
     ):
         command = sub.add_parser(
             name,

@@ -5,6 +5,9 @@
 #                    with the OpenTelemetry Collector Builder (ocb)
 #   jaeger           Jaeger v2 (module github.com/jaegertracing/jaeger v1.76.0, cmd/jaeger
 #                    = Jaeger v2.13.0), from the wrapper module collector-config/jaeger-build/
+#   alertmanager     Prometheus Alertmanager v0.28.1 (go install of its cmd/alertmanager;
+#                    newer module versions lack the embedded UI assets and fail to build),
+#                    used by the tests of the prometheus-alertmanager notification channel
 #
 # into a cache folder outside git:  ${MLPULSE_BIN_CACHE:-$HOME/.cache/mlpulse/bin}
 #
@@ -14,11 +17,11 @@
 # is idempotent and cheap to call before every test run. The Go module and build caches
 # are used as usual, so a rebuild after a version bump only compiles what changed.
 #
-# Usage:  bash scripts/build-binaries.sh [--force] [otelcol|jaeger ...]
+# Usage:  bash scripts/build-binaries.sh [--force] [otelcol|jaeger|alertmanager ...]
 #   --force                 rebuild even when the stamp matches (also MLPULSE_BUILD_FORCE=1)
-#   otelcol | jaeger        build only these (default: both)
+#   otelcol | jaeger | alertmanager   build only these (default: all three)
 # Prints the paths of the binaries at the end; tests find them there, or via
-# MLPULSE_OTELCOL_BIN / MLPULSE_JAEGER_BIN.
+# MLPULSE_OTELCOL_BIN / MLPULSE_JAEGER_BIN / MLPULSE_ALERTMANAGER_BIN.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +34,7 @@ JAEGER_MOD_DIR="${CONFIG_DIR}/jaeger-build"
 # the manifest (v0.165.0); Jaeger's module version v1.76.0 is the Jaeger v2.13.0 release.
 BUILDER_VERSION="v0.165.0"
 JAEGER_V2_VERSION="v2.13.0"
+ALERTMANAGER_VERSION="v0.28.1"
 # Bump when the build commands below change, to invalidate existing stamps.
 RECIPE_VERSION="1"
 
@@ -44,12 +48,12 @@ TARGETS=()
 for arg in "$@"; do
   case "$arg" in
     --force) FORCE=1 ;;
-    otelcol|jaeger) TARGETS+=("$arg") ;;
-    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown argument: $arg (expected --force, otelcol, jaeger)" ;;
+    otelcol|jaeger|alertmanager) TARGETS+=("$arg") ;;
+    -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument: $arg (expected --force, otelcol, jaeger, alertmanager)" ;;
   esac
 done
-[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(otelcol jaeger)
+[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(otelcol jaeger alertmanager)
 
 # Go's default install location, for shells whose PATH lacks it.
 if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
@@ -88,6 +92,10 @@ jaeger_hash() {
     echo "recipe=${RECIPE_VERSION} jaeger=${JAEGER_V2_VERSION} go=${GO_VERSION} platform=${GO_PLATFORM} cgo=${CGO_ENABLED}"
     cat "${JAEGER_MOD_DIR}/go.mod" "${JAEGER_MOD_DIR}/go.sum"
   } | sha
+}
+
+alertmanager_hash() {
+  echo "recipe=${RECIPE_VERSION} alertmanager=${ALERTMANAGER_VERSION} go=${GO_VERSION} platform=${GO_PLATFORM} cgo=${CGO_ENABLED}" | sha
 }
 
 # up_to_date NAME HASH: the binary exists and its stamp holds HASH.
@@ -160,11 +168,33 @@ build_jaeger() {
   log "jaeger: built in $((SECONDS - start))s -> ${CACHE}/jaeger"
 }
 
+build_alertmanager() {
+  local hash; hash="$(alertmanager_hash)"
+  if up_to_date alertmanager "$hash"; then
+    log "alertmanager: up to date (stamp ${hash:0:12}), skipping"
+    return 0
+  fi
+  local start=$SECONDS
+  log "alertmanager: go install github.com/prometheus/alertmanager/cmd/alertmanager@${ALERTMANAGER_VERSION}, ${GO_VERSION} ${GO_PLATFORM}, CGO_ENABLED=0"
+  # go install writes into GOBIN; a private folder keeps a half-written binary out of the cache.
+  local gobin="${CACHE}/.alertmanager.build"
+  rm -rf "$gobin"
+  mkdir -p "$gobin"
+  GOBIN="$gobin" go install -trimpath -ldflags "-s -w" \
+    "github.com/prometheus/alertmanager/cmd/alertmanager@${ALERTMANAGER_VERSION}" \
+    || die "alertmanager: go install failed"
+  "${gobin}/alertmanager" --version >/dev/null 2>&1 || die "alertmanager: the new binary does not run"
+  install_binary "${gobin}/alertmanager" alertmanager "$hash"
+  rm -rf "$gobin"
+  log "alertmanager: built in $((SECONDS - start))s -> ${CACHE}/alertmanager"
+}
+
 total_start=$SECONDS
 for t in "${TARGETS[@]}"; do
   case "$t" in
     otelcol) build_otelcol ;;
     jaeger) build_jaeger ;;
+    alertmanager) build_alertmanager ;;
   esac
 done
 log "done in $((SECONDS - total_start))s; binaries in ${CACHE}"
@@ -172,5 +202,6 @@ for t in "${TARGETS[@]}"; do
   case "$t" in
     otelcol) log "  MLPULSE_OTELCOL_BIN=${CACHE}/otelcol-mlpulse" ;;
     jaeger) log "  MLPULSE_JAEGER_BIN=${CACHE}/jaeger" ;;
+    alertmanager) log "  MLPULSE_ALERTMANAGER_BIN=${CACHE}/alertmanager" ;;
   esac
 done

@@ -36,6 +36,12 @@ class AlertSettings(BaseSettings):
         default=4 * 3600.0, description="re-notify while firing"
     )
     alert_enabled: bool = True
+    alert_external_url: str = Field(
+        default="http://127.0.0.1:8003",
+        max_length=500,
+        description="the backend's page as people reach it: links in Slack, PagerDuty, "
+        "Alertmanager payloads (externalURL, generatorURL)",
+    )
     alert_history_retention: Duration = Field(
         default=90 * 86400.0, description="history and receipts older than this are deleted"
     )

@@ -34,9 +34,11 @@ from backend.alerts.rules import (
     format_validation_error,
     parse_config,
 )
+from backend.alerts.timeintervals import TimeInterval
 from backend.notify.channels import (
     REDACTED,
     SECRET_FIELDS,
+    AlertmanagerChannel,
     Channel,
     EmailChannel,
     FileChannel,
@@ -57,11 +59,29 @@ class ConfigureIn(BaseModel):
 
     rules: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)
     channels: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
+    time_intervals: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
     delete_rules: list[str] = Field(default_factory=list, max_length=1000)
     delete_channels: list[str] = Field(default_factory=list, max_length=100)
+    delete_time_intervals: list[str] = Field(default_factory=list, max_length=100)
     replace: bool = Field(
-        default=False, description="replace the whole configuration with rules + channels"
+        default=False,
+        description="replace the whole configuration with rules + channels + time_intervals",
     )
+
+    @classmethod
+    def replacing(cls, document: AlertConfig) -> ConfigureIn:
+        """The change that replaces the configuration with ``document`` (a rules file)."""
+        return cls(
+            rules=[r.model_dump(by_alias=True, exclude_unset=True) for r in document.rules],
+            channels=[
+                c.model_dump(mode="json", context={"reveal": True}, exclude_unset=True)
+                for c in document.channels
+            ],
+            time_intervals=[
+                t.model_dump(mode="json", exclude_unset=True) for t in document.time_intervals
+            ],
+            replace=True,
+        )
 
 
 def etag(config: AlertConfig, key: str) -> str:
@@ -101,7 +121,8 @@ def _keep_secrets(new: dict[str, Any], old: Any) -> dict[str, Any]:
             )
         out[field] = stored.get_secret_value()
     url = out.get("url")
-    if new.get("type") == "webhook" and isinstance(url, str) and REDACTED in url:
+    url_types = ("webhook", "prometheus-alertmanager")
+    if new.get("type") in url_types and isinstance(url, str) and REDACTED in url:
         stored_url = getattr(old, "url", None) if same_type else None
         if not isinstance(stored_url, str) or redact_url(stored_url) != url:
             raise ConfigError(
@@ -117,6 +138,8 @@ def _validate_item(kind: str, index: int, item: dict[str, Any]) -> None:
     try:
         if kind == "rules":
             Rule.model_validate(item)
+        elif kind == "time_intervals":
+            TimeInterval.model_validate(item)
         else:
             _CHANNEL.validate_python(item)
     except ValidationError as exc:
@@ -127,11 +150,21 @@ def merge(current: AlertConfig, change: ConfigureIn) -> AlertConfig:
     """Return the configuration `change` makes of `current`; raise ConfigError."""
     channels: dict[str, dict[str, Any]] = {}
     rules: dict[str, dict[str, Any]] = {}
+    intervals: dict[str, dict[str, Any]] = {}
+    # exclude_unset: the fields a rules file or a client gave stay the only ones given, so
+    # an export writes them back as they were written (defaults stay implicit).
     if not change.replace:
         for c in current.channels:
-            channels[c.name] = c.model_dump(mode="json", context={"reveal": True})
+            channels[c.name] = c.model_dump(
+                mode="json", context={"reveal": True}, exclude_unset=True
+            )
         for r in current.rules:
-            rules[r.name] = r.model_dump(mode="json", by_alias=True)
+            rules[r.name] = r.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        for t in current.time_intervals:
+            intervals[t.name] = t.model_dump(mode="json", exclude_unset=True)
+    for name in change.delete_time_intervals:
+        if intervals.pop(name, None) is None:
+            raise ConfigError(f"delete_time_intervals: no time interval {name!r}")
     for name in change.delete_channels:
         if channels.pop(name, None) is None:
             raise ConfigError(f"delete_channels: no channel {name!r}")
@@ -145,8 +178,17 @@ def merge(current: AlertConfig, change: ConfigureIn) -> AlertConfig:
     for i, rule in enumerate(change.rules):
         _validate_item("rules", i, rule)
         rules[str(rule["name"])] = rule
-    # Cross-references (a rule's channels) are checked on the merged configuration.
-    return parse_config({"channels": list(channels.values()), "rules": list(rules.values())})
+    for i, interval in enumerate(change.time_intervals):
+        _validate_item("time_intervals", i, interval)
+        intervals[str(interval["name"])] = interval
+    # Cross-references (channels, time intervals) are checked on the merged configuration.
+    return parse_config(
+        {
+            "channels": list(channels.values()),
+            "rules": list(rules.values()),
+            "time_intervals": list(intervals.values()),
+        }
+    )
 
 
 def check_channels(
@@ -162,7 +204,7 @@ def check_channels(
     protected = protected_files(data_dir, [settings.db_path(data_dir)])
     for i, name in enumerate(names):
         channel = config.channel(name)
-        if isinstance(channel, WebhookChannel):
+        if isinstance(channel, WebhookChannel | AlertmanagerChannel):
             try:
                 check_url(channel.url, policy)
             except UrlRefused as exc:

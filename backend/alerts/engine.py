@@ -6,6 +6,12 @@ persists instances, transitions (history) and notifications in one transaction, 
 ``alert`` live events, and hands the notifications to the delivery worker — which never
 runs on the evaluation path.
 
+Per channel: a channel without ``group_by`` gets one notification per transition (and
+repeats); a grouping channel gets the alert into a `Group`, and each evaluation flushes
+the due groups (`backend.alerts.grouping`), saved in the same transaction. Mute time
+intervals (`backend.alerts.timeintervals`) of the rule and the channel hold a
+notification (status ``held``, queued when the interval ends) or drop it.
+
 The clock is injected, so tests drive time the way ``promtool test rules`` does::
 
     engine = AlertEngine(store, source, dispatcher, clock=lambda: now[0])
@@ -24,10 +30,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backend.alerts import templates
+from backend.alerts.grouping import (
+    Decision,
+    Group,
+    GroupAlert,
+    GroupTiming,
+    flush,
+    group_key,
+    group_labels,
+    next_due,
+)
 from backend.alerts.rules import AlertConfig, Rule, read_rules_file
 from backend.alerts.silences import alert_labels, silenced_by
 from backend.alerts.state import AlertInstance, State, Transition, force_resolve, step
 from backend.alerts.store import AlertStore
+from backend.alerts.timeintervals import active_intervals, muted_until
+from backend.notify.channels import AlertmanagerChannel
 from backend.notify.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -49,6 +68,28 @@ SignalSource = Callable[[Rule, float], list[Sample]]
 """Compute ``rule.signal`` over ``[now - rule.window, now)`` per group of ``rule.group_by``."""
 
 Publish = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Mute:
+    """The time intervals muting a rule's notifications on a channel now."""
+
+    action: str  # "hold" or "drop"
+    until: float | None
+    intervals: list[str]
+
+    def note(self) -> str:
+        """The receipt's explanation."""
+        names = ", ".join(self.intervals)
+        if self.action == "drop":
+            return f"dropped: muted by time interval {names}"
+        return f"held until {_iso(self.until)} by time interval {names}"
+
+
+def _iso(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 class AlertEngine:
@@ -76,6 +117,8 @@ class AlertEngine:
             inst.id: inst for inst in store.load_instances()
         }
         self._silences = store.silences()
+        self._groups: dict[str, Group] = {g.key: g for g in store.load_groups()}
+        self._dirty_groups: set[str] = set()
         self.rule_errors: dict[str, str] = {}
         self.last_evaluation: float | None = None
 
@@ -133,6 +176,7 @@ class AlertEngine:
         saved = self.store.get_meta(CONFIG_KEY)
         silences = self.store.silences()
         instances = self.store.load_instances()
+        groups = self.store.load_groups()
         with self._lock:
             if saved is not None and saved != _config_json(self._config):
                 try:
@@ -141,6 +185,9 @@ class AlertEngine:
                     log.warning("alert rules: shared configuration unreadable (%s)", exc)
             self._silences = silences
             self._instances = {inst.id: inst for inst in instances}
+            # Notification groups too: a new evaluator takes over their timers.
+            self._groups = {g.key: g for g in groups}
+            self._dirty_groups.clear()
 
     def channel(self, name: str) -> Any:
         """Return the channel called ``name`` of the current configuration."""
@@ -215,6 +262,7 @@ class AlertEngine:
                         "last_eval_at": inst.last_eval_at,
                         "last_notified_at": inst.last_notified_at,
                         "silenced_by": silenced_by(self._silences, labels, now),
+                        **self._muted(rule, now),
                         "acknowledged_at": inst.acknowledged_at,
                         "acknowledged_by": inst.acknowledged_by,
                         "ack_comment": inst.ack_comment,
@@ -223,6 +271,61 @@ class AlertEngine:
                 )
         out.sort(key=lambda a: (a["state"] != "firing", a["rule"], sorted(a["labels"].items())))
         return out
+
+    def groups(self) -> list[Group]:
+        """Return the notification groups of grouping channels (pending and sent)."""
+        with self._lock:
+            return list(self._groups.values())
+
+    def group_states(self) -> list[dict[str, Any]]:
+        """Return the groups as JSON-ready dicts, with when each is looked at next."""
+        out = []
+        with self._lock:
+            for group in sorted(self._groups.values(), key=lambda g: g.key):
+                channel = self._config.channel(group.channel)
+                grouped = channel is not None and channel.grouped
+                out.append(
+                    {
+                        "key": group.key,
+                        "channel": group.channel,
+                        "labels": dict(group.labels),
+                        "alerts": [
+                            {"alert_id": a.alert_id, "rule": a.rule, "status": a.status}
+                            for a in group.alerts.values()
+                        ],
+                        "created_at": group.created_at,
+                        "flushed_at": group.flushed_at,
+                        "sent_at": group.sent_at,
+                        "next_at": next_due(group, self._timing(channel)) if grouped else None,
+                    }
+                )
+        return out
+
+    # -- mute time intervals ---------------------------------------------------------
+
+    def mute(self, rule: Rule | None, channel: Any, now: float) -> Mute | None:
+        """Return the mute of ``rule``'s notifications on ``channel`` now, if any."""
+        names = list(rule.mute_time_intervals) if rule is not None else []
+        names += list(getattr(channel, "mute_time_intervals", []))
+        if not names:
+            return None
+        intervals = self._config.intervals(names)
+        active = active_intervals(intervals, now)
+        if not active:
+            return None
+        action = "drop" if any(i.action == "drop" for i in active) else "hold"
+        return Mute(action, muted_until(intervals, now), [i.name for i in active])
+
+    def _muted(self, rule: Rule | None, now: float) -> dict[str, Any]:
+        """``muted_until`` / ``muted_by`` of an alert: set when every channel is muted."""
+        if rule is None or not rule.channels:
+            return {"muted_until": None, "muted_by": []}
+        mutes = [self.mute(rule, self._config.channel(name), now) for name in rule.channels]
+        if any(m is None for m in mutes):
+            return {"muted_until": None, "muted_by": []}
+        ends = [m.until for m in mutes if m is not None and m.until is not None]
+        names = sorted({n for m in mutes if m is not None for n in m.intervals})
+        return {"muted_until": min(ends) if ends else None, "muted_by": names}
 
     # -- evaluation -----------------------------------------------------------------
 
@@ -262,9 +365,22 @@ class AlertEngine:
                 notes.append((len(transitions), note))
                 transitions.append((tr, {"severity": note["payload"]["severity"]}))
 
+            deleted_groups = self._flush_groups(config, now, notes)
             created = self.store.save_evaluation(
-                list(changed.values()), transitions, notes, deleted
+                list(changed.values()),
+                transitions,
+                notes,
+                deleted,
+                groups=[self._groups[k] for k in sorted(self._dirty_groups) if k in self._groups],
+                deleted_groups=deleted_groups,
             )
+            self._dirty_groups.clear()
+            queued = [
+                note_id
+                for (_, note_id), (_, note) in zip(created, notes, strict=True)
+                if note.get("status", "queued") == "queued"
+            ]
+            queued += self.store.release_held(now)
             self.last_evaluation = now
         for tr, _ in transitions:
             if tr.from_state != tr.to_state and self.publish is not None:
@@ -281,7 +397,7 @@ class AlertEngine:
                     },
                 )
         if self.dispatcher is not None:
-            for _, note_id in created:
+            for note_id in queued:
                 self.dispatcher.submit(note_id)
         return [tr for tr, _ in transitions if tr.from_state != tr.to_state]
 
@@ -387,24 +503,224 @@ class AlertEngine:
     def _notes(
         self, rule: Rule, inst: AlertInstance, kind: str, reason: str, now: float
     ) -> list[dict[str, Any]]:
+        """Return the notifications of non-grouping channels; put the alert into the
+        groups of grouping channels (which send repeats themselves)."""
         payload = alert_payload(rule, inst, kind, reason, now)
-        return [
-            {
+        out = []
+        for name in rule.channels:
+            channel = self._config.channel(name)
+            if channel is not None and channel.grouped:
+                if kind != "repeat":
+                    self._to_group(channel, rule, inst, payload, now)
+                continue
+            if kind == "resolved" and channel is not None and not channel.send_resolved:
+                continue
+            note: dict[str, Any] = {
                 "alert_id": inst.id,
                 "rule": rule.name,
-                "channel": channel,
+                "channel": name,
                 "kind": kind,
                 "payload": payload,
                 "created_at": now,
             }
-            for channel in rule.channels
-        ]
+            mute = self.mute(rule, channel, now)
+            if mute is not None:
+                if kind == "repeat":
+                    continue  # no reminders while muted; the repeat timer goes on after
+                note["status"] = "dropped" if mute.action == "drop" else "held"
+                note["last_error"] = mute.note()
+                if mute.action == "hold":
+                    note["hold_until"] = mute.until
+                    # The repeat timer starts when the held notification goes out.
+                    if mute.until is not None:
+                        inst.last_notified_at = max(inst.last_notified_at or now, mute.until)
+            out.append(note)
+        return out
+
+    # -- grouping channels ---------------------------------------------------------
+
+    def _to_group(
+        self, channel: Any, rule: Rule, inst: AlertInstance, payload: dict[str, Any], now: float
+    ) -> None:
+        labels = alert_labels(rule.name, rule.severity, inst.labels)
+        glabels = group_labels(list(channel.group_by), labels)
+        key = group_key(channel.name, glabels)
+        group = self._groups.get(key)
+        resolved = payload["status"] == "resolved"
+        if resolved and (group is None or inst.id not in group.alerts):
+            return  # never announced on this channel: nothing to resolve
+        if group is None:
+            group = self._groups[key] = Group(key, channel.name, glabels, created_at=now)
+        group.upsert(
+            GroupAlert(inst.id, rule.name, "resolved" if resolved else "firing", payload, now)
+        )
+        self._dirty_groups.add(key)
+
+    def _timing(self, channel: Any) -> GroupTiming:
+        repeat = channel.repeat_interval
+        return GroupTiming(
+            channel.group_wait,
+            channel.group_interval,
+            self.repeat_interval if repeat is None else repeat,
+            # Alertmanager must hear of resolutions, or it keeps the alert until endsAt.
+            channel.send_resolved or isinstance(channel, AlertmanagerChannel),
+        )
+
+    def _flush_groups(
+        self, config: AlertConfig, now: float, notes: list[tuple[int | None, dict[str, Any]]]
+    ) -> list[str]:
+        """Send what each due group has to say; return the keys of groups to forget."""
+        forget: list[str] = []
+        for key, group in sorted(self._groups.items()):
+            channel = config.channel(group.channel)
+            if channel is None or not channel.grouped:
+                forget.append(key)  # the channel is gone, or no longer groups
+                continue
+            for alert in list(group.alerts.values()):
+                rule = config.rule(alert.rule)
+                if rule is None or group.channel not in rule.channels:
+                    # The rule is gone, or no longer notifies here: forget it silently.
+                    del group.alerts[alert.alert_id]
+                    self._dirty_groups.add(key)
+                elif self._resolved_meanwhile(config, alert, now):
+                    self._dirty_groups.add(key)
+
+            def decide(alert: GroupAlert, channel: Any = channel) -> Decision:
+                rule = config.rule(alert.rule)
+                labels = alert_labels(alert.rule, rule.severity if rule else "", _labels(alert))
+                silence = silenced_by(self._silences, labels, now)
+                if silence is not None:
+                    ends = next((s["ends_at"] for s in self._silences if s["id"] == silence), None)
+                    return "hold", ends
+                mute = self.mute(rule, channel, now)
+                if mute is None:
+                    return "send", None
+                return ("drop", None) if mute.action == "drop" else ("hold", mute.until)
+
+            def repeatable(alert: GroupAlert, channel: Any = channel) -> bool:
+                if isinstance(channel, AlertmanagerChannel):
+                    return True  # Alertmanager needs the refresh to keep the alert active
+                inst = self._instances.get(alert.alert_id)
+                return inst is not None and inst.acknowledged_at is None
+
+            result = flush(group, self._timing(channel), now, decide, repeatable)
+            if result is None:
+                if not group.alerts:
+                    forget.append(key)
+                continue
+            self._dirty_groups.add(key)
+            if result.message:
+                payload = self._group_payload(config, group, result.message, result.repeat, now)
+                notes.append(
+                    (
+                        None,
+                        {
+                            "channel": group.channel,
+                            "kind": "repeat" if result.repeat else "group",
+                            "payload": payload,
+                            "created_at": now,
+                        },
+                    )
+                )
+            if result.dropped:
+                payload = self._group_payload(config, group, result.dropped, False, now)
+                mute = self.mute(config.rule(result.dropped[0].rule), channel, now)
+                notes.append(
+                    (
+                        None,
+                        {
+                            "channel": group.channel,
+                            "kind": "group",
+                            "payload": payload,
+                            "created_at": now,
+                            "status": "dropped",
+                            "last_error": mute.note() if mute else "dropped: muted",
+                        },
+                    )
+                )
+            if result.forget:
+                forget.append(key)
+        for key in forget:
+            self._groups.pop(key, None)
+            self._dirty_groups.discard(key)
+        return forget
+
+    def _resolved_meanwhile(self, config: AlertConfig, alert: GroupAlert, now: float) -> bool:
+        """Mark a group's firing alert resolved when its instance no longer fires (its
+        resolution went to another group after a ``group_by`` change, say)."""
+        inst = self._instances.get(alert.alert_id)
+        if alert.status != "firing" or (inst is not None and inst.state is State.FIRING):
+            return False
+        rule = config.rule(alert.rule)
+        if inst is not None and rule is not None:
+            alert.payload = alert_payload(rule, inst, "resolved", "resolved", now)
+        else:
+            alert.payload = dict(alert.payload, kind="resolved", status="resolved", resolved_at=now)
+        alert.status = "resolved"
+        alert.updated_at = now
+        return True
+
+    def _group_payload(
+        self,
+        config: AlertConfig,
+        group: Group,
+        alerts: list[GroupAlert],
+        repeat: bool,
+        now: float,
+    ) -> dict[str, Any]:
+        """The document of a group's message; firing alerts carry their current values."""
+        items = []
+        for alert in alerts:
+            rule = config.rule(alert.rule)
+            inst = self._instances.get(alert.alert_id)
+            if alert.status == "firing" and rule is not None and inst is not None:
+                kind = "repeat" if repeat else "firing"
+                items.append(alert_payload(rule, inst, kind, alert.payload.get("reason", ""), now))
+            else:
+                items.append(alert.payload)
+        firing = sum(1 for a in alerts if a.status == "firing")
+        return {
+            "version": 1,
+            "kind": "group",
+            "status": "firing" if firing else "resolved",
+            "channel": group.channel,
+            "group_key": group.key,
+            "group_labels": dict(group.labels),
+            "repeat": repeat,
+            "firing": firing,
+            "resolved": len(alerts) - firing,
+            "alerts": items,
+            "at": now,
+        }
+
+
+def _labels(alert: GroupAlert) -> dict[str, str]:
+    labels = alert.payload.get("labels") or {}
+    return {str(k): str(v) for k, v in labels.items()}
 
 
 def alert_payload(
     rule: Rule, inst: AlertInstance, kind: str, reason: str, now: float
 ) -> dict[str, Any]:
-    """Return the notification document (see `backend.notify.message`)."""
+    """Return the notification document (see `backend.notify.message`), with the
+    rule's ``title`` and ``message`` templates rendered when it has them."""
+    payload = _alert_document(rule, inst, kind, reason, now)
+    for field in ("title", "message"):
+        source = getattr(rule, field)
+        if source:
+            rendered = templates.render(source, payload, field)
+            if rendered is None:
+                log.warning(
+                    "alert rule %r: its %s template failed on these values", rule.name, field
+                )
+            else:
+                payload[field] = rendered
+    return payload
+
+
+def _alert_document(
+    rule: Rule, inst: AlertInstance, kind: str, reason: str, now: float
+) -> dict[str, Any]:
     return {
         "version": 1,
         "kind": kind,
@@ -430,4 +746,6 @@ def alert_payload(
 
 
 def _config_json(config: AlertConfig) -> str:
-    return json.dumps(config.dump(reveal=True))
+    # Only the fields given, so that after a restart an export still writes the rules
+    # the way their file (or client) wrote them.
+    return json.dumps(config.dump(reveal=True, given=True))

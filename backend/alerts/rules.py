@@ -39,8 +39,12 @@ from pydantic import (
     model_validator,
 )
 
+from backend.alerts import templates
 from backend.alerts.durations import DURATION_FIELDS, Duration, format_duration
-from backend.notify.channels import Channel
+from backend.alerts.timeintervals import TimeInterval
+from backend.alerts.yaml_lines import Path as YamlPath
+from backend.alerts.yaml_lines import line_of, node_lines, parse_path
+from backend.notify.channels import CHANNEL_TYPES, Channel
 from backend.query.signals import SIGNALS as QUERY_SIGNALS
 
 SIGNALS: tuple[str, ...] = tuple(QUERY_SIGNALS)
@@ -108,6 +112,27 @@ class Rule(BaseModel):
         default=None, description="re-notify while firing; default: the repeat_interval setting"
     )
     description: str = Field(default="", max_length=2000)
+    title: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="Jinja2 template of the notification's title (backend.alerts.templates)",
+    )
+    message: str | None = Field(
+        default=None, max_length=4000, description="Jinja2 template of the notification's text"
+    )
+    mute_time_intervals: list[str] = Field(
+        default_factory=list, max_length=20, description="names of time_intervals"
+    )
+
+    @field_validator("title", "message")
+    @classmethod
+    def _template_renders(cls, source: str | None) -> str | None:
+        if source is None:
+            return None
+        try:
+            return templates.check(source)
+        except templates.TemplateInvalid as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("signal")
     @classmethod
@@ -152,12 +177,13 @@ class Rule(BaseModel):
 
 
 class AlertConfig(BaseModel):
-    """The whole alerting configuration: channels and rules."""
+    """The whole alerting configuration: channels, rules and mute time intervals."""
 
     model_config = ConfigDict(extra="forbid")
 
     channels: list[Channel] = Field(default_factory=list, max_length=100)
     rules: list[Rule] = Field(default_factory=list, max_length=1000)
+    time_intervals: list[TimeInterval] = Field(default_factory=list, max_length=100)
 
     @model_validator(mode="after")
     def _check_references(self) -> AlertConfig:
@@ -165,6 +191,19 @@ class AlertConfig(BaseModel):
         for i, name in enumerate(names):
             if name in names[:i]:
                 raise ValueError(f"channels[{i}].name: duplicate channel name {name!r}")
+        interval_names = [t.name for t in self.time_intervals]
+        for i, name in enumerate(interval_names):
+            if name in interval_names[:i]:
+                raise ValueError(f"time_intervals[{i}].name: duplicate interval name {name!r}")
+        for kind, items in (("channels", self.channels), ("rules", self.rules)):
+            for i, item in enumerate(items):
+                for ref in item.mute_time_intervals:
+                    if ref not in interval_names:
+                        raise ValueError(
+                            f"{kind}[{i}].mute_time_intervals: {item.name!r} names unknown "
+                            f"time interval {ref!r} "
+                            f"(defined: {', '.join(interval_names) or 'none'})"
+                        )
         rule_names = [r.name for r in self.rules]
         for i, rule in enumerate(self.rules):
             if rule.name in rule_names[:i]:
@@ -186,30 +225,47 @@ class AlertConfig(BaseModel):
         """Return the channel called ``name``, if any."""
         return next((c for c in self.channels if c.name == name), None)
 
-    def dump(self, *, reveal: bool = False) -> dict[str, Any]:
-        """Return a JSON-ready dict; secrets are ``[REDACTED]`` unless ``reveal``."""
-        return self.model_dump(mode="json", by_alias=True, context={"reveal": reveal})
+    def intervals(self, names: list[str]) -> list[TimeInterval]:
+        """Return the time intervals called ``names`` (unknown names are skipped)."""
+        return [t for t in self.time_intervals if t.name in names]
+
+    def dump(self, *, reveal: bool = False, given: bool = False) -> dict[str, Any]:
+        """Return a JSON-ready dict; secrets are ``[REDACTED]`` unless ``reveal``; only
+        the fields given (not defaulted) with ``given``."""
+        return self.model_dump(
+            mode="json", by_alias=True, context={"reveal": reveal}, exclude_unset=given
+        )
 
 
 class ConfigError(ValueError):
-    """An invalid configuration; the message names the offending field."""
+    """An invalid configuration; the message names the offending field (and, for a YAML
+    document, its line). ``errors`` holds one message per problem."""
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors if errors is not None else [message]
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     """Render a pydantic error as ``rules[2].threshold: Input should be a valid number``."""
+    return "; ".join(validation_messages(exc, prefix))
+
+
+def validation_messages(exc: ValidationError, prefix: str = "") -> list[str]:
+    """Return one ``path: message`` line per error of ``exc``."""
     lines = []
     for err in exc.errors(include_url=False, include_input=False):
         path = prefix
         for part in err["loc"]:
             if isinstance(part, int):
                 path += f"[{part}]"
-            elif part in ("console", "file", "webhook", "email") or "[" in str(part):
+            elif part in CHANNEL_TYPES or "[" in str(part):
                 continue  # discriminator and validator tags add nothing for a reader
             else:
                 path += f".{part}" if path else str(part)
         message = str(err["msg"]).removeprefix("Value error, ")
         lines.append(f"{path}: {message}" if path else message)
-    return "; ".join(lines)
+    return lines
 
 
 _ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -232,27 +288,44 @@ def _expand_env(node: Any, memo: dict[int, Any] | None = None) -> Any:
     return out
 
 
-def parse_config(data: Any) -> AlertConfig:
-    """Validate a decoded rules document; raise `ConfigError` naming the bad field."""
+def parse_config(data: Any, lines: dict[YamlPath, int] | None = None) -> AlertConfig:
+    """Validate a decoded rules document; raise `ConfigError` naming the bad field (and
+    its line, given the document's `yaml_lines.node_lines`)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError("the rules document must be a mapping with 'channels' and 'rules'")
+        raise ConfigError(
+            "the rules document must be a mapping with 'channels', 'rules' and 'time_intervals'"
+        )
     try:
         return AlertConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from None
+        messages = validation_messages(exc)
+        if lines is not None:
+            messages = [_with_line(lines, m) for m in messages]
+        raise ConfigError("; ".join(messages), messages) from None
+
+
+def _with_line(lines: dict[YamlPath, int], message: str) -> str:
+    line = line_of(lines, parse_path(message))
+    return message if line is None else f"line {line}: {message}"
 
 
 def load_yaml(text: str) -> AlertConfig:
-    """Parse a YAML rules document, expanding ``${env:NAME}`` references."""
+    """Parse a YAML rules document, expanding ``${env:NAME}`` references; errors name
+    their line (``line 12: rules[2].threshold: Input should be a valid number``)."""
     try:
         data = _expand_env(yaml.safe_load(text))
+        lines = node_lines(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(f"{where}invalid YAML: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}") from None
     except RecursionError:
         raise ConfigError("invalid YAML: nested too deeply") from None
-    return parse_config(data)
+    return parse_config(data, lines)
 
 
 def default_rules_text() -> str:
@@ -266,11 +339,37 @@ def read_rules_file(path: Path | None) -> tuple[str, AlertConfig]:
     return text, load_yaml(text)
 
 
+_CHANNEL_DURATIONS = ("group_wait", "group_interval", "repeat_interval")
+
+
+def _canonical(item: BaseModel, durations: tuple[str, ...]) -> dict[str, Any]:
+    """An item as a rules file writes it: the fields its file or client gave (defaults
+    stay implicit), durations as ``5m``, whole numbers without ``.0``; ``name`` and
+    ``type`` first."""
+    data = item.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    fields = type(item).model_fields
+    data = {
+        k: v
+        for k, v in data.items()
+        if not (v is None and k in fields and fields[k].default is None)
+    }
+    head = {key: getattr(item, key) for key in ("name", "type") if hasattr(item, key)}
+    out: dict[str, Any] = {**head, **{k: v for k, v in data.items() if k not in head}}
+    for key, value in out.items():
+        if key in durations and isinstance(value, int | float):
+            out[key] = format_duration(value)
+        elif isinstance(value, float) and value.is_integer():
+            out[key] = int(value)
+    return out
+
+
 def dump_yaml(config: AlertConfig) -> str:
-    """Render ``config`` as YAML (secrets redacted), ready to commit as a rules file."""
-    data = config.dump()
-    for rule in data["rules"]:
-        for key in DURATION_FIELDS:
-            if isinstance(rule.get(key), int | float):
-                rule[key] = format_duration(rule[key])
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    """Render ``config`` as a rules file (secrets redacted, defaults left out), the form
+    `mlpulse rules export` writes and `load_yaml` reads back to the same configuration."""
+    data: dict[str, Any] = {
+        "channels": [_canonical(c, _CHANNEL_DURATIONS) for c in config.channels],
+        "rules": [_canonical(r, DURATION_FIELDS) for r in config.rules],
+    }
+    if config.time_intervals:
+        data["time_intervals"] = [_canonical(t, ()) for t in config.time_intervals]
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)

@@ -142,6 +142,7 @@ def build_engine(app: FastAPI, *, source: SignalSource | None = None) -> AlertEn
         workers=settings.notify_workers,
         file_dir=settings.file_dir(data_dir),
         protected=protected_files(data_dir, [settings.db_path(data_dir)]),
+        external_url=settings.alert_external_url,
     )
     engine.load(settings.alert_rules_file)
     return engine

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-SERIAL_TABLES = ("alert_history", "alert_notifications")
+SERIAL_TABLES = ("alert_history", "alert_notifications", "annotations")
 _INSERT_INTO = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
 
 

@@ -1,4 +1,5 @@
-"""SQLite persistence of the alert engine: config, instances, history, silences, receipts.
+"""SQLite persistence of the alert engine: config, instances, history, silences, receipts,
+notification groups and held notifications.
 
 The tables live in their own file (``alerts.db`` beside the metrics database), in WAL
 mode, so alert writes never contend with ingest. Every method is one short transaction
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from backend.alerts.grouping import Group, GroupAlert
 from backend.alerts.sql import Connection, connect
 from backend.alerts.state import AlertInstance, State, Transition
 
@@ -74,6 +76,19 @@ CREATE TABLE IF NOT EXISTS alert_silences (
     created_at REAL NOT NULL,
     expired_at REAL
 );
+-- A grouping channel's groups: timers (created, flushed, sent), the alerts announced by
+-- the last message, and each alert's latest status and payload (JSON in data).
+CREATE TABLE IF NOT EXISTS alert_groups (
+    key TEXT PRIMARY KEY,
+    channel TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+-- Notifications waiting for a hold mute interval to end (status 'held').
+CREATE TABLE IF NOT EXISTS alert_held (
+    notification_id INTEGER PRIMARY KEY,
+    hold_until REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_held_until ON alert_held(hold_until);
 """
 
 _INSTANCE_FIELDS = (
@@ -168,15 +183,26 @@ class AlertStore:
         transitions: list[tuple[Transition, dict[str, Any]]],
         notifications: list[tuple[int | None, dict[str, Any]]],
         deleted: Sequence[str] = (),
+        groups: Sequence[Group] = (),
+        deleted_groups: Sequence[str] = (),
     ) -> list[tuple[int, int]]:
         """Persist one evaluation atomically; return ``(history_id, notification_id)`` pairs.
 
         ``transitions`` pairs each transition with its history extras (threshold,
         severity, silenced_by); ``notifications`` references transitions by index (or
-        ``None`` for a repeat) and holds the receipt fields.
+        ``None`` for a repeat or a group's message) and holds the receipt fields;
+        ``groups`` are the notification groups changed by this evaluation (saved whole).
         """
         created: list[tuple[int, int]] = []
         with self._tx() as db:
+            for group in groups:
+                db.execute(
+                    "INSERT INTO alert_groups(key, channel, data) VALUES(?, ?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET channel=excluded.channel, data=excluded.data",
+                    (group.key, group.channel, json.dumps(_group_data(group))),
+                )
+            for key in deleted_groups:
+                db.execute("DELETE FROM alert_groups WHERE key=?", (key,))
             for inst in instances:
                 data: dict[str, Any] = {name: getattr(inst, name) for name in _INSTANCE_FIELDS}
                 data["state"] = str(inst.state)
@@ -216,6 +242,22 @@ class AlertStore:
                 note_id = self._insert_notification(db, history_id, note)
                 created.append((history_id or 0, note_id))
         return created
+
+    def load_groups(self) -> list[Group]:
+        """Return every saved notification group."""
+        with self._lock:
+            rows = self._db.execute("SELECT key, channel, data FROM alert_groups").fetchall()
+        out = []
+        for row in rows:
+            data = json.loads(row["data"])
+            alerts = {
+                a["alert_id"]: GroupAlert(
+                    a["alert_id"], a["rule"], a["status"], a["payload"], a["updated_at"]
+                )
+                for a in data.pop("alerts")
+            }
+            out.append(Group(key=row["key"], channel=row["channel"], alerts=alerts, **data))
+        return out
 
     def acknowledge(self, inst: AlertInstance) -> None:
         """Persist the acknowledgement fields of ``inst``."""
@@ -286,9 +328,17 @@ class AlertStore:
     # -- notifications (delivery receipts) -----------------------------------------
 
     @staticmethod
-    def _insert_notification(
-        db: Connection, history_id: int | None, note: dict[str, Any]
-    ) -> int:
+    def _insert_notification(db: Connection, history_id: int | None, note: dict[str, Any]) -> int:
+        note_id = AlertStore._insert_receipt(db, history_id, note)
+        if note.get("hold_until") is not None:
+            db.execute(
+                "INSERT INTO alert_held(notification_id, hold_until) VALUES(?, ?)",
+                (note_id, note["hold_until"]),
+            )
+        return note_id
+
+    @staticmethod
+    def _insert_receipt(db: Connection, history_id: int | None, note: dict[str, Any]) -> int:
         cur = db.execute(
             "INSERT INTO alert_notifications(history_id, alert_id, rule, channel, kind, payload, "
             "status, attempts, last_error, created_at, updated_at) "
@@ -376,9 +426,7 @@ class AlertStore:
     def release_claims(self) -> None:
         """Forget every claim (at start, when this process is the only deliverer)."""
         with self._tx() as db:
-            db.execute(
-                "UPDATE alert_notifications SET claimed_until=NULL WHERE status='sending'"
-            )
+            db.execute("UPDATE alert_notifications SET claimed_until=NULL WHERE status='sending'")
 
     def undelivered(self) -> list[int]:
         """Return the ids of notifications queued or in flight (to resume after a restart)."""
@@ -388,6 +436,30 @@ class AlertStore:
                 "ORDER BY id"
             ).fetchall()
         return [int(row["id"]) for row in rows]
+
+    def release_held(self, now: float) -> list[int]:
+        """Queue the held notifications whose hold ended by ``now``; return their ids."""
+        with self._lock:  # the common case, nothing held: no write transaction
+            due = self._db.execute(
+                "SELECT 1 FROM alert_held WHERE hold_until <= ? LIMIT 1", (now,)
+            ).fetchone()
+        if due is None:
+            return []
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT notification_id FROM alert_held WHERE hold_until <= ? "
+                "ORDER BY notification_id",
+                (now,),
+            ).fetchall()
+            ids = [int(row["notification_id"]) for row in rows]
+            for note_id in ids:
+                db.execute(
+                    "UPDATE alert_notifications SET status='queued', last_error=NULL, "
+                    "updated_at=? WHERE id=? AND status='held'",
+                    (now, note_id),
+                )
+                db.execute("DELETE FROM alert_held WHERE notification_id=?", (note_id,))
+        return ids
 
     def notifications(self, *, limit: int = 100) -> list[dict[str, Any]]:
         """Return the latest receipts, newest first."""
@@ -403,7 +475,7 @@ class AlertStore:
             n = db.execute("DELETE FROM alert_history WHERE at < ?", (before,)).rowcount
             db.execute(
                 "DELETE FROM alert_notifications WHERE created_at < ? "
-                "AND status IN ('delivered', 'failed')",
+                "AND status IN ('delivered', 'failed', 'dropped')",
                 (before,),
             )
             db.execute("DELETE FROM alert_silences WHERE ends_at < ?", (before,))
@@ -452,6 +524,28 @@ class AlertStore:
                 (at, silence_id),
             )
             return cur.rowcount > 0
+
+
+def _group_data(group: Group) -> dict[str, Any]:
+    return {
+        "labels": group.labels,
+        "created_at": group.created_at,
+        "flushed_at": group.flushed_at,
+        "sent_at": group.sent_at,
+        "sent_firing": group.sent_firing,
+        "dropped_firing": group.dropped_firing,
+        "release_at": group.release_at,
+        "alerts": [
+            {
+                "alert_id": a.alert_id,
+                "rule": a.rule,
+                "status": a.status,
+                "payload": a.payload,
+                "updated_at": a.updated_at,
+            }
+            for a in group.alerts.values()
+        ],
+    }
 
 
 def _receipt(row: Any) -> dict[str, Any]:

@@ -1,4 +1,12 @@
-"""Channel configurations: where notifications go (console, file, webhook, email).
+"""Channel configurations: where notifications go (console, file, webhook, email, an
+Alertmanager).
+
+Every channel may group its notifications (``group_by``, ``group_wait``,
+``group_interval``, ``repeat_interval``: `backend.alerts.grouping`) and reference mute
+time intervals (``mute_time_intervals``: `backend.alerts.timeintervals`). A webhook's
+``format`` picks the body: ``mlpulse`` (the native document), ``alertmanager`` (the
+Alertmanager v4 webhook payload), ``slack`` (an incoming-webhook message) or
+``pagerduty`` (Events API v2, ``routing_key`` required); see `backend.notify.formats`.
 
 A channel is named; rules list channel names. Secret fields (a webhook's HMAC secret, an
 SMTP password) are `SecretStr`: they render as ``[REDACTED]`` unless serialized with the
@@ -14,6 +22,7 @@ refused (`FileChannel.resolve`).
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -26,7 +35,10 @@ from pydantic import (
     SerializationInfo,
     field_serializer,
     field_validator,
+    model_validator,
 )
+
+from backend.alerts.durations import Duration
 
 REDACTED = "[REDACTED]"
 """What a secret looks like in every API response and log line."""
@@ -55,11 +67,40 @@ def _reveal(info: SerializationInfo) -> bool:
     return isinstance(context, dict) and bool(context.get("reveal"))
 
 
+_LABEL = r"^([A-Za-z_][A-Za-z0-9_]{0,127}|\.\.\.)$"
+
+
 class _Channel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=_NAME, description="unique channel name, referenced by rules")
     description: str = Field(default="", max_length=1000)
+    group_by: list[Annotated[str, Field(pattern=_LABEL)]] | None = Field(
+        default=None,
+        max_length=20,
+        description="group notifications by these labels ([] one group, ['...'] per "
+        "alert); unset: one notification per alert transition, no grouping",
+    )
+    group_wait: Duration = Field(default=30.0, description="a new group waits this long")
+    group_interval: Duration = Field(
+        default=300.0, description="a group with changes sends at most this often"
+    )
+    repeat_interval: Duration | None = Field(
+        default=None,
+        description="a group still firing sends again after this; default: the "
+        "MLPULSE_ALERT_REPEAT_INTERVAL setting",
+    )
+    mute_time_intervals: list[Annotated[str, Field(pattern=_NAME)]] = Field(
+        default_factory=list, max_length=20, description="names of time_intervals"
+    )
+    send_resolved: bool = Field(
+        default=True, description="also notify when alerts resolve (Alertmanager's meaning)"
+    )
+
+    @property
+    def grouped(self) -> bool:
+        """Whether this channel batches notifications into groups."""
+        return self.group_by is not None
 
 
 class ConsoleChannel(_Channel):
@@ -97,16 +138,42 @@ class FileChannel(_Channel):
         return path
 
 
+def _http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("only http:// and https:// URLs are allowed")
+    if not parts.hostname:
+        raise ValueError("the URL has no host")
+    if parts.username or parts.password:
+        raise ValueError("credentials in the URL are not allowed; use the secret field")
+    return url
+
+
+WebhookFormat = Literal["mlpulse", "alertmanager", "slack", "pagerduty"]
+
+
 class WebhookChannel(_Channel):
     """POST a JSON body, signed with HMAC-SHA256 when a secret is set.
 
     Headers: ``X-Mlpulse-Signature: sha256=<hex HMAC of the body>``,
     ``X-Mlpulse-Timestamp: <unix seconds>`` and ``X-Mlpulse-Delivery: <id>``.
+    ``format`` picks the body (``mlpulse``, ``alertmanager``, ``slack``, ``pagerduty``).
     """
 
     type: Literal["webhook"] = "webhook"
     url: str = Field(max_length=2000)
+    format: WebhookFormat = Field(default="mlpulse", description="the body's shape")
     secret: SecretStr | None = None
+    routing_key: SecretStr | None = Field(
+        default=None, description="PagerDuty integration key (format pagerduty)"
+    )
+    max_alerts: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="alertmanager/slack: at most this many alerts "
+        "per message (0: all); the rest are counted in truncatedAlerts",
+    )
     timeout: float | None = Field(
         default=None, gt=0, le=120, description="seconds; default setting"
     )
@@ -115,14 +182,21 @@ class WebhookChannel(_Channel):
     @field_validator("url")
     @classmethod
     def _http_only(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise ValueError("only http:// and https:// URLs are allowed")
-        if not parts.hostname:
-            raise ValueError("the URL has no host")
-        if parts.username or parts.password:
-            raise ValueError("credentials in the URL are not allowed; use the secret field")
-        return url
+        return _http_url(url)
+
+    @model_validator(mode="after")
+    def _pagerduty_key(self) -> WebhookChannel:
+        if self.format == "pagerduty" and not (
+            self.routing_key is not None and self.routing_key.get_secret_value()
+        ):
+            raise ValueError("routing_key: required with format pagerduty")
+        return self
+
+    @field_serializer("routing_key")
+    def _routing_key(self, value: SecretStr | None, info: SerializationInfo) -> str | None:
+        if value is None:
+            return None
+        return value.get_secret_value() if _reveal(info) else REDACTED
 
     @field_serializer("url")
     def _url(self, value: str, info: SerializationInfo) -> str:
@@ -160,12 +234,89 @@ class EmailChannel(_Channel):
         return value.get_secret_value() if _reveal(info) else REDACTED
 
 
+class AlertmanagerChannel(_Channel):
+    """POST alerts to a Prometheus Alertmanager's ``/api/v2/alerts``, the way Prometheus
+    does, so its routing, grouping, inhibition and silences apply.
+
+    ``url`` is the Alertmanager's base URL (``http://alertmanager:9093``). Firing alerts
+    are sent again every ``repeat_interval`` (default 1m) with ``endsAt`` four intervals
+    ahead, so Alertmanager keeps them active; a resolution sends ``endsAt`` = the
+    resolution time. Defaults: one group for the channel, no wait.
+    """
+
+    type: Literal["prometheus-alertmanager"] = "prometheus-alertmanager"
+    url: str = Field(max_length=2000)
+    username: str | None = Field(default=None, max_length=255, description="basic auth")
+    password: SecretStr | None = Field(default=None, description="basic auth")
+    bearer_token: SecretStr | None = Field(
+        default=None, description="Authorization: Bearer (an auth proxy in front of it)"
+    )
+    group_by: list[Annotated[str, Field(pattern=_LABEL)]] | None = Field(
+        default_factory=list, max_length=20
+    )
+    group_wait: Duration = 0.0
+    group_interval: Duration = 0.0
+    repeat_interval: Duration | None = 60.0
+    timeout: float | None = Field(
+        default=None, gt=0, le=120, description="seconds; default setting"
+    )
+    max_attempts: int | None = Field(default=None, ge=1, le=20)
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, url: str) -> str:
+        return _http_url(url)
+
+    @field_serializer("url")
+    def _url(self, value: str, info: SerializationInfo) -> str:
+        return value if _reveal(info) else redact_url(value)
+
+    @model_validator(mode="after")
+    def _always_grouped(self) -> AlertmanagerChannel:
+        if self.group_by is None:
+            raise ValueError(
+                "group_by: this channel always groups (it refreshes alerts per group): "
+                "use [] for one request with every alert, ['...'] for one per alert"
+            )
+        if not self.repeat_interval:
+            raise ValueError(
+                "repeat_interval: must be > 0: Alertmanager resolves alerts that are not sent again"
+            )
+        return self
+
+    @field_serializer("password", "bearer_token")
+    def _secrets(self, value: SecretStr | None, info: SerializationInfo) -> str | None:
+        if value is None:
+            return None
+        return value.get_secret_value() if _reveal(info) else REDACTED
+
+    def alerts_url(self) -> str:
+        """The Alertmanager API endpoint alerts are posted to."""
+        return self.url.rstrip("/") + "/api/v2/alerts"
+
+    def auth_headers(self) -> dict[str, str]:
+        """The Authorization header, when basic auth or a bearer token is set."""
+        if self.bearer_token is not None and self.bearer_token.get_secret_value():
+            return {"Authorization": f"Bearer {self.bearer_token.get_secret_value()}"}
+        if self.username:
+            secret = self.password.get_secret_value() if self.password else ""
+            pair = base64.b64encode(f"{self.username}:{secret}".encode()).decode()
+            return {"Authorization": f"Basic {pair}"}
+        return {}
+
+
 Channel = Annotated[
-    ConsoleChannel | FileChannel | WebhookChannel | EmailChannel,
+    ConsoleChannel | FileChannel | WebhookChannel | EmailChannel | AlertmanagerChannel,
     Field(discriminator="type"),
 ]
 
-SECRET_FIELDS: dict[str, tuple[str, ...]] = {"webhook": ("secret",), "email": ("password",)}
+CHANNEL_TYPES = ("console", "file", "webhook", "email", "prometheus-alertmanager")
+
+SECRET_FIELDS: dict[str, tuple[str, ...]] = {
+    "webhook": ("secret", "routing_key"),
+    "email": ("password",),
+    "prometheus-alertmanager": ("password", "bearer_token"),
+}
 """Per channel type, the fields that hold secrets."""
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from backend.notify.channels import (
+    AlertmanagerChannel,
     ConsoleChannel,
     EmailChannel,
     FileChannel,
@@ -32,12 +33,13 @@ from backend.notify.channels import (
 from backend.notify.console import send_console
 from backend.notify.email import EmailSender
 from backend.notify.file import protected_files, send_file
+from backend.notify.formats import alertmanager_alerts, webhook_body
 from backend.notify.result import DeliveryResult
 from backend.notify.webhook import WebhookSender
 
 log = logging.getLogger(__name__)
 
-AnyChannel = ConsoleChannel | FileChannel | WebhookChannel | EmailChannel
+AnyChannel = ConsoleChannel | FileChannel | WebhookChannel | EmailChannel | AlertmanagerChannel
 
 
 class Receipts(Protocol):
@@ -83,6 +85,7 @@ class Dispatcher:
         file_dir: Path | None = None,
         protected: frozenset[Path] | None = None,
         claim_s: float = 120.0,
+        external_url: str = "http://127.0.0.1:8003",
     ) -> None:
         self._receipts = receipts
         self._lookup = channel_lookup
@@ -92,6 +95,7 @@ class Dispatcher:
         self._protected = protected if protected is not None else protected_files(data_dir)
         self.webhook = webhook
         self.email = email or EmailSender()
+        self.external_url = external_url  # links back to the page in Slack, PagerDuty, ...
         self._workers = max(1, workers)
         self._clock = clock
         self._queue: queue.Queue[int | None] = queue.Queue()
@@ -218,9 +222,27 @@ class Dispatcher:
             return send_console(channel, payload)
         if isinstance(channel, FileChannel):
             return send_file(channel, payload, self._file_dir, self._protected)
+        if isinstance(channel, AlertmanagerChannel):
+            alerts = alertmanager_alerts(channel, payload, self.external_url, time.time())
+            target = WebhookChannel(
+                name=channel.name,
+                url=channel.alerts_url(),
+                timeout=channel.timeout,
+                max_attempts=channel.max_attempts,
+            )
+            return self.webhook.send(
+                target,
+                json.dumps(alerts, separators=(",", ":")).encode(),
+                str(note_id),
+                sleep=self._sleep,
+                on_failure=failed,
+                max_attempts=max_attempts,
+                headers=channel.auth_headers(),
+            )
         if isinstance(channel, WebhookChannel):
             payload["sent_at"] = time.time()
-            body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+            document = webhook_body(channel, payload, self.external_url)
+            body = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
             return self.webhook.send(
                 channel,
                 body,

@@ -3,7 +3,10 @@
 The payload is the JSON document a webhook receives; it is built by the alert engine:
 ``kind`` (firing, resolved, repeat, test), ``rule``, ``severity``, ``signal``, ``labels``,
 ``value``, ``samples``, ``threshold``, ``clear_threshold``, ``comparison``, ``reason``,
-``description``, ``fired_at``, ``resolved_at``, ``at`` (epoch seconds) and ``alert_id``.
+``description``, ``fired_at``, ``resolved_at``, ``at`` (epoch seconds) and ``alert_id``,
+plus ``title`` and ``message`` when the rule has templates for them. A grouping channel's
+payload has ``kind: "group"``, ``status``, ``group_labels`` and ``alerts`` (a list of
+such documents); it renders as one message listing every alert.
 Label values come from clients, so every renderer escapes them.
 """
 
@@ -31,11 +34,27 @@ def _value(payload: dict[str, Any]) -> str:
     return "no data" if value is None else f"{value:.6g}"
 
 
+def _group_alerts(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(payload.get("alerts") or []) if payload.get("kind") == "group" else []
+
+
 def subject(payload: dict[str, Any]) -> str:
     """Return a one-line summary, e.g. ``[FIRING] high_error_rate (service="mlapi")``."""
+    alerts = _group_alerts(payload)
+    if payload.get("kind") == "group":
+        status = str(payload.get("status", "firing")).upper()
+        where = _labels({"labels": payload.get("group_labels") or {}})
+        if len(alerts) == 1:
+            return subject(dict(alerts[0], kind=alerts[0].get("status", "firing")))
+        line = f"[{status}] {len(alerts)} alerts ({where})"
+        return line.replace("\r", " ").replace("\n", " ")[:250]
     kind = str(payload.get("kind", "firing")).upper()
     severity = payload.get("severity") or ""
-    line = f"[{kind}] {payload.get('rule', '?')} ({_labels(payload)})"
+    title = payload.get("title")
+    if isinstance(title, str) and title:
+        line = f"[{kind}] {title}"
+    else:
+        line = f"[{kind}] {payload.get('rule', '?')} ({_labels(payload)})"
     if severity:
         line += f" {severity}"
     # A subject is a header: never let client-supplied text add lines to it.
@@ -59,6 +78,8 @@ def _rows(payload: dict[str, Any]) -> list[tuple[str, str]]:
     ]
     if payload.get("resolved_at"):
         rows.append(("Resolved at", _when(payload.get("resolved_at"))))
+    if payload.get("message"):
+        rows.append(("Message", str(payload["message"])))
     if payload.get("description"):
         rows.append(("Description", str(payload["description"])))
     return rows
@@ -66,6 +87,12 @@ def _rows(payload: dict[str, Any]) -> list[tuple[str, str]]:
 
 def text_body(payload: dict[str, Any]) -> str:
     """Return the plain-text body."""
+    alerts = _group_alerts(payload)
+    if alerts:
+        lines = [subject(payload), ""]
+        for alert in alerts:
+            lines += [f"{name + ':':<13}{value}" for name, value in _rows(alert)] + [""]
+        return "\n".join([*lines, "-- mlpulse"]) + "\n"
     lines = [subject(payload), ""]
     lines += [f"{name + ':':<13}{value}" for name, value in _rows(payload)]
     lines += ["", f"Alert id: {payload.get('alert_id', '-')}", "-- mlpulse"]
@@ -74,9 +101,13 @@ def text_body(payload: dict[str, Any]) -> str:
 
 def html_body(payload: dict[str, Any]) -> str:
     """Return the HTML body (every value escaped)."""
-    rows = "".join(
-        f"<tr><th align='left'>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>"
-        for name, value in _rows(payload)
+    items = _group_alerts(payload) or [payload]
+    rows = "<tr><td colspan='2'><hr></td></tr>".join(
+        "".join(
+            f"<tr><th align='left'>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>"
+            for name, value in _rows(item)
+        )
+        for item in items
     )
     return (
         "<!doctype html><html><body>"

@@ -69,8 +69,10 @@ class WebhookSender:
         sleep: Sleep,
         on_failure: AttemptHook | None = None,
         max_attempts: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> DeliveryResult:
-        """POST ``body`` to the channel, retrying transient failures."""
+        """POST ``body`` to the channel, retrying transient failures (with extra
+        ``headers``, such as an Authorization)."""
         attempts_allowed = max_attempts or channel.max_attempts or self.max_attempts
         timeout = channel.timeout or self.timeout
         error: str | None = None
@@ -80,7 +82,9 @@ class WebhookSender:
         ) as client:
             while attempt < attempts_allowed:
                 attempt += 1
-                retry, retry_after, error = self._attempt(client, channel, body, delivery_id)
+                retry, retry_after, error = self._attempt(
+                    client, channel, body, delivery_id, headers or {}
+                )
                 if error is None:
                     return DeliveryResult(True, attempt)
                 if on_failure is not None:
@@ -93,7 +97,12 @@ class WebhookSender:
         return DeliveryResult(False, attempt, error)
 
     def _attempt(
-        self, client: httpx.Client, channel: WebhookChannel, body: bytes, delivery_id: str
+        self,
+        client: httpx.Client,
+        channel: WebhookChannel,
+        body: bytes,
+        delivery_id: str,
+        extra: dict[str, str],
     ) -> tuple[bool, float | None, str | None]:
         """Make one request; return (retryable, retry_after, error or None)."""
         try:
@@ -101,6 +110,7 @@ class WebhookSender:
         except UrlRefused as exc:
             return False, None, f"refused: {exc}"
         headers = {
+            **extra,
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             "Host": target.host_header(),

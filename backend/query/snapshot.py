@@ -25,6 +25,9 @@ from backend.storage.base import MetricStore
 from backend.storage.rollup import bucket_start
 
 BASELINE_LOOKBACK_S = 86_400.0  # baselines are gauges: take the latest of the last day
+STALE_AFTER_S = 30.0
+"""An instance whose gauges are older than this is stopped: its uptime, memory and CPU
+leave the "now" figures (six missed 5 s exports; the page says "stopped")."""
 
 
 def _one(values: list[SignalValue]) -> SignalValue:
@@ -117,15 +120,28 @@ def _versions(
 
 
 def snapshot(
-    store: MetricStore, end: float, window: float, service: str | None = None
+    store: MetricStore,
+    end: float,
+    window: float,
+    service: str | None = None,
+    instance: str | None = None,
+    stale_after: float = STALE_AFTER_S,
 ) -> dict[str, Any]:
-    """Compute the four panels over [end - window, end), optionally for one service."""
+    """Compute the four panels over [end - window, end), optionally for one service.
+
+    The system figures (uptime, memory, CPU, disk) are levels "now": they are read over
+    the last `stale_after` seconds only, so an instance that stopped sending drops out of
+    them instead of adding its last memory to the live one's.
+    """
     store = read_once(store)
     start = end - window
-    filters = {"service": service} if service else None
+    filters = {k: v for k, v in (("service", service), ("instance", instance)) if v} or None
 
     def total(signal: str) -> SignalValue:
         return _one(evaluate(store, signal, start, end, [], filters))
+
+    def now_level(signal: str) -> SignalValue:
+        return _one(evaluate(store, signal, end - stale_after, end, [], filters))
 
     def per_model(signal: str, since: float = start) -> dict[str, SignalValue]:
         return _by_model(evaluate(store, signal, since, end, ["model"], filters))
@@ -210,15 +226,23 @@ def snapshot(
         mf = {**(filters or {}), "model": model}
         updated = latest_time(store, (PREDICTIONS, FEEDBACK, BASELINE_MAE), start, end, mf)
         entry["last_updated"] = updated
+        # "idle since": for a model without predictions in the window, its newest one of
+        # the last day (looked up only then: a day's scan per model is not free).
+        entry["last_prediction_at"] = (
+            updated
+            if entry["predictions_count"]
+            else latest_time(store, (PREDICTIONS,), end - max(window, BASELINE_LOOKBACK_S), end, mf)
+        )
         model_metrics[model or "unknown"] = entry
 
     system = {
-        "uptime_seconds": total("uptime_seconds").value,
-        "memory_usage_mb": total("memory_usage_mb").value,
-        "cpu_percent": total("cpu_percent").value,
-        "process_cpu_percent": total("process_cpu_percent").value,
-        "memory_percent": total("memory_percent").value,
-        "disk_usage_percent": total("disk_percent").value,
+        "uptime_seconds": now_level("uptime_seconds").value,
+        "memory_usage_mb": now_level("memory_usage_mb").value,
+        "cpu_percent": now_level("cpu_percent").value,
+        "process_cpu_percent": now_level("process_cpu_percent").value,
+        "memory_percent": now_level("memory_percent").value,
+        "disk_usage_percent": now_level("disk_percent").value,
+        "stale_after_seconds": stale_after,
     }
     cache = {
         "hit_rate_percent": total("cache_hit_rate_percent").value,
@@ -234,6 +258,7 @@ def snapshot(
         "to": end,
         "window_seconds": window,
         "service": service,
+        "instance": instance,
         "api_metrics": api,
         "model_metrics": model_metrics,
         "system_metrics": system,

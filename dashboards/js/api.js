@@ -10,10 +10,11 @@ const TOKEN_KEY = "mlpulse.token";
 
 /** An HTTP error with the status and the server's `detail`, if any. */
 export class ApiError extends Error {
-  /** @param {number} status @param {string} message */
-  constructor(status, message) {
+  /** @param {number} status @param {string} message @param {any} [detail] the body's `detail` */
+  constructor(status, message, detail) {
     super(message);
     this.status = status;
+    this.detail = detail;
   }
 }
 
@@ -33,14 +34,15 @@ export function url(path, params) {
 
 async function errorFrom(res) {
   let message = `${res.status} ${res.statusText}`;
+  let detail;
   try {
     const body = await res.json();
-    const detail = body && (body.detail ?? body.error ?? body.message);
+    detail = body && (body.detail ?? body.error ?? body.message);
     if (typeof detail === "string") message = detail;
-    else if (Array.isArray(detail)) message = detail.map((d) => d.msg || JSON.stringify(d)).join("; ");
+    else if (Array.isArray(detail)) message = detail.map((d) => (d.field ? `${d.field}: ${d.msg}` : d.msg) || JSON.stringify(d)).join("; ");
     else if (detail) message = JSON.stringify(detail);
   } catch { /* not JSON */ }
-  return new ApiError(res.status, message);
+  return new ApiError(res.status, message, detail);
 }
 
 async function fetchJSON(href, signal) {

@@ -20,24 +20,25 @@ function prefetchFirstLoad() {
   const range = new TimeRange(3600);
   readHash(range, location.hash);
   const w = range.window(bootNow);
+  const scope = range.filters();
   // The charts first: the slowest queries decide when the page is ready.
   for (const specs of Object.values(q.CHART_SIGNALS)) {
     for (const spec of specs) {
-      prefetchJSON("metrics/history", q.historyParams(spec, w.from, w.to, w.step));
-      if (range.compare) prefetchJSON("metrics/history", q.historyParams(spec, w.from - w.span, w.to - w.span, w.step));
+      prefetchJSON("metrics/history", q.historyParams(spec, w.from, w.to, w.step, scope));
+      if (range.compare) prefetchJSON("metrics/history", q.historyParams(spec, w.from - w.span, w.to - w.span, w.step, scope));
     }
   }
-  for (const metric of q.CACHE_SIGNALS) prefetchJSON("metrics/history", q.cacheParams(metric, w.from, w));
-  prefetchJSON("metrics/distribution", q.distributionParams(w));
-  prefetchJSON("metrics/current");
+  for (const metric of q.CACHE_SIGNALS) prefetchJSON("metrics/history", q.cacheParams(metric, w.from, w, scope));
+  prefetchJSON("metrics/distribution", q.distributionParams(w, scope));
+  prefetchJSON("metrics/current", q.currentParams(scope));
   prefetchJSON("health");
   const rw = q.routesWindow(bootNow);
-  for (const metric of q.ROUTE_SIGNALS) prefetchJSON("metrics/history", q.routeParams(metric, rw));
+  for (const metric of q.ROUTE_SIGNALS) prefetchJSON("metrics/history", q.routeParams(metric, rw, scope));
   prefetchJSON("alerts/configure");
   prefetchJSON("alerts/silences"); // the rules panel asks for it only after the rules
   prefetchJSON("alerts/active");
   prefetchJSON("dashboard/config").then((cfg) => {
-    if (cfg?.jaeger_ui_url) prefetchJSON("metrics/exemplars", q.exemplarParams(w));
+    if (cfg?.jaeger_ui_url) prefetchJSON("metrics/exemplars", q.exemplarParams(w, scope));
   }).catch(() => { /* no trace links */ });
 }
 

@@ -15,9 +15,9 @@ export function cssVar(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 }
 
-/** The chart palette of the current theme. */
+/** The chart palette of the current theme: twelve colours told apart at a glance. */
 export function palette() {
-  return ["--c1", "--c2", "--c3", "--c4", "--c5", "--c6"].map(cssVar);
+  return Array.from({ length: 12 }, (_, i) => cssVar(`--c${i + 1}`));
 }
 
 /** Add alpha to a #rrggbb color. */
@@ -79,6 +79,8 @@ export class TimeChart {
     this.signature = null;
     /** @type {Array<{t: number, v: number, href: string, title: string}>} */
     this.markers = [];
+    /** @type {Array<{at: number, end?: number|null, kind: string, title: string, text: string}>} */
+    this.annotations = [];
     this.log = false;
     this.resizeObs = new ResizeObserver(() => this.resize());
     this.resizeObs.observe(container);
@@ -163,11 +165,37 @@ export class TimeChart {
     if (this.plot) this.plot.setData(this.data); // rescale y for markers above the lines
   }
 
-  /** Position the marker links over the plot (after each draw: zoom, resize, data). */
+  /**
+   * Show annotations (vertical lines with a flag; hover tells what happened).
+   * @param {Array<{at: number, end?: number|null, kind: string, title: string, text: string}>} list
+   */
+  setAnnotations(list) {
+    this.annotations = list || [];
+    this.container.dataset.annotations = String(this.annotations.length);
+    if (this.plot) this.placeMarkers(this.plot);
+  }
+
+  /** Position the marker links and annotations over the plot (after each draw). */
   placeMarkers(u) {
     if (!this.markerLayer) return;
     const [x0, x1] = [u.scales.x.min, u.scales.x.max];
     const dots = [];
+    for (const a of this.annotations) {
+      if (!(a.at >= x0 && a.at <= x1)) continue;
+      const when = new Date(a.at * 1000).toLocaleString("en-US", { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+      const tip = `${a.title} — ${when}${a.text ? `\n${a.text}` : ""}`;
+      const line = h("div", {
+        class: `annotation annotation--${a.kind}`, title: tip, tabindex: "0", role: "img", "aria-label": tip,
+        "data-annotation": a.kind, "data-at": a.at,
+      }, h("span", { class: "annotation-flag" }));
+      line.style.left = `${u.valToPos(a.at, "x")}px`;
+      if (isNum(a.end) && a.end > a.at) {
+        const right = u.valToPos(Math.min(a.end, x1), "x");
+        line.style.width = `${Math.max(1, right - u.valToPos(a.at, "x"))}px`;
+        line.classList.add("annotation--span");
+      }
+      dots.push(line);
+    }
     for (const m of this.markers) {
       if (!(m.t >= x0 && m.t <= x1)) continue;
       const a = h("a", {

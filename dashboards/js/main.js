@@ -11,11 +11,13 @@
 
 import { bootNow } from "./boot.js";
 import { dropPrefetched, getJSON, LiveStream, setTokenPrompt, url } from "./api.js";
-import { byId, h } from "./dom.js";
+import { byId, h, replace } from "./dom.js";
 import * as f from "./format.js";
+import * as Q from "./queries.js";
 import { deriveStatus } from "./status.js";
 import { TimeRange, readHash } from "./timerange.js";
 import { OverviewPanel } from "./panels/overview.js";
+import { FleetPanel } from "./panels/fleet.js";
 import { ModelsPanel } from "./panels/models.js";
 import { ApiPanel } from "./panels/apiperf.js";
 import { GraphsPanel } from "./panels/graphs.js";
@@ -28,6 +30,8 @@ import { AdminPanel } from "./panels/admin.js";
 performance.mark("mlpulse:main");
 
 const range = new TimeRange(3600);
+/** Set once the first load is drawn: the fleet and the annotations follow it. */
+let firstLoadDone = false;
 /** @type {LiveStream|null} the live connection, once started */
 let live = null;
 
@@ -65,6 +69,7 @@ function askToken() {
 // ---- panels ---------------------------------------------------------------------------
 
 const overview = new OverviewPanel(byId("overview"));
+const fleet = new FleetPanel(byId("fleet"), { select: (service, instance) => range.setScope(service, instance) });
 const models = new ModelsPanel(byId("models"));
 const apiPanel = new ApiPanel(byId("api-perf"));
 const chartEl = (id) => /** @type {HTMLElement} */ (byId(id).querySelector("[data-chart]"));
@@ -78,7 +83,7 @@ const graphs = new GraphsPanel({
   exemplars: byId("exemplars"),
   percentiles: byId("percentiles"),
 });
-const hooks = { toast, onChange: () => { refreshAlerts(); } };
+const hooks = { toast, onChange: () => { refreshAlerts(); loadAnnotations(); } };
 const alerts = new AlertsPanel({
   active: /** @type {HTMLElement} */ (byId("alerts-active").querySelector("[data-role=list]")),
   history: /** @type {HTMLElement} */ (byId("alerts-history").querySelector("[data-role=list]")),
@@ -88,7 +93,7 @@ const rules = new RulesPanel({ rules: byId("rules"), silences: byId("silences"),
 const admin = new AdminPanel({
   actions: byId("admin-actions"), scenarios: byId("admin-scenarios"),
   diagnostics: byId("admin-diagnostics"), config: byId("admin-config"),
-}, { toast });
+}, { toast, onChange: () => { loadAnnotations(); } }); // a scenario or retrain is an annotation
 
 // ---- status ---------------------------------------------------------------------------
 
@@ -116,8 +121,13 @@ let snapshotWindowMin = 5;
  * queries, so live updates refresh it only every SLOW_REFRESH_MS).
  */
 async function refreshNumbers(withRoutes = true, now = Date.now() / 1000) {
+  const scope = range.filters();
+  // The fleet (every service's snapshot) follows on its own: the numbers never wait for it,
+  // and the first load leaves the backend to the panels' own queries (see start()).
+  if (firstLoadDone) refreshFleet(true);
   const [current, hl] = await Promise.allSettled([
-    getJSON("metrics/current"), getJSON("health"), withRoutes ? apiPanel.loadRoutes(300, now) : null,
+    getJSON("metrics/current", Q.currentParams(scope)), getJSON("health"),
+    withRoutes ? apiPanel.loadRoutes(300, now, scope) : null,
   ]);
   if (hl.status === "fulfilled") {
     health.reachable = true;
@@ -133,6 +143,50 @@ async function refreshNumbers(withRoutes = true, now = Date.now() / 1000) {
 
 /** @type {any} the last `/metrics/current` document */
 let lastCurrent = null;
+/** @type {any} the last `/metrics/services` document */
+let lastFleet = null;
+let lastFleetAt = 0;
+const FLEET_REFRESH_MS = 10_000;
+
+/** Render `/metrics/services`: the selector's choices, the fleet table, the breakdowns. */
+function applyFleet(doc) {
+  lastFleet = doc;
+  lastFleetAt = Date.now();
+  fleet.update(doc, { service: range.service, instance: range.instance });
+  rules.setServices((doc.services || []).map((x) => x.service));
+  fillScopeSelect();
+  if (lastCurrent) applyCurrent(lastCurrent);
+}
+
+/**
+ * Fetch the fleet in the background: at most every FLEET_REFRESH_MS on live updates, at
+ * once with `now` (a load, a poll, a new scope).
+ * @returns {Promise<void>}
+ */
+function refreshFleet(now = false) {
+  if (!now && Date.now() - lastFleetAt < FLEET_REFRESH_MS) return Promise.resolve();
+  lastFleetAt = Date.now();
+  return getJSON("metrics/services").then(applyFleet).catch((err) => fleet.showError(err));
+}
+
+/**
+ * The model cards' data: one card per service and model. With one service selected that
+ * service's snapshot; with all, each service's own (a model name two services share
+ * would otherwise add their predictions into one card).
+ */
+function modelsByService(doc) {
+  const out = {};
+  const add = (service, metrics) => {
+    for (const [model, m] of Object.entries(metrics || {})) out[service ? `${service} · ${model}` : model] = { ...m, service, model };
+  };
+  const services = lastFleet?.services || [];
+  if (!range.service && services.length > 1) {
+    for (const s of services) add(s.service, s.current?.model_metrics);
+  } else {
+    add(range.service || doc.service || services[0]?.service || "", doc.model_metrics);
+  }
+  return out;
+}
 
 /** Render a `/metrics/current` document into the snapshot panels. */
 function applyCurrent(doc) {
@@ -140,11 +194,16 @@ function applyCurrent(doc) {
   const win = doc.window_seconds ?? doc.window?.seconds;
   if (f.isNum(win)) snapshotWindowMin = win / 60;
   const th = rules.thresholds();
+  const several = !range.service && (lastFleet?.services?.length ?? 0) > 1;
+  const modelData = modelsByService(doc);
   overview.update(doc, {
     errorThreshold: th.error_rate_percent, latencyThreshold: th.p95_latency_ms, cacheThreshold: th.cache_hit_rate_percent,
+    windowMinutes: snapshotWindowMin,
+    breakdown: several ? lastFleet.services : null,
+    models: several ? modelData : undefined,
   });
   models.setLimit(th.mae_degradation_lower_percent ?? th.mae_degradation_percent);
-  models.update(doc.model_metrics);
+  models.update(modelData);
   apiPanel.update(doc.api_metrics, snapshotWindowMin);
   byId("updated").textContent = `Updated ${new Date().toLocaleTimeString("en-US", { hour12: false })}`;
 }
@@ -174,7 +233,27 @@ function updateExportLinks() {
     a.download = ""; // the server names the file (Content-Disposition)
   }
   byId("range-label").textContent = range.label();
-  byId("graphs-note").textContent = `${range.label()}${range.compare ? ", with the previous period dashed" : ""}`;
+  showCompareState();
+}
+
+/** The graphs' note: range, scope, and what "compare" found (or that it found nothing). */
+function showCompareState() {
+  const note = byId("graphs-note");
+  const none = range.compare && !chartsLoading && graphs.previousEmpty();
+  note.dataset.previousEmpty = none ? "1" : "0";
+  const compare = !range.compare ? "" : none ? " — no data in the previous period to compare with" : ", with the previous period dashed";
+  note.textContent = `${range.label()} · ${range.scopeLabel()}${compare}`;
+}
+
+/** @type {any[]} the annotations drawn on the charts */
+let annotations = [];
+/** Fetch and draw the annotations of the visible range and scope. */
+async function loadAnnotations(w = range.window()) {
+  try {
+    const doc = await getJSON("annotations", Q.annotationParams(w, range.filters()));
+    annotations = doc.annotations || [];
+    graphs.setAnnotations(annotations);
+  } catch { /* the charts keep the last ones */ }
 }
 
 let chartsLoading = null;
@@ -184,11 +263,14 @@ async function loadCharts(now = Date.now() / 1000) {
   updateExportLinks();
   live?.reconnect(); // the pushed windows follow the range and step
   const w = range.window(now);
+  graphs.setScope(range.filters());
+  if (firstLoadDone) loadAnnotations(w); // drawn when they come; the charts never wait for them
   const loading = graphs.load(w, range.compare).catch(() => {});
   chartsLoading = loading;
   await loading;
   if (chartsLoading !== loading) return; // a newer load runs
   chartsLoading = null;
+  showCompareState();
   // An event that arrived during the load may be newer than what the load fetched.
   if (lastPush && range.isLive) graphs.applyPushed(range.window(), pushedWindow(lastPush));
   overview.setSparks(graphs.sparkData());
@@ -196,13 +278,15 @@ async function loadCharts(now = Date.now() / 1000) {
 
 /** The pushed windows of an `ingest` event for the page's current view, or null. */
 function pushedWindow(data) {
-  if (!range.isLive) return null;
-  return data?.windows?.[`${range.relative}:${range.window().step}`] ?? null;
+  if (!range.isLive || range.instance) return null; // an instance's charts fetch their tails
+  const key = `${range.relative}:${range.window().step}${range.service ? `:${range.service}` : ""}`;
+  return data?.windows?.[key] ?? null;
 }
 
 /** What the page asks the backend to push with each `ingest` event. */
 function liveParams() {
-  return range.isLive ? { snapshot: 1, range: range.relative, step: range.window().step } : { snapshot: 1 };
+  if (!range.isLive) return { snapshot: 1 };
+  return { snapshot: 1, range: range.relative, step: range.window().step, service: range.service };
 }
 
 /** Mark a finished live update (the live-path benchmark and the tests read these). */
@@ -219,7 +303,7 @@ function slowRefresh() {
   if (Date.now() - lastSlowRefresh < SLOW_REFRESH_MS) return;
   lastSlowRefresh = Date.now();
   const w = range.window();
-  Promise.allSettled([apiPanel.loadRoutes(), graphs.loadDistribution(w), graphs.loadExemplars(w)]);
+  Promise.allSettled([apiPanel.loadRoutes(300, Date.now() / 1000, range.filters()), graphs.loadDistribution(w), graphs.loadExemplars(w), loadAnnotations(w)]);
 }
 
 /**
@@ -261,7 +345,10 @@ let snapshots = 0;
 function applySnapshot(data) {
   if (!data?.doc) return;
   lastSnapshot = data;
-  applyCurrent(data.doc);
+  refreshFleet();
+  // The pushed snapshot is the fleet's; a selected service or instance fetches its own.
+  if (range.service) refreshNumbers(false).catch(() => {});
+  else applyCurrent(data.doc);
   renderStatus();
   snapshots += 1;
   // For the live benchmark and the tests, like markLive for the charts.
@@ -323,13 +410,60 @@ function readRangeFromUrl() {
   readHash(range, location.hash);
 }
 
-/** Keep the range in the URL, so a reload or a shared link shows the same view. */
+/** Keep the range and scope in the URL, so a reload or a shared link shows the same view. */
 function writeRangeToUrl() {
   const q = new URLSearchParams();
   if (range.isLive) q.set("range", String(range.relative));
   else { q.set("from", String(range.customFrom)); q.set("to", String(range.customTo)); }
   if (range.compare) q.set("compare", "1");
+  if (range.service) q.set("service", range.service);
+  if (range.instance) q.set("instance", range.instance);
   history.replaceState(null, "", `#dashboard?${q}`);
+}
+
+// ---- the service / instance selector (header) -----------------------------------------
+
+/** Fill the selectors from the fleet, keeping the selection (even a service gone quiet). */
+function fillScopeSelect() {
+  const svcSel = /** @type {HTMLSelectElement} */ (byId("service-select"));
+  const instSel = /** @type {HTMLSelectElement} */ (byId("instance-select"));
+  const services = (lastFleet?.services || []).map((s) => s.service);
+  if (range.service && !services.includes(range.service)) services.push(range.service);
+  const want = ["", ...services];
+  const have = [...svcSel.options].map((o) => o.value);
+  if (JSON.stringify(want) !== JSON.stringify(have)) {
+    replace(svcSel, h("option", { value: "" }, "All services"), ...services.map((name) => h("option", { value: name }, name)));
+  }
+  svcSel.value = range.service;
+  const field = byId("instance-field");
+  field.hidden = !range.service;
+  const entry = lastFleet?.services?.find((s) => s.service === range.service);
+  const instances = entry?.instances || [];
+  const opts = [["", "All instances"], ...instances.map((i) => [i.instance, `${i.instance}${i.state === "running" ? "" : " (stopped)"}`])];
+  if (range.instance && !instances.some((i) => i.instance === range.instance)) opts.push([range.instance, range.instance]);
+  const haveInst = [...instSel.options].map((o) => `${o.value}|${o.textContent}`);
+  if (JSON.stringify(opts.map(([v, t]) => `${v}|${t}`)) !== JSON.stringify(haveInst)) {
+    replace(instSel, ...opts.map(([v, t]) => h("option", { value: v }, t)));
+  }
+  instSel.value = range.instance;
+}
+
+function showScope() {
+  const label = range.scopeLabel();
+  byId("scope-note").textContent = label;
+  for (const el of document.querySelectorAll("[data-scope-note]")) el.textContent = label;
+  document.body.dataset.service = range.service;
+  document.body.dataset.instance = range.instance;
+  fillScopeSelect();
+  if (lastFleet) fleet.update(lastFleet, { service: range.service, instance: range.instance });
+}
+
+function setupScope() {
+  const svcSel = /** @type {HTMLSelectElement} */ (byId("service-select"));
+  const instSel = /** @type {HTMLSelectElement} */ (byId("instance-select"));
+  svcSel.addEventListener("change", () => range.setScope(svcSel.value));
+  instSel.addEventListener("change", () => range.setScope(range.service, instSel.value));
+  showScope();
 }
 
 function setupToolbar() {
@@ -373,8 +507,17 @@ function setupToolbar() {
   const compare = /** @type {HTMLInputElement} */ (byId("compare"));
   compare.checked = range.compare;
   compare.addEventListener("change", () => range.setCompare(compare.checked));
+  let scopeSeen = JSON.stringify(range.filters());
   range.onChange(() => {
     writeRangeToUrl();
+    const scope = JSON.stringify(range.filters());
+    if (scope !== scopeSeen) {
+      scopeSeen = scope;
+      showScope();
+      lastPush = null; // pushed windows of the old scope never apply to the new one
+      refreshNumbers(true).catch(() => {});
+      lastSlowRefresh = Date.now();
+    }
     loadCharts();
   });
 }
@@ -392,6 +535,8 @@ function showView() {
     if (active) tab.setAttribute("aria-current", "page"); else tab.removeAttribute("aria-current");
   }
   byId("toolbar").hidden = view !== "dashboard";
+  // The scope applies to the dashboard's panels; the rules and admin views are fleet-wide.
+  /** @type {HTMLElement} */ (document.querySelector(".scope")).hidden = view !== "dashboard";
   if (view === "alerts") rules.load();
   if (view === "admin") admin.refresh();
   document.body.dataset.view = view;
@@ -414,6 +559,7 @@ async function start() {
   setTokenPrompt(askToken);
   readRangeFromUrl();
   setupToolbar();
+  setupScope();
   window.addEventListener("hashchange", showView);
   showView();
   matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => graphs.rebuild());
@@ -440,6 +586,11 @@ async function start() {
   ]);
   document.body.dataset.ready = "1";
   dropPrefetched(); // what the first load did not take must never answer a later request
+  // Second: the fleet table and breakdowns, and the annotations. They cost the backend a
+  // snapshot per service and a scan of the day, so they never compete with the first paint.
+  firstLoadDone = true;
+  refreshFleet(true);
+  loadAnnotations();
   lastSlowRefresh = Date.now(); // the whole-range views were just loaded
 
   live = new LiveStream({
@@ -470,4 +621,4 @@ async function start() {
 start();
 
 // For the tests and the console: the panels, the range and the newest pushed event.
-export { graphs, range, lastPush, lastSnapshot };
+export { graphs, range, lastPush, lastSnapshot, annotations };

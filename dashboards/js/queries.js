@@ -20,7 +20,7 @@ export const CHART_SIGNALS = {
     { signal: "p99_latency_ms", group_by: "service" },
   ],
   errors: [{ signal: "error_rate_percent", group_by: "service" }],
-  mae: [{ signal: "model_mae", group_by: "model" }],
+  mae: [{ signal: "model_mae", group_by: "service,model" }],
 };
 
 /** The cache gauge's two signals. */
@@ -30,16 +30,32 @@ export const CACHE_SIGNALS = ["cache_hits", "cache_misses"];
 export const ROUTE_SIGNALS = ["request_count", "error_rate_percent", "avg_latency_ms"];
 
 /**
+ * The scope filters (`{service, instance}`, empty for all services) every query takes.
+ * @typedef {{service?: string, instance?: string}} Scope
+ */
+
+/**
  * @param {{signal: string, group_by?: string}} spec
  * @param {number} from @param {number} to @param {number} step
+ * @param {Scope} [scope]
  */
-export function historyParams(spec, from, to, step) {
-  return { metric: spec.signal, from, to, step, group_by: spec.group_by };
+export function historyParams(spec, from, to, step, scope = {}) {
+  return { metric: spec.signal, from, to, step, group_by: spec.group_by, ...scope };
 }
 
-/** @param {string} metric @param {{from: number, to: number, step: number}} w */
-export function cacheParams(metric, from, w) {
-  return { metric, from, to: w.to, step: w.step, group_by: "service" };
+/** @param {string} metric @param {{from: number, to: number, step: number}} w @param {Scope} [scope] */
+export function cacheParams(metric, from, w, scope = {}) {
+  return { metric, from, to: w.to, step: w.step, group_by: "service", ...scope };
+}
+
+/** `/metrics/current` for the scope. @param {Scope} [scope] */
+export function currentParams(scope = {}) {
+  return { ...scope };
+}
+
+/** `/annotations` over the window, for the scope's service. @param {{from: number, to: number}} w @param {Scope} [scope] */
+export function annotationParams(w, scope = {}) {
+  return { from: w.from, to: w.to, service: scope.service };
 }
 
 /** The per-route table's window: the last `seconds` before `now`, on 10 s steps. */
@@ -50,19 +66,19 @@ export function routesWindow(now = Date.now() / 1000, seconds = 300) {
   return { from, to, step };
 }
 
-/** @param {string} metric @param {{from: number, to: number, step: number}} rw */
-export function routeParams(metric, rw) {
-  return { metric, from: rw.from, to: rw.to, step: rw.step, group_by: "route" };
+/** @param {string} metric @param {{from: number, to: number, step: number}} rw @param {Scope} [scope] */
+export function routeParams(metric, rw, scope = {}) {
+  return { metric, from: rw.from, to: rw.to, step: rw.step, group_by: "service,route", ...scope };
 }
 
-/** @param {{from: number, to: number}} w */
-export function distributionParams(w) {
-  return { metric: DURATION_METRIC, from: w.from, to: w.to };
+/** @param {{from: number, to: number}} w @param {Scope} [scope] */
+export function distributionParams(w, scope = {}) {
+  return { metric: DURATION_METRIC, from: w.from, to: w.to, ...scope };
 }
 
-/** @param {{from: number, to: number}} w */
-export function exemplarParams(w) {
-  return { metric: DURATION_METRIC, from: w.from, to: w.to, limit: 30 };
+/** @param {{from: number, to: number}} w @param {Scope} [scope] */
+export function exemplarParams(w, scope = {}) {
+  return { metric: DURATION_METRIC, from: w.from, to: w.to, limit: 30, ...scope };
 }
 
 /** The alert history window: the last 24 h. */

@@ -1,6 +1,8 @@
 /**
- * The selected time range: a relative one ("last 1 h", follows now) or a fixed custom one.
- * Listeners hear every change; the step gives roughly 150–400 points on a chart.
+ * What the page shows: the time range — a relative one ("last 1 h", follows now) or a
+ * fixed custom one — and the scope: all services, one service, or one of its instances.
+ * Listeners hear every change; the step gives roughly 150–400 points on a chart. Both
+ * live in the URL (`#dashboard?range=3600&service=mlapi&instance=i-2`).
  */
 
 export const PRESETS = [
@@ -21,12 +23,15 @@ export function stepFor(span) {
 }
 
 /**
- * Set `range` from the page's URL hash (`#dashboard?range=900&compare=1`, or `from`/`to`).
+ * Set `range` from the page's URL hash (`#dashboard?range=900&compare=1`, or `from`/`to`;
+ * `service` and `instance` for the scope).
  * @param {TimeRange} range
  * @param {string} hash
  */
 export function readHash(range, hash) {
   const q = new URLSearchParams(hash.split("?")[1] || "");
+  range.service = (q.get("service") || "").slice(0, 1024);
+  range.instance = range.service ? (q.get("instance") || "").slice(0, 1024) : "";
   const from = Number(q.get("from")), to = Number(q.get("to")), rel = Number(q.get("range"));
   if (from > 0 && to > from) {
     range.relative = null;
@@ -45,6 +50,9 @@ export class TimeRange {
     this.customFrom = 0;
     this.customTo = 0;
     this.compare = false;
+    /** the selected service ("" = all services) and instance ("" = all its instances) */
+    this.service = "";
+    this.instance = "";
     /** @type {Array<() => void>} */
     this.listeners = [];
   }
@@ -73,6 +81,30 @@ export class TimeRange {
   setCompare(on) {
     this.compare = on;
     this.emit();
+  }
+
+  /**
+   * Show one service (or all with ""), optionally one of its instances.
+   * @param {string} service @param {string} [instance]
+   */
+  setScope(service, instance = "") {
+    this.service = service || "";
+    this.instance = this.service ? instance || "" : "";
+    this.emit();
+  }
+
+  /** The scope as API filters: `{service, instance}` without empty values. */
+  filters() {
+    const out = {};
+    if (this.service) out.service = this.service;
+    if (this.instance) out.instance = this.instance;
+    return out;
+  }
+
+  /** "all services", "mlapi", "mlapi · instance i-2". */
+  scopeLabel() {
+    if (!this.service) return "all services";
+    return this.instance ? `${this.service} · instance ${this.instance}` : this.service;
   }
 
   get isLive() { return this.relative !== null; }

@@ -175,7 +175,7 @@ def test_pushed_update_equals_what_the_page_would_fetch(backend: Backend) -> Non
     pushed = data["windows"]["3600:30"]
     assert pushed["step"] == 30 and pushed["to"] - pushed["from"] == 60
     assert pushed["to"] >= data["computed_at"] > pushed["to"] - 30
-    groups = {"model_mae": "model"}
+    groups = {"model_mae": "service,model"}
     for signal, series in pushed["signals"].items():
         fetched = backend.get(
             "/metrics/history",

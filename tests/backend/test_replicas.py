@@ -339,3 +339,21 @@ def test_a_wrong_storage_url_stops_the_backend_with_one_clear_line(
     assert len(lines) == 1 and lines[0].startswith(f"mlpulse backend: {says}"), done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     assert "s3cret" not in done.stderr  # the password never shows
+
+
+def test_recorded_annotations_are_shared_by_replicas(postgres_url: str) -> None:
+    from backend.annotations import AnnotationLog
+
+    a, b = AnnotationLog(postgres_url), AnnotationLog(postgres_url)
+    try:
+        now = time.time()
+        made = a.add("scenario", "latency-spike started", service="mlapi", at=now)
+        b.add("restart", "backend started", at=now + 1)
+        assert [x["id"] for x in b.between(now - 1, now + 2, "mlapi")] == [
+            made["id"],
+            "restart-2",
+        ]
+        assert [x["kind"] for x in a.between(now - 1, now + 2, "other")] == ["restart"]
+    finally:
+        a.close()
+        b.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -68,6 +69,11 @@ class Traffic:
 
     backend_url: str
     service: str = "mlapi"
+    instance: str = "i-1"
+    rate_scale: float = 1.0  # requests per minute relative to mlapi's ~110
+    route_prefix: str = ""  # a second service's routes differ: "/v2" + "/predict/results"
+    memory_bytes: float = 182e6
+    uptime_offset: float = 5400.0  # how long the process ran before the history starts
     extra_model: str | None = None
     extra_route: str | None = None
     seed: int = 7
@@ -76,6 +82,7 @@ class Traffic:
     rng: random.Random = field(init=False)
     cache_entries: int = 0
     ticks: int = 0
+    versions: dict[str, str] = field(default_factory=dict)  # a retrain: {"result": "4"}
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -86,7 +93,7 @@ class Traffic:
             {
                 "service.name": self.service,
                 "service.version": "1.4.0",
-                "service.instance.id": "i-1",
+                "service.instance.id": self.instance,
                 "deployment.environment.name": "test",
             }
         )
@@ -127,8 +134,8 @@ class Traffic:
         meter.create_observable_gauge("ml.cache.size", [self._cache_size], "By")
         gauges: dict[str, tuple[str, Any]] = {
             "process.cpu.utilization": ("1", lambda: 0.08 + 0.04 * self.rng.random()),
-            "process.memory.usage": ("By", lambda: 182e6 + 4e6 * self.rng.random()),
-            "process.uptime": ("s", lambda: self.now - self.started + 5400),
+            "process.memory.usage": ("By", lambda: self.memory_bytes + 4e6 * self.rng.random()),
+            "process.uptime": ("s", lambda: self.now - self.started + self.uptime_offset),
             "system.cpu.utilization": ("1", lambda: 0.23 + 0.05 * self.rng.random()),
             "system.memory.utilization": ("1", lambda: 0.41),
         }
@@ -172,6 +179,7 @@ class Traffic:
     def prediction(self, model: str, *, cache_hit: bool, feedback: bool) -> None:
         """Record one prediction, its cache lookup and maybe its ground truth."""
         version, base_mae, _r2, typical, err_scale = MODELS.get(model, ("1", 1.0, 0.5, 10.0, 1.0))
+        version = self.versions.get(model, version)
         attrs = {"ml.model.name": model, "ml.model.version": version}
         self.predictions.add(1, {**attrs, "ml.prediction.cache_hit": cache_hit})
         self.cache_lookups.add(
@@ -197,19 +205,19 @@ class Traffic:
     def interval(self, seconds: float = 5.0) -> None:
         """Generate one export interval of traffic ending at `now`."""
         phase = (self.now - self.started) / 600.0
-        per_min = 110 + 35 * math.sin(phase) + self.rng.uniform(-8, 8)
+        per_min = (110 + 35 * math.sin(phase) + self.rng.uniform(-8, 8)) * self.rate_scale
         n = max(1, round(per_min * seconds / 60))
         slow = 1.0 + 0.35 * max(0.0, math.sin(phase * 1.7))
         for _ in range(n):
             model = "result" if self.rng.random() < 0.6 else "duration"
-            route = f"/predict/{'results' if model == 'result' else 'duration'}"
+            route = f"{self.route_prefix}/predict/{'results' if model == 'result' else 'duration'}"
             failed = self.rng.random() < 0.012 + 0.01 * max(0.0, math.sin(phase * 2.3))
             latency = self.rng.lognormvariate(math.log(0.085 * slow), 0.55)
             self.request(route, latency, 500 if failed else 200)
             if not failed:
                 hit = self.rng.random() < 0.72
                 self.prediction(model, cache_hit=hit, feedback=self.rng.random() < 0.35)
-        self.request("/health", self.rng.uniform(0.0008, 0.002))
+        self.request(f"{self.route_prefix}/health", self.rng.uniform(0.0008, 0.002))
         if self.extra_model:
             self.prediction(self.extra_model, cache_hit=False, feedback=True)
         self.ticks += 1
@@ -241,3 +249,72 @@ class Traffic:
 
     def shutdown(self) -> None:
         self.provider.shutdown()
+
+
+class Fleet:
+    """Several `Traffic` producers (services x instances) on one clock.
+
+    `backfill` sends their history interleaved, step by step; `start_live()` then exports
+    every `interval` seconds of wall-clock time from a thread (the SDK clock patch is
+    process-wide, so one thread ticks them all) until `stop_live()`. `kill(member)` stops
+    one producer for good, as a killed process would.
+    """
+
+    def __init__(self, members: list[Traffic]) -> None:
+        self.members = members
+        self.killed: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def running(self) -> list[Traffic]:
+        return [m for m in self.members if id(m) not in self.killed]
+
+    def backfill(self, minutes: float, seconds: float = 5.0) -> None:
+        start = time.time() - minutes * 60
+        for m in self.members:
+            m.now = m.started = start
+        t = start
+        while t + seconds <= time.time():
+            t += seconds
+            for m in self.running():
+                m.tick(seconds, at=t)
+
+    def tick(self) -> None:
+        """One export of every running producer, at wall-clock now."""
+        with self._lock:
+            now = time.time()
+            for m in self.running():
+                m.tick(max(0.1, now - m.now), at=now)
+
+    def kill(self, member: Traffic) -> float:
+        """Stop `member` exporting; return when it last exported."""
+        with self._lock:
+            self.killed.add(id(member))
+            return member.now
+
+    def pause(self) -> None:
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    def start_live(self, interval: float = 2.0) -> None:
+        def run() -> None:
+            while not self._stop.wait(interval):
+                if not self._paused.is_set():
+                    self.tick()
+
+        self._thread = threading.Thread(target=run, name="fleet-live", daemon=True)
+        self._thread.start()
+
+    def stop_live(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=20)
+
+    def shutdown(self) -> None:
+        self.stop_live()
+        for m in self.members:
+            m.shutdown()

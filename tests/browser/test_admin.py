@@ -55,6 +55,15 @@ def test_admin_actions_ask_for_the_token_once_and_reach_mlapi(
         "/admin/scenario", headers={"Authorization": f"Bearer {TOKEN}"}
     ).json()
     assert state["active"] is False
+    # Both are annotations on the charts: the start with its planned end, then the stop.
+    marks = [a for a in backend.get("/annotations")["annotations"] if a["kind"] == "scenario"]
+    assert [a["title"] for a in marks] == ["latency-spike started", "scenario stopped"]
+    assert marks[0]["end"] - marks[0]["at"] == pytest.approx(300, abs=2)  # "5 minutes"
+    pg.click("a.tab[data-view=dashboard]")
+    chart = pg.locator("[data-chart=latency] [data-annotation=scenario]")
+    chart.first.wait_for(state="attached", timeout=20_000)
+    assert chart.count() == 2
+    pg.click("a.tab[data-view=admin]")
 
     # Diagnostics and the effective configuration, secrets redacted.
     pg.click("[data-load='admin/diagnostics']")

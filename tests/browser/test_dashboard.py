@@ -299,7 +299,7 @@ def test_a_new_ingest_appears_without_a_reload(page: PageProbe, backend: Backend
     assert pg.evaluate("document.body.dataset.liveSource") == "push"
     for r in responses(page, "/metrics/history")[history_calls:]:
         q = params(r.url)
-        assert q["metric"] not in charted or q.get("group_by") == "route", r.url
+        assert q["metric"] not in charted or q.get("group_by") == "service,route", r.url
     assert not page.errors, page.errors
 
 

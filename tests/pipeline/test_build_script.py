@@ -28,7 +28,7 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 def test_matching_stamps_skip_the_build(tmp_path: Path) -> None:
     cache = bin_cache()
-    names = ("otelcol-mlpulse", "jaeger")
+    names = ("otelcol-mlpulse", "jaeger", "alertmanager")
     if not all((cache / n).is_file() and (cache / f"{n}.stamp").is_file() for n in names):
         if os.environ.get("CI"):
             pytest.fail(f"no stamped binaries in {cache}; run: bash scripts/build-binaries.sh")
@@ -45,6 +45,7 @@ def test_matching_stamps_skip_the_build(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "otelcol-mlpulse: up to date" in result.stdout, result.stdout
     assert "jaeger: up to date" in result.stdout, result.stdout
+    assert "alertmanager: up to date" in result.stdout, result.stdout
     assert f"MLPULSE_OTELCOL_BIN={tmp_path}/otelcol-mlpulse" in result.stdout
     # Nothing was rebuilt: the links are still links.
     assert all((tmp_path / n).is_symlink() for n in names)

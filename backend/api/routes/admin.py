@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import ssl
+import time
 from typing import Any
 
 import httpx
@@ -104,16 +105,44 @@ async def get_scenario(request: Request) -> Response:
     return await _forward(request, "GET", "/admin/scenario")
 
 
+def _annotate_scenario(request: Request, answer: Response, started: bool) -> None:
+    """Record a scenario start or stop mlapi accepted (an annotation on the charts)."""
+    if answer.status_code >= 400:
+        return
+    try:
+        state = json.loads(bytes(answer.body))
+    except ValueError:
+        state = {}
+    state = state if isinstance(state, dict) else {}
+    name = str(state.get("name") or "scenario")[:100]
+    remaining = state.get("remaining_s")
+    now = time.time()
+    log = request.app.state.annotations
+    if started:
+        seconds = float(remaining) if isinstance(remaining, int | float) else None
+        until = now + seconds if seconds is not None else None
+        text = f"fault scenario {name} started on mlapi" + (
+            f" for {seconds:.0f} s" if seconds is not None else ""
+        )
+        log.add("scenario", f"{name} started", text, at=now, end=until)
+    else:
+        log.add("scenario", "scenario stopped", "fault scenario stopped from the API", at=now)
+
+
 @router.post("/scenario")
 async def start_scenario(request: Request) -> Response:
-    """Start a fault scenario on mlapi (body passed through)."""
-    return await _forward(request, "POST", "/admin/scenario")
+    """Start a fault scenario on mlapi (body passed through); annotate the charts."""
+    answer = await _forward(request, "POST", "/admin/scenario")
+    _annotate_scenario(request, answer, started=True)
+    return answer
 
 
 @router.delete("/scenario")
 async def stop_scenario(request: Request) -> Response:
-    """Stop mlapi's fault scenario."""
-    return await _forward(request, "DELETE", "/admin/scenario")
+    """Stop mlapi's fault scenario; annotate the charts."""
+    answer = await _forward(request, "DELETE", "/admin/scenario")
+    _annotate_scenario(request, answer, started=False)
+    return answer
 
 
 @router.get("/config")

@@ -4,8 +4,11 @@
 |---|---|
 | `GET /alerts/active` | pending and firing alerts |
 | `GET /alerts/history` | transitions with their values and delivery receipts (filters, paging) |
+| `GET /alerts/groups` | notification groups of grouping channels, with their next look |
 | `GET /alerts/configure` | rules and channels, secrets `[REDACTED]` (`?format=yaml` for a file) |
 | `POST /alerts/configure` | create/update/delete rules and channels (JSON, or a YAML document) |
+| `POST /alerts/rules`, `PUT`/`DELETE /alerts/rules/{name}` | one rule: create, replace, delete |
+| `POST /alerts/preview` | when a rule (saved or not) would have fired over a past range |
 | `GET`/`POST /alerts/silences`, `DELETE /alerts/silences/{id}` | silences |
 | `POST /alerts/{id}/acknowledge` | acknowledge an active alert |
 | `POST /alerts/test` | send a test notification through one channel |
@@ -27,15 +30,19 @@ from starlette.concurrency import run_in_threadpool
 
 from backend.alerts.configure import ConfigureIn, check_channels, etag, if_match_ok, merge
 from backend.alerts.engine import AlertEngine
+from backend.alerts.preview import preview as preview_rule
+from backend.alerts.preview import preview_step
+from backend.alerts.rule_edit import RuleErrors, delete_rule, parse_rule, upsert_rule
 from backend.alerts.rules import (
     ConfigError,
     dump_yaml,
     format_validation_error,
     load_yaml,
 )
-from backend.alerts.service import alert_settings, get_engine, webhook_policy
+from backend.alerts.service import alert_settings, get_engine, signal_source, webhook_policy
 from backend.alerts.silences import SilenceIn
-from backend.api.deps import RequireToken
+from backend.api.deps import RequireToken, StoreDep
+from backend.query.signals import LABEL_KEYS, SIGNALS, choose_resolution
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/alerts", tags=["alerts"])
@@ -117,6 +124,13 @@ def history(
     }
 
 
+@router.get("/groups")
+def groups(engine: EngineDep) -> dict[str, Any]:
+    """Return the notification groups of grouping channels: their alerts, when they were
+    last looked at and sent, and ``next_at``, when they are looked at next."""
+    return {"groups": engine.group_states()}
+
+
 # -- configuration ----------------------------------------------------------------------
 
 
@@ -166,13 +180,7 @@ async def post_configure(request: Request, response: Response, engine: EngineDep
     try:
         if content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
             document = load_yaml(body.decode("utf-8", "replace"))
-            change = ConfigureIn(
-                rules=[r.model_dump(by_alias=True) for r in document.rules],
-                channels=[
-                    c.model_dump(mode="json", context={"reveal": True}) for c in document.channels
-                ],
-                replace=True,
-            )
+            change = ConfigureIn.replacing(document)
         else:
             try:
                 change = ConfigureIn.model_validate(json.loads(body or b"{}"))
@@ -210,6 +218,98 @@ async def post_configure(request: Request, response: Response, engine: EngineDep
     )
     response.headers["ETag"] = etag(new, key)
     return new.dump()
+
+
+# -- one rule at a time (the dashboard's rule editor) --------------------------------
+
+
+def _rule_errors(exc: RuleErrors) -> HTTPException:
+    """A 422 whose detail lists ``{"field", "msg"}``, one per offending field."""
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.errors)
+
+
+async def _apply_rule_change(request: Request, engine: AlertEngine, change: Any) -> dict[str, Any]:
+    async with _configure_lock(request):
+        try:
+            new = change(engine.config)
+        except RuleErrors as exc:
+            raise _rule_errors(exc) from None
+        except KeyError as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no rule {str(exc)[:100]}") from None
+        except ConfigError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        engine.set_config(new)
+    response_tag = etag(new, request.app.state.api_token)
+    log.info("alert rules changed through the rule API: %d rules", len(new.rules))
+    return {"etag": response_tag, **new.dump()}
+
+
+@router.post("/rules", dependencies=[RequireToken], status_code=status.HTTP_201_CREATED)
+async def create_rule(request: Request, engine: EngineDep, rule: dict[str, Any]) -> dict[str, Any]:
+    """Create one rule; a name already taken is a 422 on the field `name`."""
+    return await _apply_rule_change(request, engine, lambda c: upsert_rule(c, rule))
+
+
+@router.put("/rules/{name}", dependencies=[RequireToken])
+async def replace_rule(
+    name: str, request: Request, engine: EngineDep, rule: dict[str, Any]
+) -> dict[str, Any]:
+    """Replace the rule `name` (the body may rename it); its alerts follow the new rule."""
+    return await _apply_rule_change(request, engine, lambda c: upsert_rule(c, rule, replacing=name))
+
+
+@router.delete("/rules/{name}", dependencies=[RequireToken])
+async def remove_rule(name: str, request: Request, engine: EngineDep) -> dict[str, Any]:
+    """Delete the rule `name`; its active alerts resolve silently at the next evaluation."""
+    return await _apply_rule_change(request, engine, lambda c: delete_rule(c, name))
+
+
+class PreviewIn(BaseModel):
+    """A rule to replay over a past range (default: the last 24 h, one evaluation a minute)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    rule: dict[str, Any]
+    start: float | None = Field(default=None, alias="from", allow_inf_nan=False)
+    end: float | None = Field(default=None, alias="to", allow_inf_nan=False)
+    step: float | None = Field(default=None, ge=10, le=86_400, allow_inf_nan=False)
+
+
+PREVIEW_RANGE_S = 86_400.0
+
+
+@router.post("/preview", dependencies=[RequireToken])
+async def preview(body: PreviewIn, engine: EngineDep, store: StoreDep) -> dict[str, Any]:
+    """Replay the alert engine on the stored data: when would this rule have fired?
+
+    The rule need not be saved (the editor previews what is typed). Answers the
+    transitions and the firing intervals per group, evaluated every `step` seconds.
+    """
+    try:
+        rule = parse_rule(body.rule)
+    except RuleErrors as exc:
+        raise _rule_errors(exc) from None
+    end = body.end if body.end is not None else engine.clock()
+    start = body.start if body.start is not None else end - PREVIEW_RANGE_S
+    if not end > start:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "to: must be after from")
+    signal = SIGNALS[rule.signal]
+    filters = {LABEL_KEYS.get(k, k): v for k, v in rule.filters.items()}
+    ids = [s.id for s in store.series(signal.metrics[0], filters)]
+    res = choose_resolution(start, end)
+    first = store.first_bucket(ids, res, start - rule.window, end) if ids else None
+    if first is None:  # no data at all: nothing could fire
+        every = preview_step(start, end, body.step)
+        return {
+            "rule": rule.name, "from": start, "to": end, "step": every,
+            "evaluations": 0, "transitions": [], "intervals": [],
+        }  # fmt: skip
+    try:
+        return await run_in_threadpool(
+            preview_rule, rule, signal_source(store), start, end, body.step, float(first)
+        )
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
 
 
 # -- silences ---------------------------------------------------------------------------

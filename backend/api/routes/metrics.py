@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from backend.api.deps import SettingsDep, StoreDep
 from backend.api.params import bad, finite, iso, parse_duration, parse_list, parse_range
 from backend.query import export as export_q
+from backend.query import fleet as fleet_q
 from backend.query import history as history_q
 from backend.query.signals import HTTP_DURATION, Signal, UnknownSignalError, resolve
 from backend.query.snapshot import snapshot
@@ -50,11 +51,30 @@ def _step(value: str | None, start: float, end: float) -> int:
 
 @router.get("/current")
 def current(
-    store: StoreDep, service: Str = None, window: Annotated[str, Query()] = "5m"
+    store: StoreDep,
+    settings: SettingsDep,
+    service: Str = None,
+    instance: Str = None,
+    window: Annotated[str, Query()] = "5m",
 ) -> dict[str, Any]:
-    """The seed's snapshot over the last `window` (default 5m)."""
+    """The seed's snapshot over the last `window` (default 5m), for a service or instance.
+
+    Uptime, memory and CPU are levels now: instances silent for longer than
+    `MLPULSE_STALE_AFTER_S` (30 s) leave them.
+    """
     span = parse_duration(window, "window")
-    return finite(snapshot(store, time.time(), span, service))
+    return finite(
+        snapshot(store, time.time(), span, service, instance, stale_after=settings.stale_after_s)
+    )
+
+
+@router.get("/services")
+def services(
+    store: StoreDep, settings: SettingsDep, window: Annotated[str, Query()] = "5m"
+) -> dict[str, Any]:
+    """Every reporting service: its instances (running or stopped) and its own snapshot."""
+    span = parse_duration(window, "window")
+    return finite(fleet_q.fleet(store, time.time(), span, settings.stale_after_s))
 
 
 @router.get("/summary")
@@ -77,6 +97,7 @@ def history(
     group_by: Str = None,
     stat: Str = None,
     service: Str = None,
+    instance: Str = None,
     route: Str = None,
     model: Str = None,
 ) -> dict[str, Any]:
@@ -90,7 +111,7 @@ def history(
         t1,
         _step(step, t0, t1),
         parse_list(group_by),
-        _filters(service=service, route=route, model=model),
+        _filters(service=service, instance=instance, route=route, model=model),
         settings.retention_seconds(),
     )
     return finite(doc)
@@ -103,6 +124,7 @@ def distribution(
     start: FromQ = None,
     end: ToQ = None,
     service: Str = None,
+    instance: Str = None,
     route: Str = None,
     model: Str = None,
 ) -> dict[str, Any]:
@@ -112,7 +134,11 @@ def distribution(
         raise HTTPException(status_code=404, detail=f"unknown metric {metric!r}")
     return finite(
         history_q.distribution(
-            store, metric, t0, t1, _filters(service=service, route=route, model=model)
+            store,
+            metric,
+            t0,
+            t1,
+            _filters(service=service, instance=instance, route=route, model=model),
         )
     )
 
@@ -128,6 +154,7 @@ def exemplars(
     max_value: Annotated[float | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     service: Str = None,
+    instance: Str = None,
     route: Str = None,
     model: Str = None,
 ) -> dict[str, Any]:
@@ -138,7 +165,7 @@ def exemplars(
         metric,
         t0,
         t1,
-        _filters(service=service, route=route, model=model),
+        _filters(service=service, instance=instance, route=route, model=model),
         min_value,
         max_value,
         limit,

@@ -18,7 +18,7 @@ export const SCENARIOS = [
 export class AdminPanel {
   /**
    * @param {{actions: HTMLElement, scenarios: HTMLElement, diagnostics: HTMLElement, config: HTMLElement}} els
-   * @param {{toast: (msg: string, error?: boolean) => void}} hooks
+   * @param {{toast: (msg: string, error?: boolean) => void, onChange?: () => void}} hooks
    */
   constructor(els, hooks) {
     this.els = els;
@@ -37,6 +37,7 @@ export class AdminPanel {
     try {
       const res = await fn();
       this.hooks.toast(`${label}: ${summarize(res)}`);
+      this.hooks.onChange?.();
       return res;
     } catch (err) {
       this.hooks.toast(`${label} failed: ${err.message}`, true);
@@ -58,7 +59,10 @@ export class AdminPanel {
   }
 
   renderScenarios() {
-    const status = h("div", { class: "muted scenario-status", "data-role": "scenario-status" }, "Scenarios run on mlapi for a while, then stop by themselves.");
+    const status = h("div", { class: "muted scenario-status", "data-role": "scenario-status" },
+      storedToken()
+        ? "Click a scenario to start it on mlapi; it stops by itself after the chosen time."
+        : "Click a scenario to start it on mlapi (the API token is asked once); it stops by itself after the chosen time. Its start and stop appear on the charts.");
     const minutes = h("select", { "aria-label": "duration" },
       h("option", { value: "60" }, "1 minute"), h("option", { value: "300", selected: true }, "5 minutes"),
       h("option", { value: "900" }, "15 minutes"));
@@ -69,7 +73,8 @@ export class AdminPanel {
         : "No scenario running.";
     };
     const buttons = SCENARIOS.map((s) => {
-      const b = h("button", { class: "scenario", type: "button", "data-scenario": s.name }, h("strong", {}, s.name), h("span", {}, s.text));
+      const b = h("button", { class: "scenario", type: "button", "data-scenario": s.name, title: `Start ${s.name} on mlapi` },
+        h("strong", {}, s.name), h("span", {}, s.text), h("span", { class: "scenario-go" }, "Start ▸"));
       b.addEventListener("click", async () => {
         const res = await this.run(b, `Scenario ${s.name}`, () => send("POST", "admin/scenario", { name: s.name, duration_s: Number(minutes.value) }));
         if (res) show(res);
@@ -81,8 +86,10 @@ export class AdminPanel {
       const res = await this.run(stop, "Scenario stop", () => send("DELETE", "admin/scenario"));
       if (res) show(res);
     });
-    replace(this.els.scenarios, h("div", { class: "scenario-grid" }, ...buttons),
-      h("div", { class: "form-row" }, h("label", {}, "Run for", minutes), stop), status);
+    replace(this.els.scenarios,
+      h("p", { class: "muted" }, "Each scenario injects one fault into mlapi, so the graphs, the alerts and their notifications can be watched end to end."),
+      h("div", { class: "form-row" }, h("label", {}, "Run for", minutes), stop),
+      h("div", { class: "scenario-grid" }, ...buttons), status);
   }
 
   /** Show the refused OTLP points by reason (`GET /ingest/rejections`, an open read). */

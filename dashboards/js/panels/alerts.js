@@ -8,7 +8,7 @@
  * Without a trace backend it says so, with the command that adds one.
  */
 
-import { getJSON, post } from "../api.js";
+import { getJSON, post, send } from "../api.js";
 import { h, replace, empty, failed, loading } from "../dom.js";
 import * as f from "../format.js";
 import { traceLink, traceSearchUrl, noTraceBackend, normalizeExemplars } from "./graphs.js";
@@ -76,6 +76,13 @@ export class AlertsPanel {
       getJSON("alerts/active"),
       getJSON("alerts/history", { since: Math.floor(now - 86400), limit: 200 }),
     ]);
+    // Until when a silenced alert stays quiet: asked only when one is silenced.
+    if (active.status === "fulfilled" && items(active.value, "active").some((a) => a.silenced_by)) {
+      try {
+        const list = items(await getJSON("alerts/silences"), "silences");
+        this.silenceEnds = Object.fromEntries(list.map((x) => [x.id, x.ends_at]));
+      } catch { /* the badge says "silenced" without the end */ }
+    }
     await this.ready; // latency alerts link to a trace when Jaeger is configured
     if (active.status === "fulfilled") {
       this.active = items(active.value, "active");
@@ -114,6 +121,10 @@ export class AlertsPanel {
     }
     if (!a.silenced_by) {
       actions.append(h("button", { class: "btn btn--small btn--ghost", type: "button", onclick: () => this.silence(a) }, "Silence 1 h"));
+    } else {
+      actions.append(h("button", {
+        class: "btn btn--small", type: "button", "data-action": "unsilence", onclick: () => this.unsilence(a),
+      }, "End silence"));
     }
     if (LATENCY_SIGNALS.has(a.signal) && this.jaegerUrl) {
       actions.append(...await this.traceLinks(a));
@@ -122,11 +133,21 @@ export class AlertsPanel {
     }
     const notes = [];
     if (a.acknowledged_at) notes.push(`acknowledged by ${a.acknowledged_by || "someone"} ${f.ago(a.acknowledged_at)}${a.ack_comment ? ` — ${a.ack_comment}` : ""}`);
-    if (a.silenced_by) notes.push("silenced");
-    return h("div", { class: `alert alert--${sev}`, "data-alert": a.id || a.rule },
+    // A mute time interval holds or drops this alert's notifications (not its state).
+    if (f.isNum(a.muted_until)) notes.push(`muted until ${f.dateTime(a.muted_until)}${a.muted_by?.length ? ` (${a.muted_by.join(", ")})` : ""}`);
+    // Acknowledged and silenced alerts look different from untouched ones: a muted card
+    // with a badge saying who handles it and until when notifications stay quiet.
+    const badges = [];
+    if (a.acknowledged_at) badges.push(h("span", { class: "tag tag--ack", "data-badge": "acknowledged", title: notes[0] }, "acknowledged"));
+    if (a.silenced_by) {
+      const until = this.silenceEnds?.[a.silenced_by];
+      badges.push(h("span", { class: "tag tag--silenced", "data-badge": "silenced" }, f.isNum(until) ? `silenced until ${f.dateTime(until)}` : "silenced"));
+    }
+    const cls = ["alert", `alert--${sev}`, a.acknowledged_at ? "is-acknowledged" : "", a.silenced_by ? "is-silenced" : ""].filter(Boolean).join(" ");
+    return h("div", { class: cls, "data-alert": a.id || a.rule, "data-acknowledged": a.acknowledged_at ? "1" : "0", "data-silenced": a.silenced_by ? "1" : "0" },
       h("span", { class: `tag state-tag--${a.state}` }, a.state),
       h("div", {},
-        h("div", { class: "alert-title" }, a.rule),
+        h("div", { class: "alert-title" }, a.rule, ...badges.map((b) => [" ", b])),
         h("div", { class: `sev sev--${sev}` }, sev)),
       h("div", { class: "num" },
         h("strong", { "data-role": "value", "data-value": a.value ?? "" }, signalValue(a.signal, a.value))),
@@ -181,6 +202,17 @@ export class AlertsPanel {
       this.hooks.onChange();
     } catch (err) {
       this.hooks.toast(`Acknowledge failed: ${err.message}`, true);
+    }
+  }
+
+  /** End the silence that mutes `a` now (expire it early). */
+  async unsilence(a) {
+    try {
+      await send("DELETE", `alerts/silences/${encodeURIComponent(a.silenced_by)}`);
+      this.hooks.toast(`Silence of ${a.rule} ended`);
+      this.hooks.onChange();
+    } catch (err) {
+      this.hooks.toast(`Could not end the silence: ${err.message}`, true);
     }
   }
 

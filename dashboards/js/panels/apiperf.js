@@ -5,10 +5,11 @@
 
 import { getJSON } from "../api.js";
 import * as Q from "../queries.js";
-import { h, replace } from "../dom.js";
+import { h, replace, empty } from "../dom.js";
 import * as f from "../format.js";
 import { makeStat } from "./cards.js";
 import { boundValue } from "./overview.js";
+import { sharedBuckets } from "./graphs.js";
 
 export class ApiPanel {
   /** @param {HTMLElement} root */
@@ -42,35 +43,40 @@ export class ApiPanel {
    * steps: counts add up, and error % and average latency are count-weighted means of the
    * steps, so the numbers are exact (not averages of averages).
    */
-  async loadRoutes(seconds = 300, now = Date.now() / 1000) {
+  async loadRoutes(seconds = 300, now = Date.now() / 1000, scope = {}) {
     const rw = Q.routesWindow(now, seconds);
     const { from, to } = rw;
     let counts, errors, latency;
     try {
-      [counts, errors, latency] = await Promise.all(Q.ROUTE_SIGNALS.map((metric) => getJSON("metrics/history", Q.routeParams(metric, rw))));
+      [counts, errors, latency] = await Promise.all(Q.ROUTE_SIGNALS.map((metric) => getJSON("metrics/history", Q.routeParams(metric, rw, scope))));
     } catch {
       return; // the table keeps its last state
     }
-    const byRoute = (doc) => new Map((doc.series || []).map((s) => [s.labels?.route ?? "", new Map(s.points)]));
+    // Rows per service and route: two services' "/predict" are two rows, never one.
+    const keyOf = (labels) => JSON.stringify([labels?.service ?? "", labels?.route ?? ""]);
+    const byRoute = (doc) => new Map((doc.series || []).map((s) => [keyOf(s.labels), new Map(s.points)]));
     const err = byRoute(errors), lat = byRoute(latency);
     const rows = (counts.series || []).map((s) => {
       const route = s.labels?.route ?? "";
+      const service = s.labels?.service ?? "";
+      const key = keyOf(s.labels);
       let n = 0, failed = 0, latSum = 0;
       for (const [t, c] of s.points) {
         if (!f.isNum(c) || c <= 0) continue;
         n += c;
-        const e = err.get(route)?.get(t), l = lat.get(route)?.get(t);
+        const e = err.get(key)?.get(t), l = lat.get(key)?.get(t);
         if (f.isNum(e)) failed += (e * c) / 100;
         if (f.isNum(l)) latSum += l * c;
       }
-      return { route, n, failed, avg: n ? latSum / n : null };
+      return { route, service, n, failed, avg: n ? latSum / n : null };
     }).filter((r) => r.n > 0).sort((a, b) => b.n - a.n);
-    if (!rows.length) { replace(this.routes); return; }
+    if (!rows.length) { replace(this.routes, empty("No requests in the last 5 minutes")); return; }
     const minutes = (to - from) / 60;
     replace(this.routes, h("table", { class: "table table--compact" },
-      h("thead", {}, h("tr", {}, h("th", {}, "Route"), h("th", { class: "num" }, "Requests"),
+      h("thead", {}, h("tr", {}, h("th", {}, "Service"), h("th", {}, "Route"), h("th", { class: "num" }, "Requests"),
         h("th", { class: "num" }, "/min"), h("th", { class: "num" }, "Errors"), h("th", { class: "num" }, "Avg"))),
-      h("tbody", {}, ...rows.map((r) => h("tr", { "data-route": r.route },
+      h("tbody", {}, ...rows.map((r) => h("tr", { "data-route": r.route, "data-route-service": r.service },
+        h("td", { class: "mono" }, r.service),
         h("td", { class: "route mono", title: r.route }, r.route || "(none)"),
         h("td", { class: "num", "data-value": r.n }, f.count(r.n)),
         h("td", { class: "num" }, f.rate(r.n / minutes)),
@@ -98,13 +104,15 @@ export class ApiPanel {
     s.errors.set(f.count(errors), errors, f.isNum(errRate) ? f.pct(errRate, 1) : "");
     s.errorRate.set(f.pct(errRate), errRate);
     s.avg.set(f.ms(api.avg_response_time_ms), api.avg_response_time_ms);
+    const shared = sharedBuckets({ p95: api.p95_response_time_bounds_ms, p99: api.p99_response_time_bounds_ms }, ["p95", "p99"]);
     for (const [key, field, bounds] of [
       ["p95", api.p95_response_time_ms, api.p95_response_time_bounds_ms],
       ["p99", api.p99_response_time_ms, api.p99_response_time_bounds_ms],
     ]) {
       const b = boundValue(field, bounds);
       const range = f.isNum(b.lower) && f.isNum(b.upper) ? `(${f.msRange(b.lower, b.upper)})` : "";
-      s[key].set(f.ms(b.value), b.value, range);
+      s[key].set(f.ms(b.value), b.value, shared ? `${range} same bucket as ${key === "p95" ? "p99" : "p95"}` : range);
+      s[key].root.dataset.sharedBucket = shared ? "1" : "0";
     }
     s.throughput.set(f.rate(rpm), rpm, "/min");
     s.rps.set(f.isNum(rpm) ? f.num(rpm / 60) : f.DASH, f.isNum(rpm) ? rpm / 60 : null, "/s");

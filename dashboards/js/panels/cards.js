@@ -14,10 +14,11 @@ export function makeCard(key, label) {
   const value = h("span", { class: "v", "data-role": "value" }, "—");
   const unit = h("span", { class: "unit" });
   const sub = h("div", { class: "card-sub", "data-role": "sub" }, "\u00a0");
+  const breakdown = h("div", { class: "card-breakdown", "data-role": "breakdown" });
   const root = h("div", { class: "card", "data-card": key },
     h("div", { class: "card-label" }, label),
     h("div", { class: "card-value" }, value, unit),
-    sub);
+    sub, breakdown);
   const line = svg("polyline", { class: "spark-line", points: "" });
   const area = svg("polygon", { class: "spark-area", points: "" });
   const spark = svg("svg", { class: "spark", viewBox: "0 0 100 24", preserveAspectRatio: "none", "aria-hidden": "true" }, area, line);
@@ -39,12 +40,14 @@ export function makeCard(key, label) {
       area.setAttribute("points", `0,24 ${pts.join(" ")} 100,24`);
     },
     /**
-     * @param {{text: string, raw?: number|null, unit?: string, sub?: string, tone?: ""|"ok"|"warn"|"bad"}} v
+     * @param {{text: string, raw?: number|null, unit?: string, sub?: string, breakdown?: string,
+     *          tone?: ""|"ok"|"warn"|"bad"}} v `breakdown`: the same figure per service
      */
     set(v) {
       setValue(value, v.text, v.raw);
       unit.textContent = v.unit || "";
       sub.textContent = v.sub || "\u00a0";
+      breakdown.textContent = v.breakdown || "";
       root.classList.remove("card--ok", "card--warn", "card--bad");
       if (v.tone) root.classList.add(`card--${v.tone}`);
     },

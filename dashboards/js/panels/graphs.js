@@ -88,6 +88,10 @@ class SignalChart {
   constructor(el, opts) {
     this.el = el;
     this.opts = opts;
+    /** @type {() => Q.Scope} the page's scope (service, instance), read at each fetch */
+    this.scope = opts.scope || (() => ({}));
+    /** whether the last load compared, and found nothing in the previous period */
+    this.prevEmpty = false;
     this.now = new SeriesSet();
     this.prev = new SeriesSet();
     this.chart = new TimeChart(el, {
@@ -114,13 +118,14 @@ class SignalChart {
     const prev = new SeriesSet();
     const jobs = [];
     let resolution = null;
+    const scope = this.scope();
     for (const spec of this.opts.specs) {
-      jobs.push(history(spec, w.from, w.to, w.step).then((r) => {
+      jobs.push(history(spec, w.from, w.to, w.step, scope).then((r) => {
         resolution = r.resolution ?? null;
         now.merge(spec.signal, r.series, spec.label);
       }));
       if (compare) {
-        jobs.push(history(spec, w.from - w.span, w.to - w.span, w.step)
+        jobs.push(history(spec, w.from - w.span, w.to - w.span, w.step, scope)
           .then((r) => prev.merge(spec.signal, r.series, spec.label, w.span)));
       }
     }
@@ -133,6 +138,7 @@ class SignalChart {
     if (token !== this.token) return;
     this.now = now;
     this.prev = prev;
+    this.prevEmpty = Boolean(compare) && countPoints(prev) === 0;
     this.resolution = resolution;
     this.render(w);
   }
@@ -160,7 +166,8 @@ class SignalChart {
     const token = this.token;
     const last = this.now.last();
     const from = last === null ? w.from : Math.max(w.from, last - w.step);
-    const results = await Promise.all(this.opts.specs.map((spec) => history(spec, from, w.to, w.step)));
+    const scope = this.scope();
+    const results = await Promise.all(this.opts.specs.map((spec) => history(spec, from, w.to, w.step, scope)));
     if (token !== this.token) return; // a full load replaced the data meanwhile
     this.opts.specs.forEach((spec, i) => this.now.merge(spec.signal, results[i].series, spec.label));
     this.now.prune(w.from);
@@ -178,13 +185,12 @@ class SignalChart {
     this.lastStep = w.step;
     const keys = this.ordered(this.now);
     const prevKeys = this.ordered(this.prev);
+    // Colors: one per series, never shared within the chart (two services' p95 lines
+    // differ); a previous-period series takes its current twin's, dashed and paler.
     const defs = [
-      ...keys.map((k, i) => ({ label: this.now.label(k), color: this.opts.specs.find((s) => k.startsWith(`${s.signal}|`))?.color, fill: this.opts.fill && i === 0 })),
-      ...prevKeys.map((k) => ({ label: `${this.prev.label(k)} (previous)`, dash: [5, 4], width: 1.25 })),
+      ...keys.map((k, i) => ({ label: this.now.label(k), colorIndex: i, fill: this.opts.fill && i === 0 && keys.length === 1 })),
+      ...prevKeys.map((k) => ({ label: `${this.prev.label(k)} (previous)`, dash: [5, 4], width: 1.25, colorIndex: Math.max(0, keys.indexOf(k)) })),
     ];
-    // Colors: a previous-period series takes the color of its current twin.
-    defs.forEach((d, i) => { if (!d.color && i < keys.length) d.colorIndex = i; });
-    prevKeys.forEach((k, j) => { defs[keys.length + j].colorIndex = Math.max(0, keys.indexOf(k)); });
 
     let cur = this.now.columns(keys);
     if (this.opts.completeOnly) {
@@ -206,6 +212,13 @@ class SignalChart {
   rebuild() { this.chart.rebuild(); }
 }
 
+/** Points with a value in a SeriesSet. @param {SeriesSet} set */
+function countPoints(set) {
+  let n = 0;
+  for (const e of set.series.values()) for (const v of e.points.values()) if (f.isNum(v)) n++;
+  return n;
+}
+
 /** Merge two column sets over the union of their x values. */
 function joinColumns(a, b) {
   if (b.length <= 1) return a;
@@ -217,9 +230,9 @@ function joinColumns(a, b) {
   return [xs, ...pick(a), ...pick(b)];
 }
 
-/** @param {Spec} spec */
-function history(spec, from, to, step) {
-  return getJSON("metrics/history", Q.historyParams(spec, from, to, step));
+/** @param {Spec} spec @param {Q.Scope} scope */
+function history(spec, from, to, step, scope) {
+  return getJSON("metrics/history", Q.historyParams(spec, from, to, step, scope));
 }
 
 export class GraphsPanel {
@@ -231,6 +244,9 @@ export class GraphsPanel {
   constructor(els) {
     this.els = els;
     this.jaegerUrl = "";
+    /** @type {Q.Scope} the service / instance every query is filtered to */
+    this.scopeFilters = {};
+    const scope = () => this.scopeFilters;
     /** Settles once the page's settings (the Jaeger URL) are known. */
     this.ready = Promise.resolve();
     this.cacheToken = 0;
@@ -240,37 +256,51 @@ export class GraphsPanel {
     this.cacheMisses = null;
     this.charts = {
       requests: new SignalChart(els.requests, {
-        specs: [{ ...Q.CHART_SIGNALS.requests[0], label: svcLabel("") }],
-        format: (v) => f.num(v), axisFormat: f.axis, fill: true, completeOnly: true,
+        specs: [{ ...Q.CHART_SIGNALS.requests[0], label: svcLabel("") }], scope,
+        format: (v) => `${f.num(v)} /min`, axisFormat: f.axis, fill: true, completeOnly: true,
         emptyHint: "Requests appear once mlapi exports metrics.",
       }),
       latency: new SignalChart(els.latency, {
         specs: [
-          { ...Q.CHART_SIGNALS.latency[0], label: svcLabel("avg"), color: "--c1" },
-          { ...Q.CHART_SIGNALS.latency[1], label: svcLabel("p95"), color: "--c2" },
-          { ...Q.CHART_SIGNALS.latency[2], label: svcLabel("p99"), color: "--c5" },
-        ],
+          { ...Q.CHART_SIGNALS.latency[0], label: svcLabel("avg") },
+          { ...Q.CHART_SIGNALS.latency[1], label: svcLabel("p95") },
+          { ...Q.CHART_SIGNALS.latency[2], label: svcLabel("p99") },
+        ], scope,
         format: (v) => f.ms(v), axisFormat: (v) => `${f.axis(v)} ms`, emptyHint: "Latency appears with the first requests.",
       }),
       errors: new SignalChart(els.errors, {
-        specs: [{ ...Q.CHART_SIGNALS.errors[0], label: svcLabel(""), color: "--c5" }],
+        specs: [{ ...Q.CHART_SIGNALS.errors[0], label: svcLabel("") }], scope,
         format: (v) => f.pct(v), axisFormat: (v) => `${f.axis(v)} %`, fill: true, emptyHint: "No requests in this range.",
       }),
       mae: new SignalChart(els.mae, {
-        specs: [{ ...Q.CHART_SIGNALS.mae[0], label: svcLabel("") }],
+        specs: [{ ...Q.CHART_SIGNALS.mae[0], label: svcLabel("") }], scope,
         format: (v) => f.num(v), axisFormat: f.axis, logWhenSpread: true, emptyHint: "MAE needs ground-truth feedback (POST /feedback on mlapi).",
       }),
     };
     this.distribution = new BarChart(els.distribution, { label: "requests", format: (v) => f.count(v), color: "--c1" });
     this.distOverlay = h("div", { class: "chart-overlay" }, loading());
     els.distribution.append(this.distOverlay);
-    this.gauge = new Gauge(els.cache, { warn: 60, bad: 50, label: "of lookups hit the cache" });
+    this.gauge = new Gauge(els.cache, { warn: 60, bad: 50, label: "of lookups hit the cache, over the range" });
     this.gaugeSub = h("div", { class: "gauge-sub" });
     els.cache.querySelector(".gauge")?.append(this.gaugeSub);
   }
 
   /** @param {string} url the Jaeger UI base, empty to hide trace links */
   setJaeger(url) { this.jaegerUrl = url || ""; }
+
+  /** Filter every query to a service / instance (`{}` for all services). @param {Q.Scope} scope */
+  setScope(scope) { this.scopeFilters = { ...scope }; }
+
+  /** Whether the comparison found no data in the previous period (on every chart). */
+  previousEmpty() { return Object.values(this.charts).every((c) => c.prevEmpty); }
+
+  /**
+   * Draw annotations (alerts, versions, scenarios, restarts) on every time chart.
+   * @param {Array<{at: number, end?: number|null, kind: string, title: string, text: string}>} list
+   */
+  setAnnotations(list) {
+    for (const c of Object.values(this.charts)) c.chart.setAnnotations(list);
+  }
 
   /** Load every chart over the window `w`. */
   async load(w, compare) {
@@ -317,7 +347,7 @@ export class GraphsPanel {
   async loadDistribution(w) {
     let body;
     try {
-      body = await getJSON("metrics/distribution", Q.distributionParams(w));
+      body = await getJSON("metrics/distribution", Q.distributionParams(w, this.scopeFilters));
     } catch (err) {
       if (err.status === 404) body = { buckets: [] }; // no request recorded yet
       else {
@@ -342,8 +372,10 @@ export class GraphsPanel {
       return h("span", { "data-percentile": name, "data-value": p.value * scale }, `${name} ${f.ms(p.value * scale)}${bounds}`);
     };
     const parts = ["p50", "p95", "p99"].map(part).filter(Boolean);
-    replace(this.els.percentiles, ...parts.flatMap((p, i) => (i ? [" · ", p] : [p])),
-      f.isNum(body.relative_error) ? h("span", { class: "muted" }, ` · ±${f.num(body.relative_error * 100)} % bucket error`) : null);
+    const shared = sharedBuckets(pc);
+    replace(this.els.percentiles, h("span", { class: "muted" }, "over the range: "), ...parts.flatMap((p, i) => (i ? [" · ", p] : [p])),
+      f.isNum(body.relative_error) ? h("span", { class: "muted" }, ` · ±${f.num(body.relative_error * 100)} % bucket error`) : null,
+      shared ? h("div", { class: "muted", "data-shared-bucket": shared }, `${shared} fall in the same histogram bucket: the data cannot tell them apart.`) : null);
   }
 
   /**
@@ -359,7 +391,7 @@ export class GraphsPanel {
     const last = tail ? hitsSet.last() : null;
     const from = last === null ? w.from : Math.max(w.from, last - w.step);
     try {
-      const [h1, m1] = await Promise.all(Q.CACHE_SIGNALS.map((metric) => getJSON("metrics/history", Q.cacheParams(metric, from, w))));
+      const [h1, m1] = await Promise.all(Q.CACHE_SIGNALS.map((metric) => getJSON("metrics/history", Q.cacheParams(metric, from, w, this.scopeFilters))));
       if (token !== this.cacheToken) return; // a newer full load won
       hitsSet.merge("hits", h1.series, () => "hits");
       missSet.merge("misses", m1.series, () => "misses");
@@ -397,7 +429,7 @@ export class GraphsPanel {
     }
     let body;
     try {
-      body = await getJSON("metrics/exemplars", Q.exemplarParams(w));
+      body = await getJSON("metrics/exemplars", Q.exemplarParams(w, this.scopeFilters));
     } catch {
       box.hidden = true;
       return;
@@ -441,6 +473,24 @@ export class GraphsPanel {
     for (const c of Object.values(this.charts)) c.rebuild();
     this.distribution.rebuild();
   }
+}
+
+/**
+ * Which percentiles share one histogram bucket ("p95 and p99"), or "" when none do: the
+ * page then says so instead of showing two equal-looking numbers without a word.
+ * @param {Record<string, {lower?: number, upper?: number}|null>} pc percentiles with bounds
+ * @param {string[]} [names]
+ */
+export function sharedBuckets(pc, names = ["p50", "p95", "p99"]) {
+  const groups = new Map();
+  for (const name of names) {
+    const p = pc?.[name];
+    if (!p || !f.isNum(p.lower) || !f.isNum(p.upper)) continue;
+    const key = `${p.lower}|${p.upper}`;
+    groups.set(key, [...(groups.get(key) || []), name]);
+  }
+  const same = [...groups.values()].find((g) => g.length > 1);
+  return same ? same.join(" and ") : "";
 }
 
 /**

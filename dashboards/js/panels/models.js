@@ -81,7 +81,7 @@ export class ModelsPanel {
     }
     const same = names.length === this.cards.size && names.every((n) => this.cards.has(n));
     if (!same) {
-      this.cards = new Map(names.map((n) => [n, modelCard(n)]));
+      this.cards = new Map(names.map((n) => [n, modelCard(models[n]?.model ?? n, models[n]?.service ?? "")]));
       replace(this.root, ...names.map((n) => this.cards.get(n).root));
     }
     for (const n of names) this.cards.get(n).set(models[n] || {}, this.degradationLimit);
@@ -138,8 +138,8 @@ function drawTrend(el, labels, t, name) {
   }));
 }
 
-/** @param {string} name */
-function modelCard(name) {
+/** @param {string} name the model @param {string} [service] the service it serves in */
+function modelCard(name, service = "") {
   const version = h("span", { class: "tag", hidden: true });
   const degTag = h("span", { class: "tag", "data-role": "degradation" });
   const mae = h("div", { class: "mae-big", "data-role": "mae" }, "—");
@@ -169,8 +169,10 @@ function modelCard(name) {
     feedback: makeStat("feedback_count", "Feedback"),
     updated: makeStat("last_updated", "Last update"),
   };
-  const root = h("article", { class: "panel model", "data-model": name },
-    h("header", { class: "model-head" }, h("h3", { title: name }, name), version, degTag),
+  const root = h("article", { class: "panel model", "data-model": name, "data-service": service },
+    h("header", { class: "model-head" },
+      service ? h("span", { class: "tag", "data-role": "service", title: "service" }, service) : null,
+      h("h3", { title: name }, name), version, degTag),
     h("div", { class: "mae-row" },
       h("div", {}, h("div", { class: "mae-big-label" }, "MAE"), mae, interval),
       h("div", { class: "grow" }, compare)),
@@ -187,7 +189,7 @@ function modelCard(name) {
   return {
     root,
     /** @param {any} t the panel's trends @param {string} n */
-    trend(t, n) { drawTrend(chart, chartLabels, t, n); },
+    trend(t) { drawTrend(chart, chartLabels, t, name); },
     /** @param {any} m @param {number} limit */
     set(m, limit) {
       if (m.version || m.model_version) {
@@ -217,7 +219,9 @@ function modelCard(name) {
       stats.lag.set(f.isNum(m.label_lag_p95_s) ? f.duration(m.label_lag_p95_s) : f.DASH, m.label_lag_p95_s);
       setValue(baseline, f.num(m.baseline_mae), m.baseline_mae);
       const deg = m.degradation_percent;
-      setValue(degTag, f.isNum(deg) ? `${f.signedPct(deg)} vs baseline` : "no baseline", deg);
+      // No degradation with a baseline known means no feedback in the window, not "no baseline".
+      const why = f.isNum(m.baseline_mae) ? "no feedback in the window" : "no baseline";
+      setValue(degTag, f.isNum(deg) ? `${f.signedPct(deg)} vs baseline` : why, deg);
       const tone = !f.isNum(deg) ? "" : deg > limit ? "bad" : deg > limit / 2 ? "warn" : "ok";
       degTag.className = `tag${tone ? ` tag--${tone}` : ""}`;
 
@@ -244,7 +248,16 @@ function modelCard(name) {
         ? `${Math.round((m.feedback_count / m.predictions_count) * 100)} %` : "";
       stats.feedback.set(f.count(m.feedback_count), m.feedback_count, cov);
       const updated = typeof m.last_updated === "string" ? Date.parse(m.last_updated) / 1000 : m.last_updated;
-      stats.updated.set(f.isNum(updated) ? f.ago(updated) : f.DASH, null);
+      // A model without predictions in the window is idle: say since when, not "just now".
+      const idle = !(m.predictions_count > 0);
+      root.dataset.idle = idle ? "1" : "0";
+      root.classList.toggle("is-idle", idle);
+      if (idle) {
+        const last = m.last_prediction_at;
+        stats.updated.set(f.isNum(last) ? `idle since ${f.dateTime(last)}` : "idle", null);
+      } else {
+        stats.updated.set(f.isNum(updated) ? f.ago(updated) : f.DASH, null);
+      }
     },
   };
 }

@@ -54,27 +54,39 @@ export class OverviewPanel {
 
   /**
    * @param {any} current the `/metrics/current` document
-   * @param {{errorThreshold?: number, latencyThreshold?: number, cacheThreshold?: number}} [limits]
+   * @param {{errorThreshold?: number, latencyThreshold?: number, cacheThreshold?: number,
+   *          windowMinutes?: number, breakdown?: any[]|null, models?: Record<string, any>}} [limits]
+   *   `models`: the model lines to show (default: the document's); `breakdown`: the
+   *   services of `/metrics/services`, shown under each card when several report (a sum
+   *   alone would hide which one is slow or failing)
    */
   update(current, limits = {}) {
     const api = current?.api_metrics || {};
     const sys = current?.system_metrics || {};
     const cache = current?.cache_metrics || {};
-    const models = current?.model_metrics || {};
+    // Per service and model when several services report (their same-named models differ).
+    const models = limits.models || current?.model_metrics || {};
     const c = this.cards;
+    const minutes = limits.windowMinutes ?? 5;
+    const win = `last ${Number.isInteger(minutes) ? minutes : f.num(minutes)} min`;
+    const per = (pick) => (limits.breakdown || []).map((s) => `${s.service} ${pick(s.current || {})}`).join(" · ");
 
     c.uptime.set({
       text: f.duration(sys.uptime_seconds), raw: sys.uptime_seconds,
-      sub: [f.isNum(sys.cpu_percent) ? `CPU ${f.pct(sys.cpu_percent, 0)}` : "",
-        f.isNum(sys.memory_usage_mb) ? f.mb(sys.memory_usage_mb) : ""].filter(Boolean).join(" · "),
+      sub: ["now", f.isNum(sys.cpu_percent) ? `CPU ${f.pct(sys.cpu_percent, 0)}` : "",
+        f.isNum(sys.memory_usage_mb) ? `${f.mb(sys.memory_usage_mb)} (running instances)` : "",
+        f.isNum(sys.uptime_seconds) ? "" : "no instance running"].filter(Boolean).join(" · "),
     });
-    c.rpm.set({ text: f.rate(api.requests_per_minute), raw: api.requests_per_minute, sub: "requests per minute" });
+    c.rpm.set({
+      text: f.rate(api.requests_per_minute), raw: api.requests_per_minute,
+      sub: `per minute, ${win}`, breakdown: per((d) => f.rate(d.api_metrics?.requests_per_minute)),
+    });
 
     const errTh = limits.errorThreshold ?? 5;
     const err = api.error_rate_percent;
     c.errors.set({
       text: f.isNum(err) ? f.pct(err).replace(" %", "") : f.DASH, unit: f.isNum(err) ? "%" : "", raw: err,
-      sub: `alert above ${errTh} %`,
+      sub: `${win} · alert above ${errTh} %`, breakdown: per((d) => f.pct(d.api_metrics?.error_rate_percent)),
       tone: !f.isNum(err) ? "" : err > errTh ? "bad" : err > errTh / 2 ? "warn" : "ok",
     });
 
@@ -84,7 +96,8 @@ export class OverviewPanel {
     const [avgNum, avgUnit] = splitUnit(f.ms(avg));
     c.latency.set({
       text: avgNum, unit: avgUnit, raw: avg,
-      sub: f.isNum(p95.value) ? `avg · p95 ${f.ms(p95.value)}` : "average",
+      sub: f.isNum(p95.value) ? `avg, ${win} · p95 ${f.ms(p95.value)}` : `average, ${win}`,
+      breakdown: per((d) => f.ms(d.api_metrics?.avg_response_time_ms)),
       tone: !f.isNum(p95.value) ? "" : p95.value > latTh ? "bad" : p95.value > latTh * 0.8 ? "warn" : "ok",
     });
 
@@ -92,7 +105,8 @@ export class OverviewPanel {
     const cacheTh = limits.cacheThreshold ?? 50;
     c.cache.set({
       text: f.isNum(hit) ? f.pct(hit, 1).replace(" %", "") : f.DASH, unit: f.isNum(hit) ? "%" : "", raw: hit,
-      sub: f.isNum(cache.total_hits) ? `${f.count(cache.total_hits)} hits · ${f.count(cache.total_misses)} misses` : "",
+      sub: f.isNum(cache.total_hits) ? `${win} · ${f.count(cache.total_hits)} hits · ${f.count(cache.total_misses)} misses` : win,
+      breakdown: per((d) => f.pct(d.cache_metrics?.hit_rate_percent, 1)),
       tone: !f.isNum(hit) ? "" : hit < cacheTh ? "bad" : hit < cacheTh + 10 ? "warn" : "ok",
     });
 

@@ -53,13 +53,16 @@ class Receiver:
     """A webhook receiver on 127.0.0.1:0 that answers from a script and records requests.
 
     ``script`` items: an int status, ``("redirect", url)``, or ``("hang", seconds)``;
-    the last item repeats.
+    the last item repeats. ``check(body)`` (optional) validates a body the way a real
+    receiver does: it returns an error text, and the receiver answers 400 with it.
     """
 
-    def __init__(self, script: list[Any] | None = None) -> None:
+    def __init__(self, script: list[Any] | None = None, check: Any = None) -> None:
         import http.server
         import threading
 
+        self.check = check
+        self.rejected: list[str] = []
         self.script = list(script or [200])
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -85,6 +88,15 @@ class Receiver:
                     )
                     n = len(receiver.requests)
                     action = receiver.script[min(n, len(receiver.script)) - 1]
+                problem = receiver.check(body) if receiver.check is not None else None
+                if problem:
+                    receiver.rejected.append(problem)
+                    data = problem.encode()
+                    self.send_response(400)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 if isinstance(action, tuple) and action[0] == "hang":
                     receiver._release.wait(action[1])
                     action = 200
@@ -112,6 +124,35 @@ class Receiver:
         self._release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+def pipeline(
+    tmp_path: Any,
+    config: dict[str, Any],
+    hosts: list[str],
+    clock: Any = None,
+    external_url: str = "http://mlpulse.example:8003",
+    store: str | None = None,
+) -> tuple[Any, Script, Any]:
+    """An engine, a scripted source and started delivery workers for ``config``, with the
+    SSRF guard letting ``hosts`` through (alert tables in ``store``, a PostgreSQL URL,
+    or a SQLite file in ``tmp_path``). Returns ``(engine, script, dispatcher)``."""
+    from backend.alerts.engine import AlertEngine
+    from backend.alerts.store import AlertStore
+    from backend.notify.dispatcher import Dispatcher
+    from backend.notify.ssrf import Policy
+    from backend.notify.webhook import WebhookSender
+
+    alert_store = AlertStore(store or tmp_path / "alerts.db")
+    script = Script()
+    engine = AlertEngine(alert_store, script, clock=clock or Clock(), repeat_interval=3600)
+    webhook = WebhookSender(Policy.of(False, hosts), timeout=5, max_attempts=2, backoff_base=0.05)
+    engine.dispatcher = Dispatcher(
+        alert_store, engine.channel, tmp_path, webhook=webhook, workers=2, external_url=external_url
+    )
+    engine.set_config(parse_config(config))
+    engine.dispatcher.start()
+    return engine, script, engine.dispatcher
 
 
 def rule(**overrides: Any) -> dict[str, Any]:
