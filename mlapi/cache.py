@@ -144,6 +144,15 @@ class TTLCache(Generic[K, V]):
             self._size = 0
             return count
 
+    def count(self, predicate: Callable[[K], bool]) -> int:
+        """How many live entries have a key for which `predicate` holds."""
+        with self._lock:
+            now = self._clock()
+            return sum(
+                1 for key, (_, expires_at, _) in self._entries.items()
+                if expires_at > now and predicate(key)
+            )  # fmt: skip
+
     def __len__(self) -> int:
         return len(self._entries)
 

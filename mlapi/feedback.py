@@ -8,6 +8,7 @@ range is refused before the prediction counts as answered, so one absurd `actual
 from __future__ import annotations
 
 import math
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -37,18 +38,60 @@ def check_actual(model_name: str, actual: float) -> None:
         )
 
 
+_EARLIEST_ID_TIME = 1_577_836_800.0  # 2020-01-01: older "times" are not ours
+
+
+def new_prediction_id(now: float | None = None) -> str:
+    """A 32-hex-digit id that starts with its issue time in ms (as UUIDv7 does).
+
+    The time in the id lets feedback for an expired prediction be told apart from an id
+    that was never issued, without remembering expired ids.
+    """
+    ms = int((time.time() if now is None else now) * 1000)
+    return f"{ms & (2**48 - 1):012x}{secrets.token_hex(10)}"
+
+
+def prediction_time(prediction_id: str) -> float | None:
+    """The issue time (epoch s) of an id made by `new_prediction_id`, else None.
+
+    Ids that are not 32 hex digits, or whose time is before 2020 (never issued by
+    `new_prediction_id`), have none.
+    """
+    if len(prediction_id) != 32:
+        return None
+    try:
+        issued = int(prediction_id[:12], 16) / 1000.0
+    except ValueError:
+        return None
+    return issued if issued >= _EARLIEST_ID_TIME else None
+
+
 @dataclass(frozen=True, slots=True)
 class PendingPrediction:
-    """What is needed to score a prediction once its actual value arrives."""
+    """What is needed to score a prediction once its actual value arrives.
+
+    `created_at` is on the store's (monotonic) clock; `predicted_at` is the wall time.
+    """
 
     model_name: str
     model_version: str
     predicted: float
     created_at: float
+    predicted_at: float = 0.0
+    cache_hit: bool = False
 
 
 class UnknownPrediction(LookupError):
     """No pending prediction has this id: never issued, expired or evicted."""
+
+
+class PredictionExpired(LookupError):
+    """The prediction is older than the pending window: its feedback cannot be scored."""
+
+    def __init__(self, prediction_id: str, age_s: float, ttl_s: float) -> None:
+        super().__init__(prediction_id)
+        self.age_s = age_s
+        self.ttl_s = ttl_s
 
 
 class FeedbackAlreadyReceived(LookupError):
@@ -114,7 +157,8 @@ class FeedbackStore:
     def resolve(self, prediction_id: str, actual: float | None = None) -> PendingPrediction:
         """Mark `prediction_id` answered and return its prediction.
 
-        Raises UnknownPrediction or FeedbackAlreadyReceived; with `actual`, also
+        Raises PredictionExpired (an id whose issue time is older than `ttl_s`),
+        UnknownPrediction or FeedbackAlreadyReceived; with `actual`, also
         ActualOutOfRange (and the prediction stays pending, to be answered correctly).
         """
         with self._lock:
@@ -122,6 +166,10 @@ class FeedbackStore:
             item = self._items.get(prediction_id)
             if item is None:
                 self.unknown += 1
+                issued = prediction_time(prediction_id)
+                age = time.time() - issued if issued is not None else 0.0
+                if issued is not None and age > self.ttl_s:
+                    raise PredictionExpired(prediction_id, age, self.ttl_s)
                 raise UnknownPrediction(prediction_id)
             prediction, expires_at, answered = item
             if answered:

@@ -51,8 +51,21 @@ class TrainingSettings:
     seed: int = 42
 
 
+@dataclass(frozen=True, slots=True)
+class ReferenceData:
+    """What a version's training holdout looks like: the reference for drift.
+
+    The holdout's predictions and confidences as the version serves them, and each
+    numeric input feature (FEATURE_NAMES order), one list per feature.
+    """
+
+    predictions: list[float]
+    confidences: list[float]
+    features: dict[str, list[float]]
+
+
 class ModelVersion:
-    """One trained version of a model, with its holdout baseline."""
+    """One trained version of a model, with its holdout baseline and reference data."""
 
     def __init__(
         self,
@@ -67,6 +80,7 @@ class ModelVersion:
         seed: int,
         training_seconds: float,
         trained_at: float,
+        reference: ReferenceData | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -78,8 +92,17 @@ class ModelVersion:
         self.seed = seed
         self.training_seconds = training_seconds
         self.trained_at = trained_at
+        self.reference = reference
         # The low-level trees predict a single row without sklearn's per-call checks.
         self._trees = [tree.tree_ for tree in estimator.estimators_]
+
+    def predict_many(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predict rows of feature vectors: (values, confidences), as `predict` would."""
+        rows = np.asarray(x, dtype=np.float32)
+        per_tree = np.stack([tree.predict(rows)[:, 0] for tree in self._trees]).astype(np.float64)
+        values = np.maximum(np.expm1(per_tree.mean(axis=0)), 0.0)
+        confidences = np.clip(np.exp(-per_tree.std(axis=0) / _CONFIDENCE_SCALE), 0.0, 1.0)
+        return values, confidences
 
     def predict(self, features: ScanFeatures) -> Prediction:
         """Predict one scan; confidence falls as the trees disagree."""
@@ -135,7 +158,7 @@ def train_version(name: ModelName, version_number: int, settings: TrainingSettin
         )
     estimator.fit(x_train, np.log1p(y_train))
     predicted = np.maximum(np.expm1(estimator.predict(x_test)), 0.0)
-    return ModelVersion(
+    version = ModelVersion(
         name=name,
         version=f"v{version_number}",
         estimator=estimator,
@@ -147,6 +170,16 @@ def train_version(name: ModelName, version_number: int, settings: TrainingSettin
         training_seconds=time.perf_counter() - started,
         trained_at=time.time(),
     )
+    # The reference is what the serving path would answer on the holdout (same trees,
+    # same float32 rows), so live traffic from the training distribution matches it.
+    values, confidences = version.predict_many(x_test)
+    version.reference = ReferenceData(
+        predictions=values.tolist(),
+        confidences=confidences.tolist(),
+        features={feature: x_test[:, i].tolist() for i, feature in enumerate(FEATURE_NAMES)},
+    )
+    version.training_seconds = time.perf_counter() - started
+    return version
 
 
 class ModelRegistry:

@@ -109,6 +109,32 @@ def random_features(rng: np.random.Generator) -> ScanFeatures:
     )
 
 
+def representative_scans(n: int, rng: np.random.Generator) -> list[ScanFeatures]:
+    """`n` scans from the request distribution whose categorical features (timeframe,
+    market hours) have exactly its shares, in an interleaved order.
+
+    A small pool of scans drawn at random can be far off the distribution by chance
+    (125 of 300 draws on one timeframe instead of 100): a load generator that repeats
+    such a pool would send traffic that drifted from what the models were trained on.
+    """
+    scans = []
+    for i in range(n):
+        scan = random_features(rng)
+        timeframe = _REQUEST_TIMEFRAMES[i % len(_REQUEST_TIMEFRAMES)]
+        market_hours = (i * 2) % 5 < 2  # 2 in 5: the 40 % of random_features
+        scans.append(
+            ScanFeatures(
+                symbol_count=scan.symbol_count,
+                lookback_days=scan.lookback_days,
+                filter_count=scan.filter_count,
+                indicator_count=scan.indicator_count,
+                timeframe=timeframe,
+                market_hours=market_hours,
+            )
+        )
+    return scans
+
+
 def make_dataset(
     model: ModelName, n_samples: int, seed: int
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

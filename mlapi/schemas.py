@@ -73,6 +73,8 @@ class FeedbackResponse(BaseModel):
     predicted: float
     actual: float
     absolute_error: float
+    predicted_at: float = Field(description="When the prediction was served (epoch s).")
+    label_lag_s: float = Field(description="Seconds from the prediction to this ground truth.")
 
 
 class RetrainRequest(_Strict):

@@ -6,7 +6,6 @@ import asyncio
 import os
 import platform
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
 from time import perf_counter
@@ -18,8 +17,9 @@ from opentelemetry.trace import get_current_span
 from mlapi.cache import TTLCache
 from mlapi.config import MlapiSettings
 from mlapi.faults import FaultInjector, ScenarioName
-from mlapi.feedback import FeedbackStore, PendingPrediction
+from mlapi.feedback import FeedbackStore, PendingPrediction, new_prediction_id
 from mlapi.models import (
+    FEATURE_NAMES,
     MODEL_NAMES,
     ModelName,
     ModelRegistry,
@@ -77,6 +77,7 @@ class MlService:
         self._cache_telemetry = cache_telemetry
         if cache_telemetry is not None:
             cache_telemetry.track(self.cache.size)
+            cache_telemetry.track_stale(self.stale_cache_entries)
         self._retrain_lock = asyncio.Lock()
         self.started_at = time.time()
 
@@ -125,7 +126,7 @@ class MlService:
         else:
             prediction = cached
         value = prediction.value * faults.drift_factor()
-        prediction_id = uuid.uuid4().hex
+        prediction_id = new_prediction_id()
         if self._traced:
             # On the server span (no child span: a span costs more than the inference
             # it would time): find a prediction's trace from its id, never a metric label.
@@ -140,7 +141,14 @@ class MlService:
             )
         self.feedback.add(
             prediction_id,
-            PendingPrediction(name, model.version, value, created_at=time.monotonic()),
+            PendingPrediction(
+                name,
+                model.version,
+                value,
+                created_at=time.monotonic(),
+                predicted_at=time.time(),
+                cache_hit=cached is not None,
+            ),
         )
         if self._models_telemetry is not None:
             self._models_telemetry.bind(name, model.version).record_prediction(
@@ -148,6 +156,7 @@ class MlService:
                 confidence=prediction.confidence,
                 duration_s=duration,
                 cache_hit=cached is not None,
+                features=dict(zip(FEATURE_NAMES, features.vector(), strict=True)),
             )
         return PredictionResponse(
             prediction=value,
@@ -167,15 +176,33 @@ class MlService:
                 pending.model_version,
                 predicted=pending.predicted,
                 actual=request.actual,
+                lag_s=time.monotonic() - pending.created_at,
             )
         return FeedbackResponse(
             prediction_id=request.prediction_id,
+            predicted_at=pending.predicted_at,
+            label_lag_s=time.time() - pending.predicted_at,
             model_name=pending.model_name,
             model_version=pending.model_version,
             predicted=pending.predicted,
             actual=request.actual,
             absolute_error=abs(request.actual - pending.predicted),
         )
+
+    def stale_cache_entries(self) -> dict[str, int]:
+        """Per model, cached entries of a version that no longer serves (after a retrain
+        they are never hit again and only hold memory until their TTL)."""
+        if not self.registry.ready:
+            return {}
+        current: dict[str, str] = {n: self.registry.current(n).version for n in MODEL_NAMES}
+        out: dict[str, int] = {}
+        for name in MODEL_NAMES:
+
+            def stale(key: CacheKey, model: str = name) -> bool:
+                return key[0] == model and key[1] != current[model]
+
+            out[name] = self.cache.count(stale)
+        return out
 
     def start_scenario(self, name: ScenarioName, duration_s: float) -> None:
         """Switch a fault scenario on."""
@@ -223,3 +250,11 @@ class MlService:
             self._models_telemetry.set_baseline(
                 version.name, version.version, mae=version.baseline_mae, r2=version.baseline_r2
             )
+            if version.reference is not None:
+                self._models_telemetry.publish_reference(
+                    version.name,
+                    version.version,
+                    predictions=version.reference.predictions,
+                    confidences=version.reference.confidences,
+                    features=version.reference.features,
+                )

@@ -23,7 +23,14 @@ from typing import Any
 import httpx
 import numpy as np
 
-from mlapi.scans import MODEL_NAMES, ModelName, ScanFeatures, random_features, simulate_actual
+from mlapi.scans import (
+    MODEL_NAMES,
+    ModelName,
+    ScanFeatures,
+    random_features,
+    representative_scans,
+    simulate_actual,
+)
 
 log = logging.getLogger("mlpulse.loadgen")
 
@@ -102,9 +109,12 @@ class LoadGenerator:
         self._random = random.Random(args.seed)
         lo, _, hi = str(args.feedback_delay).partition("-")
         self._delay = (float(lo), float(hi or lo))
-        # A few hundred popular scans with Zipf-like weights: realistic cache reuse.
-        self._popular = [random_features(self._rng) for _ in range(300)]
-        self._weights = [1.0 / (rank + 1) ** 0.7 for rank in range(len(self._popular))]
+        # A few hundred popular scans with Zipf-like weights: realistic cache reuse. The
+        # traffic must stay in the training distribution, or a healthy demo shows drift
+        # (PSI ~0.1): the pool has the distribution's timeframe and market-hours shares
+        # exactly, and the exponent is mild (0.5), so no handful of scans dominates.
+        self._popular = representative_scans(300, self._rng)
+        self._weights = [1.0 / (rank + 1) ** 0.5 for rank in range(len(self._popular))]
         self.stats = LoadStats()
         self._in_flight = asyncio.Semaphore(args.max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()

@@ -15,7 +15,8 @@ import httpx
 SCENARIOS = {
     "latency-spike": "predictions slow down by hundreds of ms (fires the p95 latency alert)",
     "error-burst": "a share of predictions fail with 500 (fires the error-rate alert)",
-    "model-drift": "predictions drift from the truth (fires the MAE-degradation alert)",
+    "model-drift": "predictions drift from the truth and from the training distribution "
+    "(fires prediction_drift, then model_mae_degradation: run it --for 12m)",
     "cache-flush": "the cache is cleared and bypassed (fires the cache-hit-rate alert)",
     "cpu-burn": "every core is kept busy (fires the CPU alert)",
 }

@@ -93,6 +93,14 @@ class Rule(BaseModel):
     for_: Duration = Field(default=60.0, alias="for", description="how long before pending fires")
     keep_firing_for: Duration = 0.0
     min_samples: int = Field(default=1, ge=0, le=10**9)
+    min_coverage_percent: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=100.0,
+        allow_inf_nan=False,
+        description="readiness of label-based rules: the group's label_coverage_percent "
+        "over the window must reach this before the rule may breach",
+    )
     severity: Severity = "warning"
     group_by: GroupBy = "service"
     filters: dict[str, str] = Field(

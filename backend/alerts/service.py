@@ -38,18 +38,44 @@ def signal_source(store: MetricStore) -> SignalSource:
     """Return a source computing rules' signals with `backend.query.signals.evaluate`."""
 
     def source(rule: Rule, now: float) -> list[Sample]:
-        group_by = [] if rule.group_by == "none" else [rule.group_by]
-        results = evaluate(store, rule.signal, now - rule.window, now, group_by, dict(rule.filters))
+        group_by: list[str] = [] if rule.group_by == "none" else [str(rule.group_by)]
+        start, filters = now - rule.window, dict(rule.filters)
+        results = evaluate(store, rule.signal, start, now, group_by, filters)
+        ready = _ready_groups(store, rule, start, now, group_by, filters)
         return [
             Sample(
                 {str(k): str(v) for k, v in dict(r.labels).items()},
                 None if r.value is None else float(r.value),
-                int(r.samples or 0),
+                # A group short of its label coverage has not enough samples yet.
+                int(r.samples or 0) if ready is None or _key(r.labels) in ready else 0,
             )
             for r in results
         ]
 
     return source
+
+
+def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((str(k), str(v)) for k, v in labels.items()))
+
+
+def _ready_groups(
+    store: MetricStore,
+    rule: Rule,
+    start: float,
+    end: float,
+    group_by: list[str],
+    filters: dict[str, str],
+) -> set[tuple[tuple[str, str], ...]] | None:
+    """Groups whose label coverage reaches `rule.min_coverage_percent` (None: no check)."""
+    if rule.min_coverage_percent is None:
+        return None
+    coverage = evaluate(store, "label_coverage_percent", start, end, group_by, filters)
+    return {
+        _key(c.labels)
+        for c in coverage
+        if c.value is not None and c.value >= rule.min_coverage_percent
+    }
 
 
 def webhook_policy(settings: AlertSettings) -> Policy:

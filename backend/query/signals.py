@@ -26,6 +26,9 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from scipy.stats import t as student_t
+
+from backend.query import drift as drift_maths
 from backend.query.histograms import quantile
 from backend.storage.aggregate import Aggregate, merge_all
 from backend.storage.base import RESOLUTIONS, MetricStore, SeriesInfo
@@ -41,22 +44,36 @@ LABEL_KEYS: dict[str, str] = {
     "version": "ml.model.version",
     "result": "ml.cache.result",
     "mountpoint": "system.filesystem.mountpoint",
+    "feature": "ml.feature.name",
+    "cache_hit": "ml.prediction.cache_hit",
 }
 DEFAULT_RETENTION: dict[int, int] = {10: 86_400, 60: 7 * 86_400, 3600: 90 * 86_400}
 
 HTTP_DURATION = "http.server.request.duration"
 PREDICTIONS = "ml.model.predictions"
 CONFIDENCE = "ml.model.prediction.confidence"
+PREDICTION_VALUE = "ml.model.prediction.value"
+FEATURE_VALUE = "ml.model.feature.value"
+REF_PREDICTION_VALUE = "ml.model.reference.prediction.value"
+REF_CONFIDENCE = "ml.model.reference.prediction.confidence"
+REF_FEATURE_VALUE = "ml.model.reference.feature.value"
 FEEDBACK = "ml.model.feedback"
+FEEDBACK_LAG = "ml.model.feedback.lag"
 ERR_ABS = "ml.model.error.absolute"
 ERR_SQ = "ml.model.error.squared"
 ACTUAL = "ml.model.actual"
 ACTUAL_SQ = "ml.model.actual.squared"
 BASELINE_MAE = "ml.model.baseline.mae"
 BASELINE_R2 = "ml.model.baseline.r2"
+PROCESS_UPTIME = "process.uptime"
 CACHE_LOOKUPS = "ml.cache.lookups"
 CACHE_ENTRIES = "ml.cache.entries"
 CACHE_SIZE = "ml.cache.size"
+CACHE_STALE = "ml.cache.stale_entries"
+
+# A model version re-publishes its reference distributions every 10 minutes
+# (instrumentation REFERENCE_REPUBLISH_S); drift signals read them over this lookback.
+REFERENCE_LOOKBACK_S = 3600.0
 
 Rows = Sequence[tuple[SeriesInfo, Aggregate]]
 Frame = Mapping[str, Rows]
@@ -123,6 +140,13 @@ class Signal:
     compute: Callable[[Frame, float], Computed]
     description: str = ""
     histograms: bool = False  # needs histogram buckets (percentiles), not just counts
+    # Metrics read over the `lookback_s` before the window's end instead of the window
+    # (a model version's reference distributions, re-published now and then).
+    lookback_metrics: tuple[str, ...] = ()
+    lookback_s: float = 0.0
+    # `compute` gives the time of the group's latest point; the signal is the age of it
+    # at the window's end (no-data alerting: how long since a group last reported).
+    age: bool = False
 
 
 # --- computation helpers ---------------------------------------------------------------
@@ -237,9 +261,31 @@ def _error_stats(f: Frame) -> tuple[float, float, float, float, float]:
     )
 
 
+#: Two-sided confidence level of the MAE interval.
+MAE_CONFIDENCE = 0.95
+
+
+def mae_interval(n: float, abs_sum: float, sq_sum: float) -> tuple[float, float, float] | None:
+    """MAE and its two-sided `MAE_CONFIDENCE` interval from the sufficient statistics.
+
+    |e| has mean Σ|e|/n and sample variance (Σe² - (Σ|e|)²/n)/(n - 1) (since |e|² = e²),
+    so the MAE's standard error is sqrt(variance / n) and the interval is
+    MAE ± t(0.975, n - 1) · SE (Student's t). None below two feedbacks.
+    """
+    if n < 2:
+        return None
+    mae = abs_sum / n
+    variance = max(sq_sum - abs_sum * abs_sum / n, 0.0) / (n - 1)
+    half = float(student_t.ppf(0.5 + MAE_CONFIDENCE / 2, n - 1)) * math.sqrt(variance / n)
+    return mae, max(mae - half, 0.0), mae + half
+
+
 def _mae(f: Frame, w: float) -> Computed:
-    n, abs_e, _, _, _ = _error_stats(f)
-    return Computed(_ratio(abs_e, n, 1.0), n)
+    n, abs_e, sq, _, _ = _error_stats(f)
+    interval = mae_interval(n, abs_e, sq)
+    if interval is None:
+        return Computed(_ratio(abs_e, n, 1.0), n)
+    return Computed(interval[0], n, interval[1], interval[2])
 
 
 def _rmse(f: Frame, w: float) -> Computed:
@@ -292,17 +338,76 @@ def _weighted_baseline(f: Frame) -> float | None:
 
 
 def _degradation(f: Frame, w: float) -> Computed:
-    n, abs_e, _, _, _ = _error_stats(f)
+    """MAE over the baseline in %, with the interval of the MAE carried over."""
+    n, abs_e, sq, _, _ = _error_stats(f)
     base = _weighted_baseline(f)
     if n <= 0 or base is None or base <= 0:
         return Computed(None, n)
-    return Computed((abs_e / n - base) / base * 100.0, n)
+    interval = mae_interval(n, abs_e, sq)
+    value = (abs_e / n - base) / base * 100.0
+    if interval is None:
+        return Computed(value, n)
+    _, lo, hi = interval
+    return Computed(value, n, (lo - base) / base * 100.0, (hi - base) / base * 100.0)
+
+
+def _degradation_lower(f: Frame, w: float) -> Computed:
+    """The degradation of the MAE's lower confidence bound: > 20 only beyond noise."""
+    c = _degradation(f, w)
+    return Computed(c.lower, c.samples)
+
+
+def _seconds_percentile(metric: str, q: float) -> Callable[[Frame, float], Computed]:
+    def compute(f: Frame, w: float) -> Computed:
+        agg = _merged(f.get(metric, ()))
+        est = quantile(agg, q)
+        if est is None:
+            return Computed(None, agg.count)
+        return Computed(est.value, agg.count, est.lower, est.upper)
+
+    return compute
 
 
 def _coverage(f: Frame, w: float) -> Computed:
     n = _total(f.get(FEEDBACK, ()))
     p = _total(f.get(PREDICTIONS, ()))
     return Computed(_ratio(n, p), p)
+
+
+def _by_version(rows: Rows) -> dict[str, list[Aggregate]]:
+    out: dict[str, list[Aggregate]] = defaultdict(list)
+    for s, a in rows:
+        out[s.attributes.get("ml.model.version", "")].append(a)
+    return out
+
+
+def _drift(live: str, reference: str, stat: str) -> Callable[[Frame, float], Computed]:
+    """PSI or JS distance of `live` against the versions' `reference` (backend.query.drift)."""
+
+    def compute(f: Frame, w: float) -> Computed:
+        result = drift_maths.drift(_by_version(f.get(live, ())), _by_version(f.get(reference, ())))
+        if result is None:
+            return Computed(None, _total(f.get(live, ())))
+        return Computed(result.psi if stat == "psi" else result.js, result.live_count)
+
+    return compute
+
+
+def _last_report(metric: str) -> Callable[[Frame, float], Computed]:
+    """The time (epoch s) of the group's latest point of `metric` (see `Signal.age`)."""
+
+    def compute(f: Frame, w: float) -> Computed:
+        rows = f.get(metric, ())
+        latest = max((a.last_ns for _, a in rows), default=0)
+        return Computed(latest / 1e9 if latest else None, float(len(rows)))
+
+    return compute
+
+
+def _aged(sig: Signal, c: Computed, at: float) -> Computed:
+    if not sig.age or c.value is None:
+        return c
+    return Computed(max(at - c.value, 0.0), c.samples)
 
 
 def _cache(kind: str) -> Callable[[Frame, float], Computed]:
@@ -414,12 +519,60 @@ SIGNALS: dict[str, Signal] = {
             _degradation,
         ),
         Signal(
+            "mae_degradation_lower_percent",
+            "%",
+            (*_MODEL_ERR, BASELINE_MAE),
+            ("model",),
+            _degradation_lower,
+        ),
+        Signal(
             "feedback_coverage_percent", "%", (PREDICTIONS, FEEDBACK), ("model",), _coverage
+        ),
+        Signal("label_coverage_percent", "%", (PREDICTIONS, FEEDBACK), ("model",), _coverage),
+        *[
+            Signal(
+                f"label_lag_p{p}_s", "s", (FEEDBACK_LAG,), ("model",),
+                _seconds_percentile(FEEDBACK_LAG, p / 100), histograms=True,
+            )
+            for p in (50, 95)
+        ],
+        Signal(
+            "prediction_psi", "1", (PREDICTION_VALUE, REF_PREDICTION_VALUE), ("model",),
+            _drift(PREDICTION_VALUE, REF_PREDICTION_VALUE, "psi"), histograms=True,
+            lookback_metrics=(REF_PREDICTION_VALUE,), lookback_s=REFERENCE_LOOKBACK_S,
+        ),
+        Signal(
+            "prediction_js", "1", (PREDICTION_VALUE, REF_PREDICTION_VALUE), ("model",),
+            _drift(PREDICTION_VALUE, REF_PREDICTION_VALUE, "js"), histograms=True,
+            lookback_metrics=(REF_PREDICTION_VALUE,), lookback_s=REFERENCE_LOOKBACK_S,
+        ),
+        Signal(
+            "confidence_psi", "1", (CONFIDENCE, REF_CONFIDENCE), ("model",),
+            _drift(CONFIDENCE, REF_CONFIDENCE, "psi"), histograms=True,
+            lookback_metrics=(REF_CONFIDENCE,), lookback_s=REFERENCE_LOOKBACK_S,
+        ),
+        Signal(
+            "feature_psi", "1", (FEATURE_VALUE, REF_FEATURE_VALUE), ("model", "feature"),
+            _drift(FEATURE_VALUE, REF_FEATURE_VALUE, "psi"), histograms=True,
+            lookback_metrics=(REF_FEATURE_VALUE,), lookback_s=REFERENCE_LOOKBACK_S,
+        ),
+        Signal(
+            "report_age_s", "s", (PROCESS_UPTIME,), ("service",),
+            _last_report(PROCESS_UPTIME), age=True,
+            description="seconds since the group last reported (process.uptime points)",
+        ),
+        Signal(
+            "model_report_age_s", "s", (BASELINE_MAE,), ("model",),
+            _last_report(BASELINE_MAE), age=True,
+            description="seconds since the model last reported (its baseline gauge)",
         ),
         Signal("cache_hit_rate_percent", "%", (CACHE_LOOKUPS,), ("service",), _cache("rate")),
         Signal("cache_hits", "lookups", (CACHE_LOOKUPS,), ("service",), _cache("hits")),
         Signal("cache_misses", "lookups", (CACHE_LOOKUPS,), ("service",), _cache("misses")),
         Signal("cache_entries", "entries", (CACHE_ENTRIES,), ("service",), _level(CACHE_ENTRIES)),
+        Signal(
+            "cache_stale_entries", "entries", (CACHE_STALE,), ("service",), _level(CACHE_STALE)
+        ),
         Signal(
             "cache_size_mb", "MiB", (CACHE_SIZE,), ("service",), _level(CACHE_SIZE, 1 / 2**20)
         ),
@@ -557,6 +710,8 @@ def _read(
     out: dict[str, list[tuple[SeriesInfo, int, Aggregate]]] = {}
     lo = max(bucket_start(start, res), origin)
     for metric in sig.metrics:
+        if metric in sig.lookback_metrics:
+            continue  # read once for the whole range (evaluate_range)
         by_id = {s.id: s for s in store.series(metric, mapped)}
         if not by_id:
             out[metric] = []
@@ -573,16 +728,19 @@ def _read_totals(
     end: float,
     res: int,
     filters: Mapping[str, str] | None,
+    metrics: Sequence[str] | None = None,
 ) -> dict[str, list[tuple[SeriesInfo, Aggregate]]]:
-    """Read a signal's metrics as one aggregate per series over the window (planned)."""
+    """Read a signal's metrics (or `metrics`) as one aggregate per series over the window;
+    lookback metrics over the signal's lookback before `end` when that is longer."""
     mapped = {LABEL_KEYS.get(k, k): v for k, v in (filters or {}).items()}
     out: dict[str, list[tuple[SeriesInfo, Aggregate]]] = {}
-    for metric in sig.metrics:
+    for metric in metrics if metrics is not None else sig.metrics:
         by_id = {s.id: s for s in store.series(metric, mapped)}
         if not by_id:
             out[metric] = []
             continue
-        totals = store.window_totals(list(by_id), start, end, histograms=sig.histograms, align=res)
+        lo = min(start, end - sig.lookback_s) if metric in sig.lookback_metrics else start
+        totals = store.window_totals(list(by_id), lo, end, histograms=sig.histograms, align=res)
         out[metric] = [(by_id[sid], agg) for sid, agg in sorted(totals.items())]
     return out
 
@@ -626,7 +784,7 @@ def evaluate(
     rows = _read_totals(store, sig, start, end, res, filters)
     out = []
     for labels, frame in sorted(_frames(sig, keys, rows).items()):
-        c = sig.compute(frame, end - start)
+        c = _aged(sig, sig.compute(frame, end - start), end)
         out.append(
             SignalValue(dict(zip(keys, labels, strict=True)), c.value, c.samples, c.lower, c.upper)
         )
@@ -664,12 +822,19 @@ def evaluate_range(
         for metric, rows in data.items():
             for info, t, agg in rows:
                 by_step[t].setdefault(metric, []).append((info, agg))
+        # References are static per version: one read serves every step.
+        constant = (
+            _read_totals(store, sig, todo[0], end, res, filters, sig.lookback_metrics)
+            if sig.lookback_metrics
+            else {}
+        )
         for t in todo:
             points: dict[tuple[str, ...], SignalPoint] = {}
-            for labels, frame in _frames(sig, keys, by_step.get(t, {})).items():
+            step_rows = {**by_step.get(t, {}), **constant}
+            for labels, frame in _frames(sig, keys, step_rows).items():
                 if not keys and not frame:
                     continue
-                c = sig.compute(frame, float(step))
+                c = _aged(sig, sig.compute(frame, float(step)), min(t + step, end))
                 points[labels] = SignalPoint(t, c.value, c.samples, c.lower, c.upper)
             computed[t] = points
         closed = {t: p for t, p in computed.items() if t + step <= sealed}

@@ -19,6 +19,7 @@ from backend.query.signals import (
     evaluate,
     latest_time,
 )
+from backend.query.versions import first_seen
 from backend.query.view import read_once
 from backend.storage.base import MetricStore
 from backend.storage.rollup import bucket_start
@@ -66,6 +67,56 @@ def _observed_span(
     first = store.first_bucket(ids, res, bucket_start(start, res), end) if ids else None
     covered = end - first if first is not None else 0.0
     return min(window, max(uptime_s, covered, 1.0))
+
+
+def _versions(
+    store: MetricStore, start: float, end: float, filters: dict[str, str] | None
+) -> dict[str, list[dict[str, Any]]]:
+    """Per model, each version seen in the window side by side, the serving one last.
+
+    Versions are ordered by when they first reported (a retrain makes a new one), so the
+    last is the serving one; each entry has its predictions, MAE with its interval,
+    baseline, degradation and PSI over the window.
+    """
+    keys = ["model", "version"]
+
+    def by_version(signal: str, since: float = start) -> dict[tuple[str, str], SignalValue]:
+        return {
+            (v.labels.get("model", ""), v.labels.get("version", "")): v
+            for v in evaluate(store, signal, since, end, keys, filters)
+        }
+
+    predictions = by_version("prediction_count")
+    mae = by_version("model_mae")
+    baseline = by_version("baseline_mae", end - max(end - start, BASELINE_LOOKBACK_S))
+    degradation = by_version("mae_degradation_percent")
+    psi = by_version("prediction_psi")
+    seen = {k for k in (*predictions, *mae) if k[1]}
+    first = first_seen(store, start, end, filters)
+
+    def value(table: dict[tuple[str, str], SignalValue], key: tuple[str, str]) -> float | None:
+        v = table.get(key)
+        return None if v is None else v.value
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for model, version in sorted(seen):
+        m = mae.get((model, version))
+        out.setdefault(model, []).append(
+            {
+                "version": version,
+                "predictions_count": value(predictions, (model, version)) or 0,
+                "avg_mae": value(mae, (model, version)),
+                "mae_interval": None if m is None else _bounds(m),
+                "feedback_count": 0 if m is None else m.samples,
+                "baseline_mae": value(baseline, (model, version)),
+                "degradation_percent": value(degradation, (model, version)),
+                "prediction_psi": value(psi, (model, version)),
+                "first_seen": first.get((model, version)),
+            }
+        )
+    for entries in out.values():
+        entries.sort(key=lambda e: (e["first_seen"] or 0.0, e["version"]))
+    return out
 
 
 def snapshot(
@@ -125,11 +176,33 @@ def snapshot(
         "degradation_percent": per_model("mae_degradation_percent"),
         "feedback_count": per_model("feedback_count"),
         "feedback_coverage_percent": per_model("feedback_coverage_percent"),
+        "label_coverage_percent": per_model("label_coverage_percent"),
+        "label_lag_p95_s": per_model("label_lag_p95_s"),
+        "mae_degradation_lower_percent": per_model("mae_degradation_lower_percent"),
+        "prediction_psi": per_model("prediction_psi"),
+        "prediction_js": per_model("prediction_js"),
+        "confidence_psi": per_model("confidence_psi"),
     }
+    mae_interval = per_model("model_mae")
+    by_cache: dict[str, dict[str, float | None]] = {}
+    for cv in evaluate(store, "model_mae", start, end, ["model", "cache_hit"], filters):
+        hit = cv.labels.get("cache_hit", "").lower()
+        if hit in ("true", "false"):
+            kind = "hit" if hit == "true" else "miss"
+            by_cache.setdefault(cv.labels.get("model", ""), {})[kind] = cv.value
+    versions = _versions(store, start, end, filters)
+    features: dict[str, list[dict[str, Any]]] = {}
+    for fv in evaluate(store, "feature_psi", start, end, ["model", "feature"], filters):
+        if fv.value is not None:
+            features.setdefault(fv.labels.get("model", ""), []).append(
+                {"feature": fv.labels.get("feature", ""), "psi": fv.value, "samples": fv.samples}
+            )
     models = sorted(
         set(signals["predictions_count"])
         | set(signals["feedback_count"])
         | set(signals["baseline_mae"])
+        | set(signals["prediction_psi"])
+        | set(features)
     )
     model_metrics: dict[str, dict[str, Any]] = {}
     for model in models:
@@ -139,6 +212,17 @@ def snapshot(
             entry[field] = None if v is None else v.value
         for field in ("predictions_count", "feedback_count"):
             entry[field] = entry[field] or 0
+        interval = mae_interval.get(model)
+        entry["mae_interval"] = None if interval is None else _bounds(interval)
+        # Cached answers apart from computed ones (null: no labels of that kind).
+        entry["mae_by_cache_hit"] = {"hit": None, "miss": None, **by_cache.get(model, {})}
+        entry["versions"] = versions.get(model, [])
+        if entry["versions"]:
+            entry["version"] = entry["versions"][-1]["version"]
+        # Which features moved: largest PSI first.
+        entry["feature_drift"] = sorted(
+            features.get(model, []), key=lambda f: (-f["psi"], f["feature"])
+        )
         mf = {**(filters or {}), "model": model}
         updated = latest_time(store, (PREDICTIONS, FEEDBACK, BASELINE_MAE), start, end, mf)
         entry["last_updated"] = updated
@@ -166,6 +250,8 @@ def snapshot(
         "total_misses": total("cache_misses").value or 0,
         "cache_size_mb": total("cache_size_mb").value,
         "entries": total("cache_entries").value,
+        # Entries of a model version that no longer serves (after a retrain).
+        "stale_entries": total("cache_stale_entries").value,
     }
     return {
         "from": start,

@@ -202,7 +202,7 @@ function applyCurrent(doc) {
     breakdown: several ? lastFleet.services : null,
     models: several ? modelData : undefined,
   });
-  models.setLimit(th.mae_degradation_percent);
+  models.setLimit(th.mae_degradation_lower_percent ?? th.mae_degradation_percent);
   models.update(modelData);
   apiPanel.update(doc.api_metrics, snapshotWindowMin);
   byId("updated").textContent = `Updated ${new Date().toLocaleTimeString("en-US", { hour12: false })}`;

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from mlpulse_instrumentation._hotpath import BufferedSum, SumHandle
-from mlpulse_instrumentation._meters import CACHE_ENTRIES, CACHE_RESULT, CACHE_SIZE, MODEL_NAME
+from mlpulse_instrumentation._meters import (
+    CACHE_ENTRIES,
+    CACHE_RESULT,
+    CACHE_SIZE,
+    CACHE_STALE_ENTRIES,
+    MODEL_NAME,
+)
 
 _log = logging.getLogger(__name__)
 
 #: Returns (entries, size in bytes) of one cache.
 SizeSource = Callable[[], tuple[int, int]]
+#: Returns, per model, the entries cached by a model version that no longer serves.
+StaleSource = Callable[[], Mapping[str, int]]
 
 _MAX_BOUND_MODELS = 256
 
@@ -45,11 +53,12 @@ class CacheTelemetry:
         telemetry.cache.record_lookup("result", hit=True)
     """
 
-    __slots__ = ("_bound", "_lock", "_lookups", "_sources")
+    __slots__ = ("_bound", "_lock", "_lookups", "_sources", "_stale")
 
     def __init__(self, meter: Meter, lookups: BufferedSum) -> None:
         self._lookups = lookups
         self._sources: list[SizeSource] = []
+        self._stale: list[StaleSource] = []
         self._lock = threading.Lock()
         self._bound: dict[str, BoundCache] = {}
         meter.create_observable_gauge(
@@ -57,6 +66,12 @@ class CacheTelemetry:
         )
         meter.create_observable_gauge(
             CACHE_SIZE, [self._observe_size], "By", "Estimated size of the cache in bytes."
+        )
+        meter.create_observable_gauge(
+            CACHE_STALE_ENTRIES,
+            [self._observe_stale],
+            "{entry}",
+            "Entries cached by a model version that no longer serves (never hit again).",
         )
 
     def bind(self, model: str) -> BoundCache:
@@ -77,6 +92,11 @@ class CacheTelemetry:
         """Report `source()` = (entries, bytes) as the cache gauges from now on."""
         with self._lock:
             self._sources.append(source)
+
+    def track_stale(self, source: StaleSource) -> None:
+        """Report `source()` = {model: stale entries} as ``ml.cache.stale_entries``."""
+        with self._lock:
+            self._stale.append(source)
 
     def untrack(self, source: SizeSource) -> None:
         """Stop reporting a source given to `track`."""
@@ -107,3 +127,17 @@ class CacheTelemetry:
     def _observe_size(self, _options: CallbackOptions) -> Iterable[Observation]:
         totals = self._totals()
         return () if totals is None else (Observation(totals[1]),)
+
+    def _observe_stale(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            sources = list(self._stale)
+        per_model: dict[str, int] = {}
+        for source in sources:
+            try:
+                counts = source()
+            except Exception:  # a broken callback must not break the whole collection
+                _log.exception("stale cache source failed")
+                continue
+            for model, n in counts.items():
+                per_model[model] = per_model.get(model, 0) + n
+        return [Observation(n, {MODEL_NAME: model}) for model, n in sorted(per_model.items())]

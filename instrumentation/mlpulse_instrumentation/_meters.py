@@ -23,6 +23,12 @@ MODEL_PREDICTIONS = "ml.model.predictions"
 MODEL_INFERENCE_DURATION = "ml.model.inference.duration"
 MODEL_PREDICTION_CONFIDENCE = "ml.model.prediction.confidence"
 MODEL_PREDICTION_VALUE = "ml.model.prediction.value"
+MODEL_FEATURE_VALUE = "ml.model.feature.value"
+MODEL_REFERENCE_PREDICTION_VALUE = "ml.model.reference.prediction.value"
+MODEL_REFERENCE_CONFIDENCE = "ml.model.reference.prediction.confidence"
+MODEL_REFERENCE_FEATURE_VALUE = "ml.model.reference.feature.value"
+MODEL_REFERENCE_SAMPLES = "ml.model.reference.samples"
+MODEL_FEEDBACK_LAG = "ml.model.feedback.lag"
 MODEL_FEEDBACK = "ml.model.feedback"
 MODEL_ERROR_ABSOLUTE = "ml.model.error.absolute"
 MODEL_ERROR_SQUARED = "ml.model.error.squared"
@@ -33,6 +39,7 @@ MODEL_BASELINE_R2 = "ml.model.baseline.r2"
 CACHE_LOOKUPS = "ml.cache.lookups"
 CACHE_ENTRIES = "ml.cache.entries"
 CACHE_SIZE = "ml.cache.size"
+CACHE_STALE_ENTRIES = "ml.cache.stale_entries"
 PROCESS_CPU_UTILIZATION = "process.cpu.utilization"
 PROCESS_MEMORY_USAGE = "process.memory.usage"
 PROCESS_UPTIME = "process.uptime"
@@ -48,6 +55,7 @@ ERROR_TYPE = "error.type"
 MODEL_NAME = "ml.model.name"
 MODEL_VERSION = "ml.model.version"
 PREDICTION_CACHE_HIT = "ml.prediction.cache_hit"
+FEATURE_NAME = "ml.feature.name"
 CACHE_RESULT = "ml.cache.result"
 FILESYSTEM_MOUNTPOINT = "system.filesystem.mountpoint"
 URL_SCHEME = "url.scheme"
@@ -71,6 +79,11 @@ class Meters:
     inference_duration: BufferedHistogram
     prediction_value: BufferedHistogram
     confidence: BufferedHistogram
+    feature_value: BufferedHistogram
+    reference_prediction_value: BufferedHistogram
+    reference_confidence: BufferedHistogram
+    reference_feature_value: BufferedHistogram
+    feedback_lag: BufferedHistogram
     predictions: BufferedSum
     feedback: BufferedSum
     error_absolute: BufferedSum
@@ -79,6 +92,7 @@ class Meters:
     actual_squared: BufferedSum
     cache_lookups: BufferedSum
     baselines: Baselines
+    meter: Meter
 
 
 class Baselines:
@@ -133,6 +147,31 @@ def init_meters(meter: Meter, hot_path: HotPath) -> Meters:
             kind="explicit",
             boundaries=CONFIDENCE_BOUNDARIES,
         ),
+        feature_value=hot_path.histogram(
+            MODEL_FEATURE_VALUE, "1", "Numeric input features of each prediction, per feature."
+        ),
+        # The references use the same kind and bounds as their live instruments, so the
+        # backend compares them bin for bin (PSI, Jensen-Shannon).
+        reference_prediction_value=hot_path.histogram(
+            MODEL_REFERENCE_PREDICTION_VALUE,
+            _TARGET_UNIT,
+            "Predicted values on the version's training holdout (reference for drift).",
+        ),
+        reference_confidence=hot_path.histogram(
+            MODEL_REFERENCE_CONFIDENCE,
+            "1",
+            "Confidence on the version's training holdout (reference for drift).",
+            kind="explicit",
+            boundaries=CONFIDENCE_BOUNDARIES,
+        ),
+        reference_feature_value=hot_path.histogram(
+            MODEL_REFERENCE_FEATURE_VALUE,
+            "1",
+            "Numeric input features of the version's training holdout, per feature.",
+        ),
+        feedback_lag=hot_path.histogram(
+            MODEL_FEEDBACK_LAG, "s", "Time from a prediction to its ground truth (label delay)."
+        ),
         predictions=hot_path.sum(
             meter, MODEL_PREDICTIONS, "{prediction}", "Predictions served, cached ones included."
         ),
@@ -168,6 +207,7 @@ def init_meters(meter: Meter, hot_path: HotPath) -> Meters:
             meter, CACHE_LOOKUPS, "{lookup}", "Prediction cache lookups by result (hit or miss)."
         ),
         baselines=Baselines(meter),
+        meter=meter,
     )
 
 

@@ -1,12 +1,21 @@
-"""Model telemetry: predictions, ground truth as additive error statistics, baselines."""
+"""Model telemetry: predictions, ground truth as additive error statistics, baselines,
+reference distributions for drift, label delay."""
 
 from __future__ import annotations
 
+import math
 import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from opentelemetry import context as otel_context
+from opentelemetry.metrics import CallbackOptions, Observation
 
 from mlpulse_instrumentation._hotpath import HistogramHandle, SumHandle
 from mlpulse_instrumentation._meters import (
+    FEATURE_NAME,
     MODEL_NAME,
+    MODEL_REFERENCE_SAMPLES,
     MODEL_VERSION,
     PREDICTION_CACHE_HIT,
     Meters,
@@ -15,6 +24,105 @@ from mlpulse_instrumentation._meters import (
 # Bound recorders are kept per (model, version); versions only grow on retrain, but a
 # runaway caller must not grow the table without bound (beyond it, binds are not kept).
 _MAX_BOUND_VERSIONS = 1024
+#: Numeric features recorded per model version (more names are ignored): bounded labels.
+MAX_FEATURES = 32
+#: How often each version's reference distributions are recorded again. A reference is
+#: a histogram that only grows by whole copies, and the backend reads it as proportions
+#: over the hour before a window, so re-recording keeps it visible to a backend that
+#: joined later or lost it, without changing its shape.
+REFERENCE_REPUBLISH_S = 600.0
+#: Versions per model whose references keep being re-published (the newest ones).
+MAX_REFERENCE_VERSIONS = 4
+
+
+class References:
+    """The reference distributions (training holdout) of model versions.
+
+    `publish` keeps them and records them at once; they are recorded again every
+    `REFERENCE_REPUBLISH_S` from the collection thread (the ``ml.model.reference.samples``
+    gauge's callback, which also reports how many holdout rows each reference has).
+    """
+
+    def __init__(self, meters: Meters, clock: Callable[[], float] = time.monotonic) -> None:
+        self._meters = meters
+        self._clock = clock
+        self._lock = threading.Lock()
+        # (model, version) -> (predictions, confidences, features, last recorded at)
+        self._items: dict[
+            tuple[str, str],
+            tuple[list[float], list[float], dict[str, list[float]], float | None],
+        ] = {}
+        meters.meter.create_observable_gauge(
+            MODEL_REFERENCE_SAMPLES,
+            [self._observe],
+            "{sample}",
+            "Holdout rows behind each model version's reference distributions.",
+        )
+
+    def publish(
+        self,
+        model: str,
+        version: str,
+        predictions: Sequence[float],
+        confidences: Sequence[float],
+        features: Mapping[str, Sequence[float]],
+    ) -> None:
+        """Keep a version's reference distributions; they go out at the next collection."""
+        kept = {
+            name: [float(v) for v in values if math.isfinite(v)]
+            for name, values in list(features.items())[:MAX_FEATURES]
+        }
+        with self._lock:
+            self._items[(model, version)] = (
+                [float(v) for v in predictions if math.isfinite(v)],
+                [float(v) for v in confidences if math.isfinite(v)],
+                kept,
+                None,
+            )
+            mine = [key for key in self._items if key[0] == model]
+            for old in mine[:-MAX_REFERENCE_VERSIONS]:
+                del self._items[old]
+        # Outside any span: a retrain requested over HTTP must not make the holdout's
+        # values exemplar candidates of the admin request's trace.
+        token = otel_context.attach(otel_context.Context())
+        try:
+            self.record_due()
+        finally:
+            otel_context.detach(token)
+
+    def record_due(self) -> int:
+        """Record every reference not recorded in the last `REFERENCE_REPUBLISH_S`."""
+        now = self._clock()
+        with self._lock:
+            due = [
+                (key, item)
+                for key, item in self._items.items()
+                if item[3] is None or now - item[3] >= REFERENCE_REPUBLISH_S
+            ]
+            for key, item in due:
+                self._items[key] = (*item[:3], now)
+        m = self._meters
+        for (model, version), (predictions, confidences, features, _) in due:
+            attrs = {MODEL_NAME: model, MODEL_VERSION: version}
+            _record_all(m.reference_prediction_value.bind(attrs).record, predictions)
+            _record_all(m.reference_confidence.bind(attrs).record, confidences)
+            for name, values in features.items():
+                handle = m.reference_feature_value.bind({**attrs, FEATURE_NAME: name})
+                _record_all(handle.record, values)
+        return len(due)
+
+    def _observe(self, _options: CallbackOptions) -> Iterable[Observation]:
+        self.record_due()
+        with self._lock:
+            return [
+                Observation(len(item[0]), {MODEL_NAME: model, MODEL_VERSION: version})
+                for (model, version), item in self._items.items()
+            ]
+
+
+def _record_all(record: Callable[[float], None], values: Iterable[float]) -> None:
+    for value in values:
+        record(value)
 
 
 class BoundModel:
@@ -31,19 +139,25 @@ class BoundModel:
         "_absolute",
         "_actual",
         "_actual_squared",
+        "_by_cache",
         "_confidence",
         "_duration",
+        "_feature_handles",
         "_feedback",
         "_hits",
+        "_lag",
         "_meters",
         "_misses",
+        "_references",
         "_squared",
         "_value",
         "model",
         "version",
     )
 
-    def __init__(self, meters: Meters, model: str, version: str) -> None:
+    def __init__(
+        self, meters: Meters, model: str, version: str, references: References | None = None
+    ) -> None:
         if not model or not version:
             raise ValueError(f"model and version must be non-empty, got {model!r}, {version!r}")
         self.model = model
@@ -60,11 +174,26 @@ class BoundModel:
         self._squared: SumHandle = meters.error_squared.bind(attrs)
         self._actual: SumHandle = meters.actual.bind(attrs)
         self._actual_squared: SumHandle = meters.actual_squared.bind(attrs)
+        self._lag: HistogramHandle = meters.feedback_lag.bind(attrs)
+        self._feature_handles: dict[str, HistogramHandle] = {}
+        self._references = references
+        # The error sums split by cache hit, bound on first use (see record_feedback).
+        self._by_cache: dict[bool, tuple[SumHandle, ...]] = {}
 
     def record_prediction(
-        self, *, value: float, confidence: float, duration_s: float, cache_hit: bool
+        self,
+        *,
+        value: float,
+        confidence: float,
+        duration_s: float,
+        cache_hit: bool,
+        features: Mapping[str, float] | None = None,
     ) -> None:
-        """Record one served prediction; the compute duration counts on cache misses only."""
+        """Record one served prediction; the compute duration counts on cache misses only.
+
+        `features` (name -> numeric value) feed input-drift histograms, one per feature
+        name (at most `MAX_FEATURES` names per version).
+        """
         if cache_hit:
             self._hits.add(1)
         else:
@@ -72,15 +201,72 @@ class BoundModel:
             self._duration.record(duration_s)
         self._confidence.record(confidence)
         self._value.record(value)
+        if features:
+            handles = self._feature_handles
+            for name, feature in features.items():
+                handle = handles.get(name)
+                if handle is None:
+                    if len(handles) >= MAX_FEATURES:
+                        continue
+                    handle = handles[name] = self._meters.feature_value.bind(
+                        {MODEL_NAME: self.model, MODEL_VERSION: self.version, FEATURE_NAME: name}
+                    )
+                handle.record(feature)
 
-    def record_feedback(self, *, predicted: float, actual: float) -> None:
-        """Record the ground truth of one earlier prediction of this version."""
+    def record_feedback(
+        self,
+        *,
+        predicted: float,
+        actual: float,
+        lag_s: float | None = None,
+        cache_hit: bool | None = None,
+    ) -> None:
+        """Record the ground truth of one earlier prediction of this version.
+
+        `lag_s` is the time since the prediction was served (label delay); with
+        `cache_hit`, the error sums carry ``ml.prediction.cache_hit`` (MAE of cached and
+        computed answers apart).
+        """
         error = actual - predicted
-        self._feedback.add(1)
-        self._absolute.add(abs(error))
-        self._squared.add(error * error)
-        self._actual.add(actual)
-        self._actual_squared.add(actual * actual)
+        sums = (
+            (self._feedback, self._absolute, self._squared, self._actual, self._actual_squared)
+            if cache_hit is None
+            else self._cache_sums(cache_hit)
+        )
+        feedback, absolute, squared, actual_sum, actual_squared = sums
+        feedback.add(1)
+        absolute.add(abs(error))
+        squared.add(error * error)
+        actual_sum.add(actual)
+        actual_squared.add(actual * actual)
+        if lag_s is not None and math.isfinite(lag_s) and lag_s >= 0:
+            self._lag.record(lag_s)
+
+    def _cache_sums(self, cache_hit: bool) -> tuple[SumHandle, ...]:
+        sums = self._by_cache.get(cache_hit)
+        if sums is None:
+            m = self._meters
+            attrs = {MODEL_NAME: self.model, MODEL_VERSION: self.version,
+                     PREDICTION_CACHE_HIT: cache_hit}  # fmt: skip
+            sums = self._by_cache[cache_hit] = tuple(
+                table.bind(attrs)
+                for table in (m.feedback, m.error_absolute, m.error_squared, m.actual,
+                              m.actual_squared)
+            )  # fmt: skip
+        return sums
+
+    def publish_reference(
+        self,
+        *,
+        predictions: Sequence[float],
+        confidences: Sequence[float],
+        features: Mapping[str, Sequence[float]] | None = None,
+    ) -> None:
+        """Publish this version's reference distributions (its training holdout's
+        predictions, confidences and numeric features), once after training."""
+        if self._references is None:
+            raise RuntimeError("this recorder was built without a references registry")
+        self._references.publish(self.model, self.version, predictions, confidences, features or {})
 
     def set_baseline(self, *, mae: float, r2: float) -> None:
         """Publish this version's holdout MAE and R² (once, after training)."""
@@ -105,12 +291,13 @@ class ModelTelemetry:
     are exact over any window and any number of instances.
     """
 
-    __slots__ = ("_bound", "_lock", "_meters")
+    __slots__ = ("_bound", "_lock", "_meters", "references")
 
     def __init__(self, meters: Meters) -> None:
         self._meters = meters
         self._bound: dict[tuple[str, str], BoundModel] = {}
         self._lock = threading.Lock()
+        self.references = References(meters)
 
     def bind(self, model: str, version: str) -> BoundModel:
         """The recorder of `model` at `version` (the same object for the same pair)."""
@@ -120,7 +307,7 @@ class ModelTelemetry:
         with self._lock:
             bound = self._bound.get((model, version))
             if bound is None:
-                bound = BoundModel(self._meters, model, version)
+                bound = BoundModel(self._meters, model, version, self.references)
                 if len(self._bound) < _MAX_BOUND_VERSIONS:
                     self._bound[(model, version)] = bound
         return bound
@@ -134,15 +321,45 @@ class ModelTelemetry:
         confidence: float,
         duration_s: float,
         cache_hit: bool,
+        features: Mapping[str, float] | None = None,
     ) -> None:
         """Record one served prediction (see `BoundModel.record_prediction`)."""
         self.bind(model, version).record_prediction(
-            value=value, confidence=confidence, duration_s=duration_s, cache_hit=cache_hit
+            value=value,
+            confidence=confidence,
+            duration_s=duration_s,
+            cache_hit=cache_hit,
+            features=features,
         )
 
-    def record_feedback(self, model: str, version: str, *, predicted: float, actual: float) -> None:
-        """Record the ground truth of one earlier prediction."""
-        self.bind(model, version).record_feedback(predicted=predicted, actual=actual)
+    def record_feedback(
+        self,
+        model: str,
+        version: str,
+        *,
+        predicted: float,
+        actual: float,
+        lag_s: float | None = None,
+        cache_hit: bool | None = None,
+    ) -> None:
+        """Record the ground truth of one earlier prediction (see `BoundModel`)."""
+        self.bind(model, version).record_feedback(
+            predicted=predicted, actual=actual, lag_s=lag_s, cache_hit=cache_hit
+        )
+
+    def publish_reference(
+        self,
+        model: str,
+        version: str,
+        *,
+        predictions: Sequence[float],
+        confidences: Sequence[float],
+        features: Mapping[str, Sequence[float]] | None = None,
+    ) -> None:
+        """Publish a model version's reference distributions (see `BoundModel`)."""
+        self.bind(model, version).publish_reference(
+            predictions=predictions, confidences=confidences, features=features
+        )
 
     def set_baseline(self, model: str, version: str, *, mae: float, r2: float) -> None:
         """Publish a model version's holdout MAE and R² (once per version)."""

@@ -5,7 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, status
 
 from mlapi.deps import ServiceDep
-from mlapi.feedback import ActualOutOfRange, FeedbackAlreadyReceived, UnknownPrediction
+from mlapi.feedback import (
+    ActualOutOfRange,
+    FeedbackAlreadyReceived,
+    PredictionExpired,
+    UnknownPrediction,
+)
 from mlapi.schemas import FeedbackRequest, FeedbackResponse
 
 router = APIRouter(tags=["feedback"])
@@ -16,6 +21,12 @@ async def feedback(request: FeedbackRequest, service: ServiceDep) -> FeedbackRes
     """Record the actual value of a prediction, once."""
     try:
         return service.record_feedback(request)
+    except PredictionExpired as exc:
+        raise HTTPException(
+            status.HTTP_410_GONE,
+            f"prediction_id is {exc.age_s:.0f} s old, older than the feedback window "
+            f"({exc.ttl_s:.0f} s): its ground truth can no longer be scored",
+        ) from None
     except UnknownPrediction:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,

@@ -1,5 +1,5 @@
 """Query routes: `/metrics/current`, `/history`, `/summary`, `/export`, `/distribution`,
-`/exemplars`, `/catalog`. Read-only; times are epoch seconds, ISO-8601 or `now-1h`."""
+`/exemplars`, `/catalog`, `/versions`. Read-only; times are epoch seconds, ISO-8601 or `now-1h`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from backend.query import fleet as fleet_q
 from backend.query import history as history_q
 from backend.query.signals import HTTP_DURATION, Signal, UnknownSignalError, resolve
 from backend.query.snapshot import snapshot
+from backend.query.versions import version_markers
 from backend.storage.base import MetricStore
 
 router = APIRouter(prefix="/metrics", tags=["metrics"])
@@ -173,6 +174,16 @@ def exemplars(
     for ex in found:
         ex["trace_url"] = f"{base}/trace/{ex['trace_id']}" if base and ex["trace_id"] else None
     return finite({"metric": metric, "from": t0, "to": t1, "exemplars": found})
+
+
+@router.get("/versions")
+def versions(
+    store: StoreDep, start: FromQ = None, end: ToQ = None, service: Str = None, model: Str = None
+) -> dict[str, Any]:
+    """Model versions first seen in a range (default: the last hour): the version markers."""
+    t0, t1 = parse_range(start, end)
+    markers = version_markers(store, t0, t1, _filters(service=service, model=model))
+    return finite({"from": t0, "to": t1, "markers": [m.as_dict() for m in markers]})
 
 
 @router.get("/catalog")

@@ -241,9 +241,11 @@ def test_seed_rules_are_served_and_yaml_round_trips(alert_backend):
     assert by_signal["error_rate_percent"]["comparison"] == ">"
     assert by_signal["error_rate_percent"]["threshold"] == 5
     assert by_signal["p95_latency_ms"]["threshold"] == 500
-    assert by_signal["mae_degradation_percent"]["threshold"] == 20
+    assert by_signal["mae_degradation_lower_percent"]["threshold"] == 20
+    assert by_signal["mae_degradation_lower_percent"]["min_coverage_percent"] == 5
+    assert by_signal["prediction_psi"]["threshold"] == 0.25
     assert by_signal["cache_hit_rate_percent"]["comparison"] == "<"
-    assert by_signal["cache_hit_rate_percent"]["threshold"] == 50
+    assert by_signal["cache_hit_rate_percent"]["threshold"] == 20
     for signal in ("cpu_percent", "memory_percent", "disk_percent"):
         assert (by_signal[signal]["comparison"], by_signal[signal]["threshold"]) == (">", 80)
     assert by_signal["error_rate_percent"]["for"] == 60  # seconds in JSON

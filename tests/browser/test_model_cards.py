@@ -1,0 +1,112 @@
+"""The model cards in Debian's Chromium: prediction drift (PSI, JS, the chart with its
+version marker), label coverage and delay, the MAE with its interval, features that
+moved and the versions side by side, each equal to what the API returns."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from browser_testing import Backend, PageProbe
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.sdk.metrics import Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
+from opentelemetry.sdk.resources import Resource
+
+pytestmark = pytest.mark.browser
+MARKUP_LABELS = False
+
+V3 = {"ml.model.name": "result", "ml.model.version": "3"}
+V4 = {"ml.model.name": "result", "ml.model.version": "4"}  # a retrain, now
+
+
+@pytest.fixture(scope="module")
+def monitored(backend: Backend) -> Iterator[dict[str, Any]]:
+    """Reference distributions, drifted live values, features, label lag and a v4."""
+    exporter = OTLPMetricExporter(
+        endpoint=f"{backend.url}/v1/metrics",
+        preferred_aggregation={Histogram: ExponentialBucketHistogramAggregation()},
+    )
+    provider = MeterProvider(
+        metric_readers=[PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)],
+        resource=Resource.create({"service.name": "mlapi", "service.instance.id": "monitor"}),
+    )
+    meter = provider.get_meter("mlapi")
+    rng = random.Random(8)
+    ref = meter.create_histogram("ml.model.reference.prediction.value", unit="1")
+    live = meter.create_histogram("ml.model.prediction.value", unit="1")
+    ref_feature = meter.create_histogram("ml.model.reference.feature.value", unit="1")
+    feature = meter.create_histogram("ml.model.feature.value", unit="1")
+    lag = meter.create_histogram("ml.model.feedback.lag", unit="s")
+    for attrs in (V3, V4):
+        for _ in range(3000):
+            ref.record(rng.lognormvariate(4.0, 0.5), attrs)
+    for _ in range(400):
+        live.record(rng.lognormvariate(4.5, 0.5), V4)  # drifted upwards
+        lag.record(rng.uniform(2, 120), V3)
+    for _ in range(2000):
+        ref_feature.record(rng.randint(1, 8), {**V4, "ml.feature.name": "filter_count"})
+    for _ in range(300):
+        feature.record(rng.randint(20, 30), {**V4, "ml.feature.name": "filter_count"})
+    meter.create_gauge("ml.model.baseline.mae").set(3.9, V4)
+    meter.create_counter("ml.model.predictions").add(400, {**V4, "ml.prediction.cache_hit": False})
+    assert provider.force_flush()
+    yield {}
+    provider.shutdown()
+
+
+def _card(page: PageProbe, name: str) -> Any:
+    return page.page.locator("#models article.model").filter(
+        has=page.page.locator("h3", has_text=name)
+    )
+
+
+def _num(locator: Any, attribute: str = "data-value") -> float | None:
+    raw = locator.first.get_attribute(attribute)
+    return None if raw in (None, "") else float(raw)
+
+
+def test_model_cards_show_psi_coverage_mae_interval_and_version_marker(
+    monitored: dict[str, Any], backend: Backend, page: PageProbe
+) -> None:
+    card = _card(page, "result")
+    card.locator("[data-role=version-marker][data-version='4']").wait_for(
+        state="attached", timeout=20_000
+    )
+    assert card.locator(".version-label[data-version='4']").is_visible()
+    doc = backend.get("/metrics/current")
+    m = doc["model_metrics"]["result"]
+
+    assert m["prediction_psi"] is not None and m["prediction_psi"] > 0.25
+    assert _num(card.locator("[data-role=psi]")) == pytest.approx(m["prediction_psi"], rel=1e-9)
+    assert _num(card.locator("[data-role=js]")) == pytest.approx(m["prediction_js"], rel=1e-9)
+    assert card.locator("[data-role=drift]").inner_text() == "significant"
+    assert "tag--bad" in (card.locator("[data-role=drift]").get_attribute("class") or "")
+
+    coverage = card.locator("[data-stat=label_coverage_percent] [data-role=value]")
+    assert _num(coverage) == pytest.approx(m["label_coverage_percent"], rel=1e-9)
+    lag = card.locator("[data-stat=label_lag_p95_s] [data-role=value]")
+    assert _num(lag) == pytest.approx(m["label_lag_p95_s"], rel=1e-9)
+
+    interval = card.locator("[data-role=mae-interval]")
+    assert _num(interval, "data-lower") == pytest.approx(m["mae_interval"]["lower"], rel=1e-9)
+    assert _num(interval, "data-upper") == pytest.approx(m["mae_interval"]["upper"], rel=1e-9)
+    assert interval.inner_text().startswith("95 % CI ")
+
+    # The chart: a PSI line and the marker of v4 where the API puts it.
+    chart = card.locator("[data-role=psi-chart]")
+    assert int(chart.get_attribute("data-points") or 0) >= 1
+    markers = backend.get("/metrics/versions", **{"from": "now-1h"})["markers"]
+    assert {(mk["model"], mk["version"]) for mk in markers} >= {("result", "4")}
+    assert "4 first reported" in chart.locator("[data-version='4'] title").text_content()
+
+    # Which features moved, and v3 next to v4.
+    first = card.locator("[data-role=features] li").first
+    assert first.get_attribute("data-feature") == "filter_count"
+    assert _num(first.locator(".num")) == pytest.approx(m["feature_drift"][0]["psi"], rel=1e-9)
+    rows = card.locator("[data-role=versions] tbody tr")
+    assert [rows.nth(i).get_attribute("data-version") for i in range(rows.count())] == ["3", "4"]
+    assert page.errors == []
