@@ -158,6 +158,10 @@ def test_selector_filters_every_panel_to_the_numbers_the_api_returns(
     page: PageProbe, backend: Backend
 ) -> None:
     pg = page.page
+    # The services list loads after the first paint: wait for it, then compare.
+    pg.wait_for_function(
+        "() => document.querySelectorAll('#service-select option').length >= 3", timeout=20_000
+    )
     options = pg.locator("#service-select option").all_inner_texts()
     assert options == ["All services", "mlapi", "search"]
     fleet = fleet_of(backend)
