@@ -168,6 +168,11 @@ _UPDATE_STATES = (
     " %s::float8[], %s::float8[], %s::bytea[]) AS u (sid, start_ns, time_ns, c, s, mn, mx, h)"
     " WHERE st.series_id = u.sid"
 )
+# The columns `_series_info` reads, in its order.
+_SELECT_SERIES = (
+    "SELECT id, fingerprint, metric, kind, unit, monotonic, service, instance, attributes,"
+    " resource, scope FROM series"
+)
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 
@@ -361,8 +366,7 @@ class PostgresEngine(TieredReads):
             rows = []
             if missing:
                 rows = conn.execute(
-                    "SELECT id, fingerprint, metric, kind, unit, monotonic, service, instance,"
-                    " attributes, resource, scope FROM series WHERE id = ANY(%s)",
+                    _SELECT_SERIES + " WHERE id = ANY(%s)",
                     (missing,),
                 ).fetchall()
         with self.lock:
@@ -390,8 +394,7 @@ class PostgresEngine(TieredReads):
             found = {
                 bytes(r[1]): r
                 for r in conn.execute(
-                    "SELECT id, fingerprint, metric, kind, unit, monotonic, service, instance,"
-                    " attributes, resource, scope FROM series WHERE fingerprint = ANY(%s)",
+                    _SELECT_SERIES + " WHERE fingerprint = ANY(%s)",
                     (list(todo),),
                 ).fetchall()
             }
@@ -415,9 +418,7 @@ class PostgresEngine(TieredReads):
                 found.update(
                     (bytes(r[1]), r)
                     for r in conn.execute(
-                        "SELECT id, fingerprint, metric, kind, unit, monotonic, service,"
-                        " instance, attributes, resource, scope FROM series"
-                        " WHERE fingerprint = ANY(%s)",
+                        _SELECT_SERIES + " WHERE fingerprint = ANY(%s)",
                         (new,),
                     ).fetchall()
                 )
@@ -510,9 +511,7 @@ class PostgresEngine(TieredReads):
                 states_rows = [_state_row(sid, st) for sid, st in sorted(changed.items())]
                 conn.execute(_UPDATE_STATES, _columns(states_rows, 8))
             if late:
-                conn.execute(
-                    "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'generation'"
-                )
+                self._bump_generation(conn)  # every replica's cached windows are stale
             if accepted:
                 event = {
                     "replica": self.replica_id,
