@@ -282,7 +282,9 @@ def test_losing_the_database_gives_503_then_recovers_losing_nothing(tmp_path: Pa
         with ServerThread(app) as base:
             acknowledged = 0
             statuses: list[int] = []
-            outage = threading.Thread(target=cluster.restart, kwargs={"down_for": 4.0})
+            # Down longer than the pool waits for a connection (5 s): some exports must
+            # get their 503 rather than wait the outage out.
+            outage = threading.Thread(target=cluster.restart, kwargs={"down_for": 8.0})
             t0 = time.time()
             for i in range(400):
                 if i == 20:
