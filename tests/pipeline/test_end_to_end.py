@@ -479,9 +479,9 @@ def test_backend_down_30s_under_load_loses_nothing(
 ) -> None:
     """The backend stops for OUTAGE_S while mlapi keeps answering predictions; restarted on
     the same port and data folder, it ends up with exactly the counts sent. The data of
-    the outage arrives with its own timestamps (every 10 s step of the outage has its
-    requests), so it came from the collector's queue, not only in the next cumulative
-    point."""
+    the outage arrives with its own timestamps (most of the outage's requests sit in the
+    10 s steps of the outage), so it came from the collector's queue, not only in the next
+    cumulative point."""
     t0 = time.time()
     stack = start_stack(services, collectors, jaeger, tmp_path)
     driver = driver_factory(stack.mlapi_url)
@@ -520,7 +520,12 @@ def test_backend_down_30s_under_load_loses_nothing(
     assert sum(v for _, v in points if v is not None) == sent.requests
     inside = [(t, v) for t, v in points if t >= down_at and t + 10 <= up_at]
     assert len(inside) >= 2
-    assert all(v for _, v in inside), f"a step of the outage has no requests: {inside}"
+    # Not every step: on a loaded machine mlapi's own exports can bunch up, leaving one 10 s
+    # step empty and the next with twice its share (seen in CI: 81, 32, None, 25, 82). Had
+    # the queue not kept the outage's exports, its steps would hold nothing at all.
+    in_outage = sum(v or 0 for _, v in inside)
+    assert sum(1 for _, v in inside if v) >= 2, f"the outage's steps are empty: {inside}"
+    assert in_outage >= 0.5 * during, f"{in_outage} of {during} in the outage's steps: {inside}"
     for model in MODELS:
         per_model = history(stack, "prediction_count", t0 - 60, time.time() + 20, 10, model)
         assert sum(v for _, v in per_model if v is not None) == sent.predictions[model]
