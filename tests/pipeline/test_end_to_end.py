@@ -520,9 +520,10 @@ def test_backend_down_30s_under_load_loses_nothing(
     assert sum(v for _, v in points if v is not None) == sent.requests
     inside = [(t, v) for t, v in points if t >= down_at and t + 10 <= up_at]
     assert len(inside) >= 2
-    # (Whole steps only: about 20 of its ~35 s.) Not every step: on a loaded machine mlapi's own exports can bunch up, leaving one 10 s
-    # step empty and the next with twice its share (seen in CI: 81, 32, None, 25, 82). Had
-    # the queue not kept the outage's exports, its steps would hold nothing at all.
+    # Not every step: on a loaded machine mlapi's own exports can bunch up, leaving one 10 s
+    # step empty and the next with twice its share (seen in CI: 81, 32, None, 25, 82). Whole
+    # steps cover about 20 of the outage's ~35 s; had the queue not kept the outage's
+    # exports, those steps would hold nothing at all.
     in_outage = sum(v or 0 for _, v in inside)
     assert sum(1 for _, v in inside if v) >= 2, f"the outage's steps are empty: {inside}"
     assert in_outage >= 0.3 * during, f"{in_outage} of {during} in the outage's steps: {inside}"
