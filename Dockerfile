@@ -25,8 +25,6 @@ RUN python -c "import tomllib; print('\n'.join(d for p in ('pyproject.toml', 'in
 
 # Then mlpulse itself (non-editable) and the dashboard page the backend serves.
 COPY instrumentation ./instrumentation
-COPY mlapi ./mlapi
-COPY backend ./backend
 COPY mlpulse ./mlpulse
 COPY dashboards ./dashboards
 RUN pip install --no-deps ./instrumentation . && rm -rf build *.egg-info instrumentation/build

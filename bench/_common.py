@@ -167,7 +167,7 @@ def backend_child(data_dir: Path, port: int, log: Path | None = None, **env: str
     """Start the backend (uvicorn, one process) on `port` with its data in `data_dir`."""
     # What `mlpulse backend` runs, without the CLI's imports (it pulls in scikit-learn).
     code = (
-        "import uvicorn; from backend.app import create_app; "
+        "import uvicorn; from mlpulse.backend.app import create_app; "
         f"uvicorn.run(create_app(), host='127.0.0.1', port={port}, log_level='warning')"
     )
     child = Child(

@@ -5,7 +5,7 @@ Payload (bench/_payload.py): 3 mlapi instances x 200 series (90 histograms: expo
 latency/value, explicit confidence), cumulative, one export per instance every 5 s,
 built by the real SDK and OTLP encoder. The same serialized requests go to:
 
-- the backend (`backend.app:create_app` under one uvicorn process, as `mlpulse backend`
+- the backend (`mlpulse.backend.app:create_app` under one uvicorn process, as `mlpulse backend`
   runs it; SQLite WAL, synchronous=NORMAL),
   posted by 3 client threads (one per instance, like 3 exporters), keep-alive HTTP/1.1;
 - the real collector (`otelcol-mlpulse`, bench/otelcol-bench.yaml: OTLP/HTTP receiver →
@@ -91,7 +91,7 @@ class BareSQLite:
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            from backend.storage.sqlite import _SCHEMA
+            from mlpulse.backend.storage.sqlite import _SCHEMA
 
             schema = _SCHEMA
         except ImportError:  # the backend moved it: the same table, spelled out
@@ -165,10 +165,10 @@ def _stored(db: Path) -> dict[str, float]:
 
 def _profile(streams: list[Stream], workdir: Path) -> dict[str, Any]:
     """Run decode + ingest in-process under cProfile; stage shares and the top functions."""
-    from backend.config import BackendSettings
-    from backend.ingest.limits import Limits
-    from backend.ingest.otlp import decode_request
-    from backend.ingest.pipeline import ingest, open_engine
+    from mlpulse.backend.config import BackendSettings
+    from mlpulse.backend.ingest.limits import Limits
+    from mlpulse.backend.ingest.otlp import decode_request
+    from mlpulse.backend.ingest.pipeline import ingest, open_engine
 
     data = workdir / "profile"
     data.mkdir(exist_ok=True)

@@ -1,6 +1,6 @@
 """B1 instrumentation overhead: bare mlapi vs ours (metrics; metrics + traces) vs stock.
 
-Variants, all on the real `mlapi.app:create_app` (models trained as in production),
+Variants, all on the real `mlpulse.mlapi.app:create_app` (models trained as in production),
 plus a trivial `GET /ping` route added to each app:
 
 - `bare`: `MlapiSettings(telemetry_enabled=False)` — no OpenTelemetry at all;
@@ -13,7 +13,7 @@ plus a trivial `GET /ping` route added to each app:
 Request mixes: "cache hits" cycles through the 300 popular scans (warm cache: the
 cheapest real path of `/predict/*`, the hardest case for a relative overhead); "loadgen
 mix" follows mlpulse loadgen's defaults: 75 % popular scans (300 of them, weights
-1/(rank+1)^0.7), 25 % fresh scans from `mlapi.scans.random_features` (cache misses: a
+1/(rank+1)^0.7), 25 % fresh scans from `mlpulse.mlapi.scans.random_features` (cache misses: a
 scikit-learn prediction), new ones every round. Every variant gets the same bodies in
 the same order.
 
@@ -70,7 +70,7 @@ TITLE = "Instrumentation overhead (mlapi, in-process and through uvicorn)"
 VARIANTS = ("bare", "metrics", "traces", "stock")
 # The request mix of mlpulse loadgen's defaults: POOL popular scans with weights
 # 1/(rank+1)^WEIGHT_EXPONENT asked POPULAR_SHARE of the time, the rest fresh scans drawn
-# by mlapi.scans.random_features (cache misses).
+# by mlpulse.mlapi.scans.random_features (cache misses).
 POOL = 300
 WEIGHT_EXPONENT = 0.7
 POPULAR_SHARE = 0.75
@@ -105,7 +105,7 @@ def _features_json(f: Any) -> bytes:
 def popular() -> list[bytes]:
     import numpy as np
 
-    from mlapi.models import random_features
+    from mlpulse.mlapi.models import random_features
 
     rng = np.random.default_rng(7)
     return [_features_json(random_features(rng)) for _ in range(POOL)]
@@ -117,7 +117,7 @@ def sequence(case: Case, n: int, seed: int, pool: list[bytes]) -> list[bytes]:
 
     import numpy as np
 
-    from mlapi.models import random_features
+    from mlpulse.mlapi.models import random_features
 
     if case.mix == "none":
         return [b""] * n
@@ -141,8 +141,8 @@ def build_app(variant: str, sink_url: str, quick: bool = False) -> Any:
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    from mlapi.app import create_app
-    from mlapi.config import MlapiSettings
+    from mlpulse.mlapi.app import create_app
+    from mlpulse.mlapi.config import MlapiSettings
 
     def reader() -> PeriodicExportingMetricReader:
         return PeriodicExportingMetricReader(
@@ -440,7 +440,7 @@ def _fresh(seed: int, n: int) -> list[bytes]:
     """Fresh scans (not in the popular pool): cache misses, a new set per round."""
     import numpy as np
 
-    from mlapi.models import random_features
+    from mlpulse.mlapi.models import random_features
 
     rng = np.random.default_rng(100_000 + seed)
     return [_features_json(random_features(rng)) for _ in range(n)]

@@ -216,9 +216,9 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
 def _rollup(db: Path, t0: int, samples: Any) -> dict[str, Any] | None:
     """Percentiles from the stored 1 h rollup row of the exponential histogram."""
     try:
-        from backend.ingest.pipeline import open_engine
-        from backend.query.histograms import quantile, relative_error
-        from backend.storage.aggregate import merge_all
+        from mlpulse.backend.ingest.pipeline import open_engine
+        from mlpulse.backend.query.histograms import quantile, relative_error
+        from mlpulse.backend.storage.aggregate import merge_all
     except ImportError:
         return None
     store = open_engine(db)

@@ -139,8 +139,8 @@ def _profile_summary(db: Path, t0: float, t1: float) -> dict[str, Any]:
     import pstats
     import re
 
-    from backend.ingest.pipeline import open_engine
-    from backend.query.snapshot import snapshot
+    from mlpulse.backend.ingest.pipeline import open_engine
+    from mlpulse.backend.query.snapshot import snapshot
 
     store = open_engine(db)
     try:

@@ -104,7 +104,7 @@ def _steady(workdir: Path, seconds: float) -> dict[str, Any]:
 
 
 def _storage(db: Path, workdir: Path) -> list[dict[str, Any]]:
-    from backend.storage.sqlite import _SCHEMA
+    from mlpulse.backend.storage.sqlite import _SCHEMA
 
     src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     kinds = src.execute("SELECT DISTINCT kind FROM series").fetchall()

@@ -5,7 +5,7 @@ Payload: B2's (bench/_payload.py: 3 mlapi instances x 200 series, cumulative, th
 SDK's encoder). Every configuration gets a fresh store and the same requests:
 
 - `sqlite`: one backend process on its embedded engine (head + WAL + checkpoints);
-- `postgresql xN`: N backend processes (`backend.app:create_app` under uvicorn, as
+- `postgresql xN`: N backend processes (`mlpulse.backend.app:create_app` under uvicorn, as
   `mlpulse backend` runs it) on one throwaway PostgreSQL 15 server (mlpulse/_pgcluster.py,
   fsync off as in any benchmark cluster here). Export k of instance i goes to replica
   (k + i) mod N: consecutive exports of one series land on different replicas, the

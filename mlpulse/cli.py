@@ -38,9 +38,9 @@ def _run_backend(args: argparse.Namespace) -> int:
     import uvicorn
     from pydantic import ValidationError
 
-    from backend.app import create_app
-    from backend.config import BackendSettings
-    from backend.storage.postgres import StoreUnavailableError
+    from mlpulse.backend.app import create_app
+    from mlpulse.backend.config import BackendSettings
+    from mlpulse.backend.storage.postgres import StoreUnavailableError
 
     try:  # a bad setting or an unusable database: one line, no traceback
         app = create_app(BackendSettings())
@@ -66,7 +66,7 @@ def _run_backend(args: argparse.Namespace) -> int:
 def _run_mlapi(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from mlapi.app import create_app
+    from mlpulse.mlapi.app import create_app
 
     uvicorn.run(
         create_app(),

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from mlapi.scans import (
+from mlpulse.mlapi.scans import (
     MODEL_NAMES,
     ModelName,
     ScanFeatures,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from backend.alerts.rules import ConfigError, load_yaml
+from mlpulse.backend.alerts.rules import ConfigError, load_yaml
 
 DEFAULT_URL = "http://127.0.0.1:8003"
 _LINE = re.compile(r"^line (\d+): ")

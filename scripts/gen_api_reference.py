@@ -16,8 +16,8 @@ TARGET = ROOT / "docs" / "api-reference.md"
 
 def _schema() -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
-    from backend.app import create_app
-    from backend.config import BackendSettings
+    from mlpulse.backend.app import create_app
+    from mlpulse.backend.config import BackendSettings
 
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(BackendSettings(data_dir=Path(tmp), api_token="reference"))  # noqa: S106

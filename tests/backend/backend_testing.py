@@ -18,7 +18,7 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 from opentelemetry.sdk.resources import Resource
 
-from backend.config import BackendSettings
+from mlpulse.backend.config import BackendSettings
 
 TOKEN = "test-token"
 

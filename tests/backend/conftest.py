@@ -14,7 +14,7 @@ import httpx
 import pytest
 from backend_testing import Backend, ServerThread, make_settings
 
-from backend.app import create_app
+from mlpulse.backend.app import create_app
 
 
 @pytest.fixture

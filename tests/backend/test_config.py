@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.config import BackendSettings, resolve_api_token
+from mlpulse.backend.config import BackendSettings, resolve_api_token
 
 
 def test_token_generated_once_stored_0600_and_never_logged(

@@ -22,14 +22,14 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 
-from backend.app import create_app
-from backend.ingest.limits import Limits
-from backend.ingest.pipeline import ingest, open_engine
-from backend.ingest.temporality import LATE_DELTA_WINDOW_S
-from backend.storage.aggregate import Aggregate
-from backend.storage.base import MetricStore
-from backend.storage.engine import Engine
-from backend.storage.retention import apply_retention
+from mlpulse.backend.app import create_app
+from mlpulse.backend.ingest.limits import Limits
+from mlpulse.backend.ingest.pipeline import ingest, open_engine
+from mlpulse.backend.ingest.temporality import LATE_DELTA_WINDOW_S
+from mlpulse.backend.storage.aggregate import Aggregate
+from mlpulse.backend.storage.base import MetricStore
+from mlpulse.backend.storage.engine import Engine
+from mlpulse.backend.storage.retention import apply_retention
 
 METRIC = "ml.model.predictions"
 HIST = "http.server.request.duration"

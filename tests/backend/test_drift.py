@@ -14,8 +14,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from scipy.spatial.distance import jensenshannon
 
-from backend.query import drift
-from backend.query.signals import evaluate
+from mlpulse.backend.query import drift
+from mlpulse.backend.query.signals import evaluate
 
 EPS = 1e-4
 CONFIDENCE_BOUNDS = [round(0.05 * i, 2) for i in range(1, 20)]

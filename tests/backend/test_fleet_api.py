@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from backend_testing import TOKEN, Backend, metric_request, post_otlp
 
-from backend.alerts.engine import AlertEngine
-from backend.alerts.rules import AlertConfig, Rule
-from backend.alerts.service import signal_source
-from backend.alerts.store import AlertStore
+from mlpulse.backend.alerts.engine import AlertEngine
+from mlpulse.backend.alerts.rules import AlertConfig, Rule
+from mlpulse.backend.alerts.service import signal_source
+from mlpulse.backend.alerts.store import AlertStore
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MIB = 2**20

@@ -17,8 +17,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 
-from backend.ingest.limits import Limits
-from backend.ingest.points import REASON_CODES, flatten
+from mlpulse.backend.ingest.limits import Limits
+from mlpulse.backend.ingest.points import REASON_CODES, flatten
 
 CUMULATIVE, DELTA = 2, 1
 YEAR_S = 365 * 86400

@@ -23,7 +23,7 @@ ODD_PATHS = [
     "/vendor/" + "a" * 5000,
     "/img/" + "a/" * 3000,
     "/js/../../../etc/passwd",
-    "/js/%2e%2e/%2e%2e/backend/config.py",
+    "/js/%2e%2e/%2e%2e/mlpulse/backend/config.py",
     "/js/%ff%fe.js",
     "/%00",
     "/metrics/%00",
@@ -57,7 +57,7 @@ class _Records(logging.Handler):
 def error_log() -> Iterator[_Records]:
     """What uvicorn and the backend log at ERROR and above during the test."""
     handler = _Records()
-    loggers = [logging.getLogger(n) for n in ("uvicorn.error", "uvicorn", "backend", "")]
+    loggers = [logging.getLogger(n) for n in ("uvicorn.error", "uvicorn", "mlpulse", "")]
     for logger in loggers:
         logger.addHandler(handler)
     yield handler

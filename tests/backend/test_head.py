@@ -13,11 +13,11 @@ from collections import defaultdict
 
 import pytest
 
-from backend.ingest.points import Sample
-from backend.ingest.temporality import to_delta
-from backend.storage.aggregate import Aggregate, ExpBuckets, merge
-from backend.storage.base import PointState, SeriesKey
-from backend.storage.head import Head, bucket_of
+from mlpulse.backend.ingest.points import Sample
+from mlpulse.backend.ingest.temporality import to_delta
+from mlpulse.backend.storage.aggregate import Aggregate, ExpBuckets, merge
+from mlpulse.backend.storage.base import PointState, SeriesKey
+from mlpulse.backend.storage.head import Head, bucket_of
 
 S = 1_000_000_000
 CREATED = 1_800_000_000 * S

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from backend.query.histograms import (
+from mlpulse.backend.query.histograms import (
     exp_quantile,
     explicit_quantile,
     relative_error,
 )
-from backend.storage.aggregate import (
+from mlpulse.backend.storage.aggregate import (
     Aggregate,
     Exemplar,
     ExpBuckets,

@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 
-from backend.ingest.decompress import BodyTooLargeError, Inflater
+from mlpulse.backend.ingest.decompress import BodyTooLargeError, Inflater
 
 
 def _valid() -> bytes:

@@ -14,11 +14,11 @@ from backend_testing import Backend, meter_provider
 from opentelemetry.sdk.metrics import MeterProvider
 from scipy import stats
 
-from backend.alerts.engine import AlertEngine
-from backend.alerts.rules import load_yaml
-from backend.alerts.service import signal_source
-from backend.alerts.store import AlertStore
-from backend.query.signals import evaluate
+from mlpulse.backend.alerts.engine import AlertEngine
+from mlpulse.backend.alerts.rules import load_yaml
+from mlpulse.backend.alerts.service import signal_source
+from mlpulse.backend.alerts.store import AlertStore
+from mlpulse.backend.query.signals import evaluate
 
 V1 = {"ml.model.name": "result", "ml.model.version": "v1"}
 

@@ -14,7 +14,7 @@ import pytest
 from backend_testing import Backend, meter_provider, metric_request
 from opentelemetry.sdk.metrics import MeterProvider
 
-from backend.live import Broker
+from mlpulse.backend.live import Broker
 
 
 def _read_events(

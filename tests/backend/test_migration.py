@@ -13,8 +13,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from backend.ingest.limits import Limits
-from backend.ingest.pipeline import ingest, open_engine
+from mlpulse.backend.ingest.limits import Limits
+from mlpulse.backend.ingest.pipeline import ingest, open_engine
 from tests.backend.backend_testing import metric_request
 
 FIXTURE = Path(__file__).parent / "data" / "main-099f952.db"

@@ -11,11 +11,11 @@ import pytest
 from backend_testing import Backend, meter_provider
 from opentelemetry.sdk.metrics import MeterProvider
 
-from backend.alerts.engine import AlertEngine
-from backend.alerts.rules import load_yaml, read_rules_file
-from backend.alerts.service import signal_source
-from backend.alerts.store import AlertStore
-from backend.query.signals import evaluate
+from mlpulse.backend.alerts.engine import AlertEngine
+from mlpulse.backend.alerts.rules import load_yaml, read_rules_file
+from mlpulse.backend.alerts.service import signal_source
+from mlpulse.backend.alerts.store import AlertStore
+from mlpulse.backend.query.signals import evaluate
 
 RULES = """
 channels: [{name: console, type: console}]

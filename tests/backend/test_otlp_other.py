@@ -23,7 +23,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 
-from backend.ingest.decompress import BadEncodingError, BodyTooLargeError, Inflater
+from mlpulse.backend.ingest.decompress import BadEncodingError, BodyTooLargeError, Inflater
 
 # google.rpc.Code UNIMPLEMENTED: the server does not do this (see otlp_other.py's docstring).
 UNIMPLEMENTED = 12

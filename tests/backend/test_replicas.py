@@ -273,8 +273,8 @@ def test_three_replicas_share_one_database(replicas: list[Replica], tmp_path: Pa
 def test_losing_the_database_gives_503_then_recovers_losing_nothing(tmp_path: Path) -> None:
     from backend_testing import ServerThread, make_settings
 
-    from backend.app import create_app
     from mlpulse._pgcluster import Cluster
+    from mlpulse.backend.app import create_app
 
     with Cluster.start() as cluster:  # its own server: this test stops it
         url = cluster.create_database("loss")
@@ -344,7 +344,7 @@ def test_a_wrong_storage_url_stops_the_backend_with_one_clear_line(
 
 
 def test_recorded_annotations_are_shared_by_replicas(postgres_url: str) -> None:
-    from backend.annotations import AnnotationLog
+    from mlpulse.backend.annotations import AnnotationLog
 
     a, b = AnnotationLog(postgres_url), AnnotationLog(postgres_url)
     try:

@@ -15,18 +15,18 @@ import httpx
 import pytest
 from backend_testing import Backend, metric_request
 
-from backend.ingest.limits import Limits
-from backend.ingest.pipeline import ingest, open_engine
-from backend.query.histograms import quantile
-from backend.storage.aggregate import merge_all
-from backend.storage.base import StorageBusyError
-from backend.storage.retention import apply_retention
+from mlpulse.backend.ingest.limits import Limits
+from mlpulse.backend.ingest.pipeline import ingest, open_engine
+from mlpulse.backend.query.histograms import quantile
+from mlpulse.backend.storage.aggregate import merge_all
+from mlpulse.backend.storage.base import StorageBusyError
+from mlpulse.backend.storage.retention import apply_retention
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = (
     "import sys, uvicorn\n"
-    "from backend.app import create_app\n"
-    "from backend.config import BackendSettings\n"
+    "from mlpulse.backend.app import create_app\n"
+    "from mlpulse.backend.config import BackendSettings\n"
     "app = create_app(BackendSettings(data_dir=sys.argv[1], api_token='t'))\n"
     "uvicorn.run(app, host='127.0.0.1', port=int(sys.argv[2]), log_level='warning')\n"
 )
@@ -275,7 +275,7 @@ def test_sigterm_stops_the_backend_with_an_event_stream_open(tmp_path: Path) -> 
 
 
 def test_sql_windows_equal_python_merges(tmp_path: Path) -> None:
-    from backend.storage.rollup import regroup
+    from mlpulse.backend.storage.rollup import regroup
 
     store = open_engine(tmp_path / "db.sqlite")
     base = (int(time.time()) // 600 - 3) * 600

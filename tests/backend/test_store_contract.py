@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 from backend_testing import metric_request
 
-from backend.config import BackendSettings
-from backend.ingest.limits import Limits
-from backend.ingest.pipeline import ingest, open_store
-from backend.ingest.points import flatten
-from backend.query.histograms import quantile
-from backend.storage.aggregate import merge_all
-from backend.storage.engine import Engine
-from backend.storage.postgres import PostgresEngine
+from mlpulse.backend.config import BackendSettings
+from mlpulse.backend.ingest.limits import Limits
+from mlpulse.backend.ingest.pipeline import ingest, open_store
+from mlpulse.backend.ingest.points import flatten
+from mlpulse.backend.query.histograms import quantile
+from mlpulse.backend.storage.aggregate import merge_all
+from mlpulse.backend.storage.engine import Engine
+from mlpulse.backend.storage.postgres import PostgresEngine
 
 Store = Engine | PostgresEngine
 Opener = Callable[[], Store]

@@ -3,10 +3,10 @@ delta points deduplicated by their interval."""
 
 from __future__ import annotations
 
-from backend.ingest.points import Sample
-from backend.ingest.temporality import to_delta
-from backend.storage.aggregate import Aggregate, ExpBuckets, ExplicitBuckets
-from backend.storage.base import PointState, SeriesKey
+from mlpulse.backend.ingest.points import Sample
+from mlpulse.backend.ingest.temporality import to_delta
+from mlpulse.backend.storage.aggregate import Aggregate, ExpBuckets, ExplicitBuckets
+from mlpulse.backend.storage.base import PointState, SeriesKey
 
 S = 1_000_000_000
 CREATED = 1000 * S

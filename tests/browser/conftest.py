@@ -20,8 +20,8 @@ from browser_testing import (
 )
 from browser_traffic import Traffic
 
-from backend.app import create_app
-from backend.config import BackendSettings
+from mlpulse.backend.app import create_app
+from mlpulse.backend.config import BackendSettings
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,8 @@ def backend(
     mlapi_server = None
     mlapi_url = "http://127.0.0.1:9"  # nothing listens: admin actions answer 502
     if getattr(request.module, "WITH_MLAPI", False):
-        from mlapi.app import create_app as create_mlapi
-        from mlapi.config import MlapiSettings
+        from mlpulse.mlapi.app import create_app as create_mlapi
+        from mlpulse.mlapi.config import MlapiSettings
 
         mlapi_settings = MlapiSettings(
             api_token=TOKEN, telemetry_enabled=False, training_samples=300, model_trees=8

@@ -8,9 +8,9 @@ import httpx
 import pytest
 from browser_testing import TOKEN, ServerThread
 
-from backend.api.routes import dashboard
-from backend.app import create_app
-from backend.config import BackendSettings
+from mlpulse.backend.api.routes import dashboard
+from mlpulse.backend.app import create_app
+from mlpulse.backend.config import BackendSettings
 
 
 def _serve(tmp_path: Path, **settings: object) -> tuple[ServerThread, httpx.Client]:

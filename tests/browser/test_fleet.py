@@ -23,13 +23,13 @@ import pytest
 from browser_testing import REPO, TOKEN, Backend, PageProbe, ServerThread, save_screenshot
 from browser_traffic import Fleet, Traffic
 
-from backend.alerts.config import AlertSettings
-from backend.alerts.engine import AlertEngine
-from backend.alerts.rules import AlertConfig, Rule
-from backend.alerts.service import signal_source
-from backend.alerts.store import AlertStore
-from backend.app import create_app
-from backend.config import BackendSettings
+from mlpulse.backend.alerts.config import AlertSettings
+from mlpulse.backend.alerts.engine import AlertEngine
+from mlpulse.backend.alerts.rules import AlertConfig, Rule
+from mlpulse.backend.alerts.service import signal_source
+from mlpulse.backend.alerts.store import AlertStore
+from mlpulse.backend.app import create_app
+from mlpulse.backend.config import BackendSettings
 
 pytestmark = pytest.mark.browser
 

@@ -32,8 +32,8 @@ import pytest
 from browser_testing import ServerThread, require_chromium, save_screenshot
 from browser_traffic import Traffic
 
-from backend.app import create_app
-from backend.config import BackendSettings
+from mlpulse.backend.app import create_app
+from mlpulse.backend.config import BackendSettings
 from tests.pipeline.harness import Proc, free_port, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.pipeline, pytest.mark.slow]

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from demo_testing import TOKEN, Demo, running_demo, wait_for
 
-from backend.alerts.rules import default_rules_text
+from mlpulse.backend.alerts.rules import default_rules_text
 
 pytestmark = pytest.mark.slow
 MODELS = ("duration", "result")

@@ -12,8 +12,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from mlapi.app import create_app
-from mlapi.config import MlapiSettings
+from mlpulse.mlapi.app import create_app
+from mlpulse.mlapi.config import MlapiSettings
 from mlpulse_instrumentation import uninstrument_app
 
 

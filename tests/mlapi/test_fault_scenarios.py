@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mlapi.faults import DRIFT_FACTOR, FaultInjector
+from mlpulse.mlapi.faults import DRIFT_FACTOR, FaultInjector
 
 
 class FakeClock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlapi.feedback import (
+from mlpulse.mlapi.feedback import (
     FeedbackAlreadyReceived,
     FeedbackStore,
     PendingPrediction,

@@ -16,7 +16,7 @@ import pytest
 from mlapi_testing import SCAN, TestClient, collect, ml_snapshot, point
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from mlapi.feedback import ACTUAL_RANGES
+from mlpulse.mlapi.feedback import ACTUAL_RANGES
 
 NON_FINITE = ["NaN", "Infinity", "-Infinity"]
 

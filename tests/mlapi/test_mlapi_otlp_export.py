@@ -26,8 +26,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
-from mlapi.app import create_app
 from mlpulse import __version__
+from mlpulse.mlapi.app import create_app
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,8 +14,8 @@ from mlapi_testing import ADMIN, SCAN, TOKEN, TestClient, collect, ml_snapshot, 
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from mlapi.app import create_app
-from mlapi.config import MlapiSettings
+from mlpulse.mlapi.app import create_app
+from mlpulse.mlapi.config import MlapiSettings
 from mlpulse_instrumentation import uninstrument_app
 
 DURATION = "http.server.request.duration"

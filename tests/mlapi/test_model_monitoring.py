@@ -12,9 +12,9 @@ from fastapi import FastAPI
 from mlapi_testing import ADMIN, SCAN, TestClient, collect, ml_snapshot, point, points
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from mlapi.feedback import new_prediction_id, prediction_time
-from mlapi.models import FEATURE_NAMES, ScanFeatures
-from mlapi.service import MlService
+from mlpulse.mlapi.feedback import new_prediction_id, prediction_time
+from mlpulse.mlapi.models import FEATURE_NAMES, ScanFeatures
+from mlpulse.mlapi.service import MlService
 
 V1 = {"ml.model.name": "result", "ml.model.version": "v1"}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlapi.cache import TTLCache, approx_size
-from mlapi.models import Prediction, ScanFeatures
+from mlpulse.mlapi.cache import TTLCache, approx_size
+from mlpulse.mlapi.models import Prediction, ScanFeatures
 
 
 class FakeClock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlapi.models import (
+from mlpulse.mlapi.models import (
     MODEL_NAMES,
     ModelRegistry,
     ScanFeatures,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.alerts.engine import Sample
-from backend.alerts.rules import AlertConfig, Rule, parse_config
+from mlpulse.backend.alerts.engine import Sample
+from mlpulse.backend.alerts.rules import AlertConfig, Rule, parse_config
 
 
 class Clock:
@@ -137,11 +137,11 @@ def pipeline(
     """An engine, a scripted source and started delivery workers for ``config``, with the
     SSRF guard letting ``hosts`` through (alert tables in ``store``, a PostgreSQL URL,
     or a SQLite file in ``tmp_path``). Returns ``(engine, script, dispatcher)``."""
-    from backend.alerts.engine import AlertEngine
-    from backend.alerts.store import AlertStore
-    from backend.notify.dispatcher import Dispatcher
-    from backend.notify.ssrf import Policy
-    from backend.notify.webhook import WebhookSender
+    from mlpulse.backend.alerts.engine import AlertEngine
+    from mlpulse.backend.alerts.store import AlertStore
+    from mlpulse.backend.notify.dispatcher import Dispatcher
+    from mlpulse.backend.notify.ssrf import Policy
+    from mlpulse.backend.notify.webhook import WebhookSender
 
     alert_store = AlertStore(store or tmp_path / "alerts.db")
     script = Script()

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from alert_helpers import Clock, Script
 
-from backend.alerts.engine import AlertEngine
-from backend.alerts.store import AlertStore
+from mlpulse.backend.alerts.engine import AlertEngine
+from mlpulse.backend.alerts.store import AlertStore
 
 
 @pytest.fixture

@@ -323,7 +323,7 @@ def test_redacted_secret_keeps_the_stored_one(alert_backend, receivers):
     assert resp.status_code == 200, resp.text
     assert resp.json()["delivered"] is True
     (request,) = receiver.requests
-    from backend.notify.webhook import sign
+    from mlpulse.backend.notify.webhook import sign
 
     assert request["headers"]["x-mlpulse-signature"] == sign(WEBHOOK_SECRET, request["body"])
     assert json.loads(request["body"])["kind"] == "test"

@@ -16,13 +16,13 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from alert_helpers import Script, rule
 
-from backend.alerts.engine import AlertEngine
-from backend.alerts.rules import parse_config
-from backend.alerts.store import AlertStore
-from backend.notify.dispatcher import Dispatcher
-from backend.notify.email import EmailSender
-from backend.notify.ssrf import Policy
-from backend.notify.webhook import WebhookSender
+from mlpulse.backend.alerts.engine import AlertEngine
+from mlpulse.backend.alerts.rules import parse_config
+from mlpulse.backend.alerts.store import AlertStore
+from mlpulse.backend.notify.dispatcher import Dispatcher
+from mlpulse.backend.notify.email import EmailSender
+from mlpulse.backend.notify.ssrf import Policy
+from mlpulse.backend.notify.webhook import WebhookSender
 
 PASSWORD = "smtp-pass-9d2e"
 # The SMTP host is behind the SSRF guard: the local test server must be allowed.

@@ -299,7 +299,7 @@ def test_pagerduty_trigger_then_resolve_with_the_same_dedup_key(tmp_path, receiv
 def test_pagerduty_needs_a_routing_key():
     import pytest
 
-    from backend.alerts.rules import ConfigError, parse_config
+    from mlpulse.backend.alerts.rules import ConfigError, parse_config
 
     with pytest.raises(
         ConfigError, match=r"channels\[0\].*routing_key: required with format pagerduty"

@@ -9,12 +9,12 @@ import json
 import pytest
 from alert_helpers import Clock, Receiver, Script, pipeline, rule
 
-from backend.alerts.engine import AlertEngine
-from backend.alerts.rules import parse_config
-from backend.alerts.store import AlertStore
-from backend.notify.dispatcher import Dispatcher
-from backend.notify.ssrf import Policy
-from backend.notify.webhook import WebhookSender
+from mlpulse.backend.alerts.engine import AlertEngine
+from mlpulse.backend.alerts.rules import parse_config
+from mlpulse.backend.alerts.store import AlertStore
+from mlpulse.backend.notify.dispatcher import Dispatcher
+from mlpulse.backend.notify.ssrf import Policy
+from mlpulse.backend.notify.webhook import WebhookSender
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -231,7 +231,7 @@ def test_a_group_by_change_still_resolves_the_old_group_once(tmp_path, receivers
 
 
 def test_the_alertmanager_channel_always_groups():
-    from backend.alerts.rules import ConfigError
+    from mlpulse.backend.alerts.rules import ConfigError
 
     channel = {"name": "am", "type": "prometheus-alertmanager", "url": "http://am:9093"}
     assert parse_config({"channels": [channel]}).channels[0].group_by == []

@@ -17,12 +17,12 @@ from typing import Any
 import yaml
 from alert_helpers import Receiver, rule
 
-from backend.alerts.store import AlertStore
-from backend.notify.channels import EmailChannel, FileChannel
-from backend.notify.dispatcher import Dispatcher
-from backend.notify.email import EmailSender
-from backend.notify.ssrf import Policy
-from backend.notify.webhook import WebhookSender
+from mlpulse.backend.alerts.store import AlertStore
+from mlpulse.backend.notify.channels import EmailChannel, FileChannel
+from mlpulse.backend.notify.dispatcher import Dispatcher
+from mlpulse.backend.notify.email import EmailSender
+from mlpulse.backend.notify.ssrf import Policy
+from mlpulse.backend.notify.webhook import WebhookSender
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from alert_helpers import Clock, Receiver, pipeline, rule
 
-from backend.alerts.rules import ConfigError, parse_config
-from backend.alerts.timeintervals import TimeInterval, muted_until
+from mlpulse.backend.alerts.rules import ConfigError, parse_config
+from mlpulse.backend.alerts.timeintervals import TimeInterval, muted_until
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import httpx
 from alert_helpers import Receiver, Script, Server, rule
 
-from backend.alerts.config import AlertSettings
-from backend.alerts.store import AlertStore
-from backend.app import create_app
-from backend.config import BackendSettings
-from backend.notify.dispatcher import Dispatcher
-from backend.notify.ssrf import Policy
-from backend.notify.webhook import WebhookSender
+from mlpulse.backend.alerts.config import AlertSettings
+from mlpulse.backend.alerts.store import AlertStore
+from mlpulse.backend.app import create_app
+from mlpulse.backend.config import BackendSettings
+from mlpulse.backend.notify.dispatcher import Dispatcher
+from mlpulse.backend.notify.ssrf import Policy
+from mlpulse.backend.notify.webhook import WebhookSender
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -110,7 +110,7 @@ def test_notifications_queued_at_shutdown_are_delivered_after_restart(tmp_path, 
     receiver = Receiver([200])
     receivers.append(receiver)
     store = AlertStore(tmp_path / "alerts.db")
-    from backend.alerts.rules import parse_config
+    from mlpulse.backend.alerts.rules import parse_config
 
     config = parse_config({"channels": [{"name": "hook", "type": "webhook", "url": receiver.url}]})
     note = store.add_notification(

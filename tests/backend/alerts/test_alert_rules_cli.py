@@ -8,7 +8,7 @@ import textwrap
 import yaml
 from alert_helpers import Receiver
 
-from backend.notify.channels import redact_url
+from mlpulse.backend.notify.channels import redact_url
 from mlpulse.cli import main
 
 TOKEN = "test-token"

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from backend_testing import meter_provider
 
-from backend.alerts.engine import AlertEngine
-from backend.alerts.rules import read_rules_file
+from mlpulse.backend.alerts.engine import AlertEngine
+from mlpulse.backend.alerts.rules import read_rules_file
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -8,9 +8,9 @@ import json
 import pytest
 from alert_helpers import Receiver
 
-from backend.notify.channels import WebhookChannel
-from backend.notify.ssrf import Policy, UrlRefused, check_url
-from backend.notify.webhook import WebhookSender
+from mlpulse.backend.notify.channels import WebhookChannel
+from mlpulse.backend.notify.ssrf import Policy, UrlRefused, check_url
+from mlpulse.backend.notify.webhook import WebhookSender
 
 TOKEN = "test-token"
 

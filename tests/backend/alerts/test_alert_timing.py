@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alert_helpers import Clock, Script, make_config
 
-from backend.alerts.engine import AlertEngine
+from mlpulse.backend.alerts.engine import AlertEngine
 
 RULE = {
     "name": "err",
@@ -258,7 +258,7 @@ def test_a_failing_signal_query_keeps_the_state(store, clock):
         calls["n"] += 1
         if calls["n"] > 1:
             raise RuntimeError("database is locked")
-        from backend.alerts.engine import Sample
+        from mlpulse.backend.alerts.engine import Sample
 
         return [Sample({"service": "mlapi"}, 10.0, 100)]
 

@@ -15,12 +15,12 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
-from backend.alerts.engine import AlertEngine
-from backend.alerts.rules import parse_config
-from backend.alerts.store import AlertStore
-from backend.notify.dispatcher import Dispatcher
-from backend.notify.ssrf import Policy
-from backend.notify.webhook import WebhookSender, sign
+from mlpulse.backend.alerts.engine import AlertEngine
+from mlpulse.backend.alerts.rules import parse_config
+from mlpulse.backend.alerts.store import AlertStore
+from mlpulse.backend.notify.dispatcher import Dispatcher
+from mlpulse.backend.notify.ssrf import Policy
+from mlpulse.backend.notify.webhook import WebhookSender, sign
 
 SECRET = "whsec-test-4f1c"
 TOKEN = "test-token"

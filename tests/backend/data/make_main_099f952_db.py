@@ -12,9 +12,9 @@ from pathlib import Path
 
 from backend_testing import metric_request
 
-from backend.ingest.limits import Limits
-from backend.ingest.pipeline import ingest
-from backend.storage.sqlite import SQLiteStore
+from mlpulse.backend.ingest.limits import Limits
+from mlpulse.backend.ingest.pipeline import ingest
+from mlpulse.backend.storage.sqlite import SQLiteStore
 
 out = Path(sys.argv[1])
 out.unlink(missing_ok=True)

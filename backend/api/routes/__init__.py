@@ -1,1 +1,0 @@
-"""HTTP routes, one `APIRouter` per resource; backend/app.py includes them."""

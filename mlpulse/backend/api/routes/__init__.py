@@ -1,0 +1,1 @@
+"""HTTP routes, one `APIRouter` per resource; mlpulse/backend/app.py includes them."""

@@ -1,0 +1,368 @@
+"""Flatten an OTLP export request into samples: one per data point, with its series key.
+
+A `Sample` carries the point as an `Aggregate` (a sum's value, a gauge reading, a
+histogram's count/sum/buckets) plus what temporality conversion needs. Points that break
+a limit or carry no usable value are refused with a reason, counted for
+`partial_success`; a refused point never affects the others of its request.
+
+Every point is checked here, before any storage sees it:
+
+- time: `time_unix_nano` within `[now - max_age, now + future_grace]` (so never 0, never
+  decades ahead, where it would freeze its series; always below 2**63, the range of a
+  SQLite integer); `start_time_unix_nano` 0 (unknown) or not after `time_unix_nano`;
+- integers: counts (and so bucket and zero counts) at most 2**53, exact as a double;
+  exemplars with an out-of-range time are dropped, as are non-finite ones;
+- values: NaN and ±Inf are refused (the OTLP data model gives them no meaning as a sum
+  or a reading, and poison every merge; a staleness marker is the `NO_RECORDED_VALUE`
+  flag, which is skipped); monotonic sums refuse negative values (a delta point cannot
+  decrease a counter; a cumulative counter starts at zero and only rises; a cumulative
+  value below the previous one is a reset, handled by temporality conversion).
+
+Each refusal has a reason for `partial_success` (naming the metric) and a fixed code
+(`Flattened.codes`, one of `REASON_CODES`) for the "rejected points by reason" self-metric.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+
+from mlpulse.backend.ingest.limits import LimitError, Limits, labels
+from mlpulse.backend.storage.aggregate import Aggregate, Exemplar, ExpBuckets, ExplicitBuckets
+from mlpulse.backend.storage.base import Kind, SeriesKey
+
+_CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
+_DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
+_NO_RECORDED_VALUE = metrics_pb2.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
+MAX_METRIC_NAME = 255
+MAX_SCALE, MIN_SCALE = 20, -10  # the OTLP spec's range for exponential histograms
+MAX_BUCKETS_PER_POINT = 4096
+MAX_INT64 = 2**63 - 1
+MAX_COUNT = 2**53  # counts above this are not exact as a double (nor plausible)
+
+# The fixed reason codes of refused points (bounded: never derived from client data).
+REASON_CODES = (
+    "time_missing",  # time_unix_nano is 0
+    "time_in_future",  # beyond the future grace
+    "time_too_old",  # older than retention
+    "start_after_time",  # start_time_unix_nano after time_unix_nano
+    "integer_out_of_range",  # a count beyond MAX_COUNT
+    "non_finite",  # NaN or ±Inf value, sum, min, max or bound
+    "negative_increase",  # a negative value on a monotonic sum
+    "bad_histogram",  # buckets inconsistent with count, bounds, scale
+    "bad_metric",  # no name, no temporality, unsupported type (summary)
+    "attribute_limit",  # too many / too long attributes
+    "series_limit",  # refused after flatten, at storage (the series limit)
+)
+
+
+class Refused(ValueError):
+    """A data point that cannot be stored; `code` is one of `REASON_CODES`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(slots=True)
+class Sample:
+    """One data point, ready for temporality conversion and storage."""
+
+    key: SeriesKey
+    cumulative: bool  # cumulative temporality (sums and histograms only)
+    start_ns: int
+    time_ns: int
+    value: Aggregate
+
+
+@dataclass(slots=True)
+class Flattened:
+    """The samples of a request, plus the refused points and why."""
+
+    samples: list[Sample] = field(default_factory=list)
+    rejected: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    codes: Counter[str] = field(default_factory=Counter)
+
+    def refuse(self, reason: str, n: int = 1, code: str = "bad_metric") -> None:
+        if n <= 0:
+            return
+        self.rejected += n
+        self.reasons[reason] += n
+        self.codes[code] += n
+
+
+def _exemplars(point: Any, limit: int) -> list[Exemplar]:
+    out = []
+    for ex in list(point.exemplars)[: max(limit * 4, limit)]:
+        value = ex.as_double if ex.WhichOneof("value") == "as_double" else float(ex.as_int)
+        if not math.isfinite(value) or ex.time_unix_nano > MAX_INT64:
+            continue
+        out.append(Exemplar(value, int(ex.time_unix_nano), ex.trace_id.hex(), ex.span_id.hex()))
+    return out
+
+
+def _number(point: Any) -> float:
+    return float(point.as_int) if point.WhichOneof("value") == "as_int" else point.as_double
+
+
+def _check_values(*values: float | None) -> None:
+    """Refuse NaN and ±Inf: no meaning as a sum or a reading, and they poison any merge."""
+    for v in values:
+        if v is not None and not math.isfinite(v):
+            raise Refused("non_finite", f"non-finite value {v}")
+
+
+def _check_times(point: Any, now_ns: int, limits: Limits) -> None:
+    """Refuse a point dated 0, beyond the future grace, older than retention, or whose
+    start is after its time (so both times also fit in a signed 64-bit integer)."""
+    t, start = int(point.time_unix_nano), int(point.start_time_unix_nano)
+    if t == 0:
+        raise Refused("time_missing", "time_unix_nano is 0")
+    if t > now_ns + limits.future_grace_ns:
+        ahead = (t - now_ns) / 1e9
+        raise Refused("time_in_future", f"time is {ahead:.0f} s ahead of the server clock")
+    if t < now_ns - limits.max_age_ns:
+        raise Refused("time_too_old", f"time is {(now_ns - t) / 1e9:.0f} s old (beyond retention)")
+    if start > t:
+        raise Refused("start_after_time", "start_time_unix_nano is after time_unix_nano")
+
+
+def _check_count(count: int) -> None:
+    if count > MAX_COUNT:
+        raise Refused("integer_out_of_range", f"count {count} beyond 2**53")
+
+
+def _exp_buckets(point: metrics_pb2.ExponentialHistogramDataPoint) -> ExpBuckets:
+    if not MIN_SCALE <= point.scale <= MAX_SCALE:
+        raise Refused("bad_histogram", f"exponential histogram scale {point.scale} out of range")
+    if not (math.isfinite(point.zero_threshold) and point.zero_threshold >= 0):
+        raise Refused("bad_histogram", "zero_threshold must be finite and not negative")
+    pos, neg = list(point.positive.bucket_counts), list(point.negative.bucket_counts)
+    if len(pos) + len(neg) > MAX_BUCKETS_PER_POINT:
+        raise Refused("bad_histogram", "exponential histogram has too many buckets")
+    # Bucket i spans (2**(i/2**scale), 2**((i+1)/2**scale)]: keep every bound a finite double.
+    for offset, counts in ((point.positive.offset, pos), (point.negative.offset, neg)):
+        if counts and not (
+            offset * 2.0**-point.scale >= -1074
+            and (offset + len(counts)) * 2.0**-point.scale < 1023
+        ):
+            raise Refused(
+                "bad_histogram", "exponential histogram buckets outside the range of a double"
+            )
+    return ExpBuckets(
+        scale=point.scale,
+        zero_count=int(point.zero_count),
+        zero_threshold=point.zero_threshold,
+        pos_offset=point.positive.offset,
+        pos_counts=pos,
+        neg_offset=point.negative.offset,
+        neg_counts=neg,
+    )
+
+
+def _explicit_buckets(point: metrics_pb2.HistogramDataPoint) -> ExplicitBuckets:
+    bounds = tuple(point.explicit_bounds)
+    counts = [int(c) for c in point.bucket_counts]
+    if len(counts) > MAX_BUCKETS_PER_POINT:
+        raise Refused("bad_histogram", "histogram has too many buckets")
+    if not counts:
+        return ExplicitBuckets((), [int(point.count)])
+    if len(counts) != len(bounds) + 1:
+        raise Refused(
+            "bad_histogram", "histogram bucket_counts must have one more entry than bounds"
+        )
+    if any(not math.isfinite(b) for b in bounds) or list(bounds) != sorted(set(bounds)):
+        raise Refused("bad_histogram", "histogram bounds must be finite and strictly increasing")
+    return ExplicitBuckets(bounds, counts)
+
+
+def _points(metric: metrics_pb2.Metric) -> tuple[Kind, bool, bool, Any]:
+    """Return (kind, cumulative, monotonic, points) of a metric."""
+    data = metric.WhichOneof("data")
+    if data == "sum":
+        t = metric.sum.aggregation_temporality
+        if t not in (_CUMULATIVE, _DELTA):
+            raise Refused("bad_metric", "sum without a temporality")
+        return "sum", t == _CUMULATIVE, metric.sum.is_monotonic, metric.sum.data_points
+    if data == "gauge":
+        return "gauge", False, False, metric.gauge.data_points
+    if data == "histogram":
+        t = metric.histogram.aggregation_temporality
+        if t not in (_CUMULATIVE, _DELTA):
+            raise Refused("bad_metric", "histogram without a temporality")
+        return "histogram", t == _CUMULATIVE, True, metric.histogram.data_points
+    if data == "exponential_histogram":
+        t = metric.exponential_histogram.aggregation_temporality
+        if t not in (_CUMULATIVE, _DELTA):
+            raise Refused("bad_metric", "exponential histogram without a temporality")
+        return (
+            "exp_histogram",
+            t == _CUMULATIVE,
+            True,
+            metric.exponential_histogram.data_points,
+        )
+    if data == "summary":
+        raise Refused("bad_metric", "Summary points are not supported (use a histogram)")
+    raise Refused("bad_metric", "metric without data")
+
+
+def _count_points(metric: metrics_pb2.Metric) -> int:
+    data = metric.WhichOneof("data")
+    return len(getattr(metric, data).data_points) if data else 0
+
+
+def _value(kind: Kind, cumulative: bool, monotonic: bool, point: Any, limits: Limits) -> Aggregate:
+    t = int(point.time_unix_nano)
+    if kind in ("sum", "gauge"):
+        v = _number(point)
+        _check_values(v)
+        if kind == "sum" and monotonic and v < 0:
+            raise Refused("negative_increase", f"negative value {v:.6g} on a monotonic sum")
+        if kind == "sum":
+            return Aggregate(
+                count=1, sum=v, last=v if cumulative else None, last_ns=t,
+                exemplars=_exemplars(point, limits.max_exemplars),
+            )  # fmt: skip
+        return Aggregate(
+            count=1, sum=v, min=v, max=v, last=v, last_ns=t,
+            exemplars=_exemplars(point, limits.max_exemplars),
+        )  # fmt: skip
+    total = float(point.sum) if point.HasField("sum") else 0.0
+    mn = point.min if point.HasField("min") else None
+    mx = point.max if point.HasField("max") else None
+    _check_values(total, mn, mx)
+    _check_count(int(point.count))
+    agg = Aggregate(
+        count=float(point.count),
+        sum=total,
+        min=mn,
+        max=mx,
+        last_ns=t,
+        exemplars=_exemplars(point, limits.max_exemplars),
+    )
+    if kind == "exp_histogram":
+        agg.exponential = _exp_buckets(point)
+        if agg.exponential.total != point.count:
+            raise Refused("bad_histogram", "exponential histogram buckets do not add up to count")
+    else:
+        agg.explicit = _explicit_buckets(point)
+        if sum(agg.explicit.counts) != point.count:
+            raise Refused("bad_histogram", "histogram buckets do not add up to count")
+    return agg
+
+
+def flatten(
+    request: ExportMetricsServiceRequest, limits: Limits, now_ns: int | None = None
+) -> Flattened:
+    """Turn a request into samples, refusing (and counting) what breaks a limit.
+
+    `now_ns` is the server clock the point times are checked against (default: now).
+    """
+    out = Flattened()
+    now = time.time_ns() if now_ns is None else now_ns
+    for rm in request.resource_metrics:
+        n_resource = sum(_count_points(m) for sm in rm.scope_metrics for m in sm.metrics)
+        try:
+            resource = labels(rm.resource.attributes, limits, "resource")
+        except LimitError as exc:
+            out.refuse(str(exc), n_resource, "attribute_limit")
+            continue
+        for sm in rm.scope_metrics:
+            scope = sm.scope.name
+            if sm.scope.version:
+                scope = f"{scope}@{sm.scope.version}"
+            if len(scope) > limits.max_value_length:
+                n_scope = sum(_count_points(m) for m in sm.metrics)
+                out.refuse("scope name too long", n_scope, "attribute_limit")
+                continue
+            for metric in sm.metrics:
+                out.samples.extend(_metric_samples(metric, resource, scope, limits, now, out))
+    if limits.tally is not None:
+        limits.tally.update(out.codes)
+    return out
+
+
+# Series keys by their raw attribute bytes, per limits and metric identity: a known series
+# costs one serialization of its attributes instead of rendering, checking, sorting and
+# fingerprinting them again. Only keys that passed the limits are cached. Bounded: when
+# it grows past _KEY_CACHE_MAX keys (a cardinality storm), it starts again.
+_KEY_CACHE: dict[tuple[Any, ...], dict[tuple[bytes, ...], SeriesKey]] = {}
+_KEY_CACHE_MAX = 200_000
+_key_cache_added = [0]  # keys added since the last clear (approximate across threads)
+_key_cache_lock = threading.Lock()
+
+
+def _key_cache(
+    bounds: tuple[int, ...], metric: tuple[Any, ...]
+) -> dict[tuple[bytes, ...], SeriesKey]:
+    if _key_cache_added[0] > _KEY_CACHE_MAX:
+        with _key_cache_lock:
+            if _key_cache_added[0] > _KEY_CACHE_MAX:
+                _KEY_CACHE.clear()
+                _key_cache_added[0] = 0
+    return _KEY_CACHE.setdefault((bounds, metric), {})
+
+
+def _metric_samples(
+    metric: metrics_pb2.Metric,
+    resource: tuple[tuple[str, str], ...],
+    scope: str,
+    limits: Limits,
+    now_ns: int,
+    out: Flattened,
+) -> Iterator[Sample]:
+    n = _count_points(metric)
+    if not metric.name or len(metric.name) > MAX_METRIC_NAME:
+        out.refuse("metric name empty or too long", n)
+        return
+    try:
+        kind, cumulative, monotonic, points = _points(metric)
+    except Refused as exc:
+        out.refuse(f"{metric.name[:64]}: {exc}", n, exc.code)
+        return
+    series_keys = _key_cache(
+        (limits.max_attributes, limits.max_key_length, limits.max_value_length),
+        (resource, scope, metric.name, metric.unit, kind, monotonic),
+    )
+    for point in points:
+        if point.flags & _NO_RECORDED_VALUE:
+            continue  # a staleness marker, not a value
+        try:
+            _check_times(point, now_ns, limits)
+            raw = tuple([kv.SerializeToString() for kv in point.attributes])
+            key = series_keys.get(raw)
+            if key is None:
+                attrs = labels(point.attributes, limits, "data point")
+                key = SeriesKey(
+                    metric=metric.name,
+                    kind=kind,
+                    unit=metric.unit[:64],
+                    monotonic=monotonic,
+                    resource=resource,
+                    scope=scope,
+                    attributes=attrs,
+                )
+                series_keys[raw] = key
+                _key_cache_added[0] += 1
+            value = _value(kind, cumulative, monotonic and kind == "sum", point, limits)
+        except LimitError as exc:
+            out.refuse(f"{metric.name[:64]}: {exc}", code="attribute_limit")
+            continue
+        except Refused as exc:
+            out.refuse(f"{metric.name[:64]}: {exc}", code=exc.code)
+            continue
+        except (ValueError, OverflowError) as exc:  # anything else odd: this point only
+            out.refuse(f"{metric.name[:64]}: {exc}", code="bad_metric")
+            continue
+        yield Sample(key, cumulative, int(point.start_time_unix_nano), value.last_ns, value)

@@ -1,0 +1,342 @@
+"""The head: every series' newest state and its open buckets, in memory.
+
+This is where ingest lands (Prometheus's head block is the model). Per series it keeps:
+
+- the ingest state (start time, time and, for cumulative series, the last snapshot), so
+  replays and out-of-order points are recognised exactly as `temporality.to_delta` does;
+- the open 10 s bucket. Delta points and gauges accumulate into it. A cumulative series
+  only remembers its last snapshot and the snapshot at the bucket's start (`base`): the
+  bucket's delta is `last - base`, computed once when the bucket closes, which
+  telescopes to the sum of the per-point deltas (a restart inside the bucket folds the
+  part before it into `acc` and starts again from zero);
+- the open 1 min and 1 h rollups: the closed 10 s buckets of the current minute, and
+  the closed minutes of the current hour.
+
+A bucket closes when a point of a later bucket arrives or, for a quiet series, at a
+checkpoint once its end is `CLOSE_GRACE_S` old. Closed buckets (and late delta points,
+which land in the buckets of their own time) wait in `pending` until the next checkpoint
+writes them to the store. Everything here runs under the engine's lock; nothing does I/O.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from mlpulse.backend.ingest.points import Sample
+from mlpulse.backend.ingest.temporality import histogram_delta, zero_like
+from mlpulse.backend.storage.aggregate import Aggregate, Exemplar, keep_exemplars, merge, merge_all
+from mlpulse.backend.storage.base import RESOLUTIONS, PointState
+
+BucketKey = tuple[int, int, int]  # (resolution, series id, bucket start)
+CLOSE_GRACE_S = 30  # a quiet series' bucket closes this long after its end
+_ROLL_PARTS = 4  # parts kept apart in a rollup before one numpy merge (memory vs CPU)
+_NS = 1_000_000_000
+
+
+def _merged(parts: list[Aggregate], max_exemplars: int) -> Aggregate:
+    return parts[0] if len(parts) == 1 else merge_all(parts, max_exemplars)
+
+
+def bucket_of(time_ns: int, resolution: int) -> int:
+    """Return the start (epoch seconds) of the bucket of `resolution` holding `time_ns`."""
+    return (time_ns // _NS) // resolution * resolution
+
+
+def _cumulative_delta(last: Aggregate, base: Aggregate, points: int) -> Aggregate:
+    """The increase from `base` to `last` (both cumulative snapshots of one incarnation)."""
+    if last.explicit is None and last.exponential is None:
+        return Aggregate(count=points, sum=last.sum - base.sum, last=last.sum, last_ns=last.last_ns)
+    delta = histogram_delta(last, base)
+    if delta is None:  # buckets went down without a new start time: a reset, count it all
+        delta = last.copy()
+    delta.exemplars = []
+    return delta
+
+
+@dataclass(slots=True)
+class SeriesHead:
+    """One series in the head: ingest state, open 10 s bucket, open 1 min / 1 h rollups."""
+
+    sid: int
+    state: PointState | None = None
+    base: Aggregate | None = None  # cumulative snapshot at the open bucket's start
+    acc: Aggregate | None = None  # open bucket: deltas, gauge points, pre-restart part
+    points: int = 0  # cumulative points since `base` that count (a sum bucket's count)
+    fresh: bool = False  # a cumulative point arrived since `base` (its level is news)
+    exemplars: list[Exemplar] = field(default_factory=list)  # of those points
+    open_ts: int | None = None
+    roll_ts: dict[int, int] = field(default_factory=dict)  # 60 / 3600 -> bucket start
+    # The closed 10 s buckets of the open minute / hour, merged in one numpy pass
+    # (`merge_all`) when read or flushed rather than one merge per close.
+    roll: dict[int, list[Aggregate]] = field(default_factory=dict)
+    written: dict[int, int] = field(default_factory=dict)  # resolution -> newest emitted bucket
+    _view: Aggregate | None = None  # cached open-bucket aggregate
+    _view_ok: bool = False
+
+    def open_bucket(self) -> Aggregate | None:
+        """The open 10 s bucket's aggregate so far (None when empty)."""
+        if self._view_ok:
+            return self._view
+        view = self.acc
+        last = self.state.cumulative if self.state is not None else None
+        if last is not None and self.base is not None and self.fresh:
+            part = _cumulative_delta(last, self.base, self.points)
+            part.exemplars = list(self.exemplars)
+            view = part if view is None else merge(view, part)
+        self._view, self._view_ok = view, True
+        return view
+
+    def _touch(self) -> None:
+        self._view_ok = False
+
+
+class Head:
+    """Open buckets and ingest state of every series, plus closed buckets not yet stored."""
+
+    def __init__(self, created_ns: int, max_exemplars: int = 4) -> None:
+        self.created_ns = created_ns
+        self.max_exemplars = max_exemplars
+        self.series: dict[int, SeriesHead] = {}
+        self.pending: dict[BucketKey, Aggregate] = {}
+        self.maybe_stored: set[BucketKey] = set()  # pending keys the store may hold already
+        self.dirty: set[int] = set()
+        self.late_writes = 0  # writes into buckets that had closed: bumps query caches
+        self.now = 0.0  # the server time of the export being applied
+
+    # --- state ------------------------------------------------------------------------
+
+    def entry(self, sid: int) -> SeriesHead:
+        e = self.series.get(sid)
+        if e is None:
+            e = self.series[sid] = SeriesHead(sid)
+        return e
+
+    def state(self, sid: int) -> PointState | None:
+        e = self.series.get(sid)
+        return None if e is None else e.state
+
+    # --- buckets ----------------------------------------------------------------------
+
+    def _emit(self, e: SeriesHead, res: int, ts: int, agg: Aggregate, late: bool = False) -> None:
+        key = (res, e.sid, ts)
+        # Buckets close in time order per series: one after the newest written is new to
+        # the store (a plain insert); others may exist there and are merged with it.
+        if late or ts <= e.written.get(res, -1):
+            self.maybe_stored.add(key)
+        else:
+            e.written[res] = ts
+        cur = self.pending.get(key)
+        self.pending[key] = agg if cur is None else merge(cur, agg, self.max_exemplars)
+
+    def _close(self, e: SeriesHead) -> None:
+        """Close the open 10 s bucket into the 1 min / 1 h rollups and `pending`."""
+        if e.open_ts is None:
+            return
+        agg = e.open_bucket()
+        ts = e.open_ts
+        if agg is not None:
+            self._emit(e, 10, ts, agg)
+            minute = ts // 60 * 60
+            if e.roll_ts.get(60) != minute:
+                self._flush_roll(e, 60)
+                e.roll_ts[60] = minute
+            self._add_part(e, 60, agg)
+        last = e.state.cumulative if e.state is not None else None
+        if last is not None:
+            e.base = last
+        e.acc, e.points, e.exemplars, e.open_ts, e.fresh = None, 0, [], None, False
+        e._touch()
+
+    def _add_part(self, e: SeriesHead, res: int, agg: Aggregate) -> None:
+        parts = e.roll.setdefault(res, [])
+        parts.append(agg)
+        if len(parts) >= _ROLL_PARTS:
+            e.roll[res] = [merge_all(parts, self.max_exemplars)]
+
+    def _flush_roll(self, e: SeriesHead, res: int) -> None:
+        """Emit a finished rollup; a minute also becomes a part of its hour's rollup."""
+        parts = e.roll.pop(res, None)
+        rts = e.roll_ts.pop(res, None)
+        if not parts or rts is None:
+            return
+        merged = _merged(parts, self.max_exemplars)
+        self._emit(e, res, rts, merged)
+        if res == 60:
+            hour = rts // 3600 * 3600
+            if e.roll_ts.get(3600) != hour:
+                self._flush_roll(e, 3600)
+                e.roll_ts[3600] = hour
+            self._add_part(e, 3600, merged)
+
+    def _into_open(self, e: SeriesHead, time_ns: int) -> bool:
+        """Make the bucket of `time_ns` the open one; False if it closed already."""
+        ts = bucket_of(time_ns, 10)
+        if ts + 10 + CLOSE_GRACE_S <= self.now:
+            self.late_writes += 1  # a delayed export: cached results of closed windows age
+        if e.open_ts is None:
+            if any(ts < rts for rts in e.roll_ts.values()):
+                return False
+            e.open_ts = ts
+        elif ts > e.open_ts:
+            self._close(e)
+            e.open_ts = ts
+        elif ts < e.open_ts:
+            return False
+        return True
+
+    def _late(self, sid: int, time_ns: int, delta: Aggregate) -> None:
+        """A delta point into a closed bucket: straight to `pending` at every resolution."""
+        self.late_writes += 1
+        for res in RESOLUTIONS:
+            self._emit(self.entry(sid), res, bucket_of(time_ns, res), delta.copy(), late=True)
+
+    def close_quiet(self, now_s: float) -> None:
+        """Close buckets whose end is more than CLOSE_GRACE_S in the past."""
+        self.close_before(now_s - CLOSE_GRACE_S)
+
+    def close_before(self, horizon: float) -> None:
+        """Close every open bucket and rollup that ends by `horizon`."""
+        for e in self.series.values():
+            if e.open_ts is not None and e.open_ts + 10 <= horizon:
+                self._close(e)
+                self.dirty.add(e.sid)
+            for res in sorted(e.roll_ts):  # a minute first: it joins its hour's rollup
+                if res in e.roll_ts and e.roll_ts[res] + res <= horizon:
+                    self._flush_roll(e, res)
+                    self.dirty.add(e.sid)
+
+    # --- points -----------------------------------------------------------------------
+
+    def add_delta(self, sid: int, sample: Sample, *, newer: bool) -> None:
+        """Take a delta sum/histogram point or a gauge reading (already deduplicated)."""
+        e = self.entry(sid)
+        if newer:
+            e.state = PointState(sample.start_ns, sample.time_ns)
+        self.dirty.add(sid)
+        if not self._into_open(e, sample.time_ns):
+            self._late(sid, sample.time_ns, sample.value)
+            return
+        value = sample.value
+        e.acc = value.copy() if e.acc is None else merge(e.acc, value, self.max_exemplars)
+        e._touch()
+
+    def add_cumulative(self, sid: int, sample: Sample, first_seen_grace_s: float) -> bool:
+        """Take a cumulative point newer than the state; False if it is an older incarnation."""
+        e = self.entry(sid)
+        st = e.state
+        value = sample.value
+        # The sample is this point's own object: its exemplars move to the bucket and
+        # the rest becomes the snapshot, without a copy.
+        exemplars, value.exemplars = value.exemplars, []
+        snap = value
+        if st is None or st.cumulative is None:
+            joined_late = sample.start_ns < self.created_ns - int(first_seen_grace_s * _NS)
+            self._into_open(e, sample.time_ns)
+            self._restart(e, zero_like(snap) if not joined_late else snap)
+            counts = not joined_late
+        else:
+            restarted = bool(sample.start_ns and st.start_ns and sample.start_ns != st.start_ns)
+            if restarted and sample.start_ns < st.start_ns:
+                return False  # a point of an older incarnation, arriving late
+            self._into_open(e, sample.time_ns)
+            if not restarted:
+                restarted = _went_down(sample, st.cumulative)
+            if restarted:
+                self._fold(e)
+                self._restart(e, zero_like(snap))
+            counts = True
+        e.state = PointState(sample.start_ns, sample.time_ns, snap)
+        e.fresh = True  # a joined-late first point adds a zero increase, and the level
+        if counts:
+            e.points += 1
+        if counts and exemplars:
+            e.exemplars = keep_exemplars(e.exemplars + exemplars, self.max_exemplars)
+        self.dirty.add(sid)
+        e._touch()
+        return True
+
+    def _fold(self, e: SeriesHead) -> None:
+        """Move the cumulative part of the open bucket into `acc` (before a restart)."""
+        part = e.open_bucket()
+        e.acc = part
+        e.points, e.exemplars, e.fresh = 0, [], False
+
+    def _restart(self, e: SeriesHead, base: Aggregate) -> None:
+        e.base = base
+        if e.acc is None:
+            e.points, e.exemplars = 0, []
+
+    # --- reads ------------------------------------------------------------------------
+
+    def rows(
+        self, sids: list[int], resolution: int, lo: int, hi: float
+    ) -> Iterator[tuple[int, int, Aggregate]]:
+        """Yield (series id, bucket start, aggregate) of open buckets and pending ones.
+
+        Several rows may share a key (a rollup and the open bucket of the same hour, a
+        late point): callers merge them.
+        """
+        for sid in sids:
+            e = self.series.get(sid)
+            if e is None:
+                continue
+            # An hour's open rollup is its closed minutes plus the open minute's rollup.
+            for res in (60, 3600) if resolution == 3600 else (resolution,):
+                if res == 10:
+                    break
+                rts = e.roll_ts.get(res)
+                parts = e.roll.get(res)
+                if rts is not None and parts:
+                    ts = rts // resolution * resolution
+                    if lo <= ts < hi:
+                        if len(parts) > 1:
+                            e.roll[res] = parts = [merge_all(parts, self.max_exemplars)]
+                        yield sid, ts, parts[0]
+            if e.open_ts is not None:
+                ts = e.open_ts // resolution * resolution
+                if lo <= ts < hi:
+                    view = e.open_bucket()
+                    if view is not None:
+                        yield sid, ts, view
+        if self.pending:
+            wanted = set(sids)
+            for (res, sid, ts), agg in self.pending.items():
+                if res == resolution and sid in wanted and lo <= ts < hi:
+                    yield sid, ts, agg
+
+    # --- persistence ------------------------------------------------------------------
+
+    def dump_entry(self, sid: int) -> bytes:
+        """Serialize one series' head state (for the checkpoint)."""
+        e = self.series[sid]
+        return pickle.dumps(
+            (
+                e.state,
+                e.base,
+                e.acc,
+                e.points,
+                e.fresh,
+                e.exemplars,
+                e.open_ts,
+                e.roll_ts,
+                e.roll,
+                e.written,
+            ),
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+
+    def load_entry(self, sid: int, blob: bytes) -> None:
+        """Restore one series' head state written by `dump_entry`."""
+        # Our own checkpoint in our own database file, never client data.
+        fields = pickle.loads(blob)  # noqa: S301
+        self.series[sid] = SeriesHead(sid, *fields)
+
+
+def _went_down(sample: Sample, prev: Aggregate) -> bool:
+    """A reset without a new start time: a monotonic value or a histogram count went down."""
+    cur = sample.value
+    if sample.key.kind == "sum":
+        return sample.key.monotonic and cur.sum < prev.sum
+    return cur.count < prev.count
