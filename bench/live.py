@@ -156,10 +156,12 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
 
     events = sorted(b["events"])  # [committed_ms, received_ms]
     updates = sorted(b["updates"], key=lambda u: u[1])  # [n, applied_ms, painted_ms]
-    sse, applied, painted, numbers = [], [], [], []
+    sse, applied, painted, numbers, wake, computed_sse = [], [], [], [], [], []
     snapshots = {round(c): p for c, _t, p in b["snapshots"]}  # committed ms -> painted ms
-    for committed, received, _computed in events:
+    for committed, received, computed in events:
         sse.append(received - committed)
+        wake.append(computed - committed)  # the pusher's worker started computing
+        computed_sse.append(received - computed)  # computing, publishing, delivering
         if round(committed) in snapshots:
             numbers.append(snapshots[round(committed)] - committed)
         nxt = next((u for u in updates if u[1] >= received), None)
@@ -175,6 +177,18 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
         fig("commit → refresh applied (before paint), p99", percentile(applied, 99), "ms"),
         fig("commit → SSE event in the page, p50", percentile(sse, 50), "ms"),
         fig("commit → SSE event in the page, p99", percentile(sse, 99), "ms"),
+        fig("commit → push computation started (server), p50", percentile(wake, 50), "ms"),
+        fig("commit → push computation started (server), p99", percentile(wake, 99), "ms"),
+        fig(
+            "push computation started → SSE event in the page, p50",
+            percentile(computed_sse, 50),
+            "ms",
+        ),
+        fig(
+            "push computation started → SSE event in the page, p99",
+            percentile(computed_sse, 99),
+            "ms",
+        ),
         fig("commit → snapshot numbers updated and painted, p50", percentile(numbers, 50), "ms"),
         fig("commit → snapshot numbers updated and painted, p99", percentile(numbers, 99), "ms"),
         fig(
@@ -201,6 +215,8 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
         "details": {
             "refresh_timeouts": timeouts,
             "sse_ms": [rnd(x) for x in sse],
+            "wake_ms": [rnd(x) for x in wake],
+            "computed_to_page_ms": [rnd(x) for x in computed_sse],
             "applied_ms": [rnd(x) for x in applied],
             "painted_ms": [rnd(x) for x in painted],
         },
