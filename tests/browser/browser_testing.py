@@ -120,13 +120,23 @@ class BatchPart:
     is read when a part is first looked at (never inside Playwright's event callback).
     """
 
-    def __init__(self, batch: Any, index: int, url: str) -> None:
+    def __init__(self, batch: Any, index: int, url: str, bodies: dict[int, Any]) -> None:
         self.batch = batch
         self.index = index
         self.url = url
+        self._bodies = bodies  # the batch's parsed body, shared by its parts, read once
 
     def _answer(self) -> dict[str, Any]:
-        answer: dict[str, Any] = self.batch.json()["responses"][self.index]
+        key = id(self.batch)
+        if key not in self._bodies:
+            try:
+                self._bodies[key] = self.batch.json()["responses"]
+            except Exception:  # the page navigated away before the body was read
+                self._bodies[key] = None
+        answers = self._bodies[key]
+        if answers is None:
+            return {"status": 0, "body": None}  # gone, as an unread Response's body would be
+        answer: dict[str, Any] = answers[self.index]
         return answer
 
     @property
@@ -144,9 +154,10 @@ class BatchPart:
         return json.dumps(self.json())
 
 
-def with_batch_parts(resp: Any) -> list[Any]:
+def with_batch_parts(resp: Any, bodies: dict[int, Any] | None = None) -> list[Any]:
     """A response, followed by the parts of a batch response (see BatchPart)."""
-    return [resp, *(BatchPart(resp, i, u) for i, u in enumerate(batch_urls(resp.url)))]
+    shared: dict[int, Any] = {} if bodies is None else bodies
+    return [resp, *(BatchPart(resp, i, u, shared) for i, u in enumerate(batch_urls(resp.url)))]
 
 
 def save_screenshot(pg: Any, name: str = "dashboard.png") -> Path:
