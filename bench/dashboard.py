@@ -13,6 +13,7 @@ through its URL (`/#dashboard?range=86400`), so every chart asks for the whole d
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,7 @@ def _analysis(rows: list[list[Any]], painted: float | None) -> list[str]:
         f"{(slowest[2] - first_api) / painted:.0%} of the {painted:.0f} ms. "
         + (
             f"The first load's reads travel in one batched request ({batch[0][0]}), computed "
-            "by the backend one after another while the browser still loads and runs the "
+            "by the one backend process (one GIL) while the browser still loads and runs the "
             f"page's modules (the last page file arrives at {files_end:.0f} ms)."
             if batch
             else f"The {len(metrics)} /metrics queries start together and are served by one "
@@ -164,6 +165,8 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
     if not Path(CHROMIUM).is_file():
         raise Skip(f"Chromium not found at {CHROMIUM}: scripts/install-system-deps.sh")
     from playwright.sync_api import sync_playwright
+
+    load_before = os.getloadavg()[0]
 
     hours = 1.0 if quick else 24.0
     loads = 1 if quick else 15
@@ -237,6 +240,7 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
     for view in views:
         notes += [f"[{view}] " + n for n in _analysis(_waterfall(waterfalls[view]),
                                                       percentile(painted[view], 50))]  # fmt: skip
+    notes.append(_load_note(load_before))
     return {
         "method": (__doc__ or "").split("\n\n", 1)[1].strip(),
         "figures": figures,
@@ -263,3 +267,13 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
             "dataset": meta,
         },
     }
+
+
+def _load_note(before: float) -> str:
+    """How busy the machine was: browser timings on 2 shared cores follow the load."""
+    after = os.getloadavg()[0]
+    return (
+        f"Machine load (1-min load average, {os.cpu_count()} cores) at the start and end of "
+        f"this run: {before:.1f} and {after:.1f}; the browser's and the backend's times grow "
+        "with it, so compare runs taken at similar loads (or side by side)."
+    )

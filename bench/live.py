@@ -21,6 +21,7 @@ refresh finished (data applied to the charts), commit → next frame painted.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from pathlib import Path
@@ -104,6 +105,8 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
     if not Path(CHROMIUM).is_file():
         raise Skip(f"Chromium not found at {CHROMIUM}: scripts/install-system-deps.sh")
     from playwright.sync_api import sync_playwright
+
+    load_before = os.getloadavg()[0]
 
     exports = 6 if quick else 120
     prefill = 4 if quick else 360  # 5 s windows before the live part (1 min / 30 min)
@@ -211,7 +214,10 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
                 "rows": req_rows,
             }
         ],
-        "notes": _notes(sent, events, updates, timeouts, prefill, sse, painted, req_rows),
+        "notes": [
+            *_notes(sent, events, updates, timeouts, prefill, sse, painted, req_rows),
+            _load_note(load_before),
+        ],
         "details": {
             "refresh_timeouts": timeouts,
             "sse_ms": [rnd(x) for x in sse],
@@ -269,3 +275,13 @@ def _notes(
             "last point."
         )
     return notes
+
+
+def _load_note(before: float) -> str:
+    """How busy the machine was: browser timings on 2 shared cores follow the load."""
+    after = os.getloadavg()[0]
+    return (
+        f"Machine load (1-min load average, {os.cpu_count()} cores) at the start and end of "
+        f"this run: {before:.1f} and {after:.1f}; the browser's and the backend's times grow "
+        "with it, so compare runs taken at similar loads (or side by side)."
+    )
