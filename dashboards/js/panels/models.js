@@ -3,7 +3,8 @@
  * and the alert target, degradation %, prediction drift (PSI and Jensen–Shannon, charted
  * over the last hour in 5-minute windows with version markers), which input features moved, label
  * coverage and delay, the versions side by side after a retrain, RMSE, R², predictions,
- * mean confidence and feedback count.
+ * mean confidence, feedback count, the MAE of cached and computed answers apart and the
+ * stale cache entries an old version left.
  */
 
 import { getJSON } from "../api.js";
@@ -167,6 +168,9 @@ function modelCard(name, service = "") {
     predictions: makeStat("predictions_count", "Predictions"),
     confidence: makeStat("avg_confidence", "Mean confidence"),
     feedback: makeStat("feedback_count", "Feedback"),
+    maeHit: makeStat("mae_cache_hit", "MAE cached"),
+    maeMiss: makeStat("mae_cache_miss", "MAE computed"),
+    stale: makeStat("cache_stale_entries", "Stale cache entries"),
     updated: makeStat("last_updated", "Last update"),
   };
   const root = h("article", { class: "panel model", "data-model": name, "data-service": service },
@@ -247,6 +251,12 @@ function modelCard(name, service = "") {
       const cov = f.isNum(m.feedback_count) && f.isNum(m.predictions_count) && m.predictions_count > 0
         ? `${Math.round((m.feedback_count / m.predictions_count) * 100)} %` : "";
       stats.feedback.set(f.count(m.feedback_count), m.feedback_count, cov);
+      // Cache-honest: the MAE of cached answers apart from computed ones, and the entries
+      // an old version left in the cache after a retrain.
+      const byCache = m.mae_by_cache_hit || {};
+      stats.maeHit.set(f.isNum(byCache.hit) ? f.num(byCache.hit) : f.DASH, byCache.hit);
+      stats.maeMiss.set(f.isNum(byCache.miss) ? f.num(byCache.miss) : f.DASH, byCache.miss);
+      stats.stale.set(f.isNum(m.cache_stale_entries) ? f.count(m.cache_stale_entries) : f.DASH, m.cache_stale_entries);
       const updated = typeof m.last_updated === "string" ? Date.parse(m.last_updated) / 1000 : m.last_updated;
       // A model without predictions in the window is idle: say since when, not "just now".
       const idle = !(m.predictions_count > 0);
