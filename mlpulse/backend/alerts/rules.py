@@ -54,9 +54,10 @@ Comparison = Literal[">", ">=", "<", "<="]
 Severity = Literal["info", "warning", "critical"]
 GroupBy = Literal["service", "instance", "route", "model", "version", "none"]
 """``instance``: one alert per instance of a service (labels ``service``, ``instance``:
-no-data alerting per instance). ``version``: one alert per model version (labels ``model`` and ``version``), judged
-against that version's own baseline and references; it resolves once the version is
-retired (`mlpulse.backend.query.versions.retired_versions`)."""
+no-data alerting per instance). ``version``: one alert per model version (labels
+``model`` and ``version``), judged against that version's own baseline and references;
+it resolves once the version is retired
+(`mlpulse.backend.query.versions.retired_versions`)."""
 
 GROUP_KEYS: dict[str, list[str]] = {
     "service": ["service"],
