@@ -5,6 +5,7 @@ moved and the versions side by side, each equal to what the API returns."""
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,13 +55,15 @@ def monitored(backend: Backend) -> Iterator[dict[str, Any]]:
     for _ in range(300):
         feature.record(rng.randint(20, 30), {**V4, "ml.feature.name": "filter_count"})
     meter.create_gauge("ml.model.baseline.mae").set(3.9, V4)
-    # Labels of cached and computed answers apart, and 7 entries v3 left in the cache.
+    # Labels of cached and computed answers apart, of predictions made in this 5-minute
+    # window (their ml.prediction.window), and 7 entries v3 left in the cache.
+    window = int(time.time() // 300) % 16
     fb = meter.create_counter("ml.model.feedback")
     ea = meter.create_counter("ml.model.error.absolute")
     es = meter.create_counter("ml.model.error.squared")
     for hit, errors in ((True, CACHED_ERRORS), (False, COMPUTED_ERRORS)):
         for e in errors:
-            attrs = {**V4, "ml.prediction.cache_hit": hit}
+            attrs = {**V4, "ml.prediction.cache_hit": hit, "ml.prediction.window": window}
             fb.add(1, attrs)
             ea.add(abs(e), attrs)
             es.add(e * e, attrs)
@@ -136,6 +139,16 @@ def test_model_cards_show_psi_coverage_mae_interval_and_version_marker(
     assert m["mae_by_cache_hit"]["miss"] == pytest.approx(2.0)
     assert _num(hit) == pytest.approx(m["mae_by_cache_hit"]["hit"], rel=1e-9)
     assert _num(miss) == pytest.approx(m["mae_by_cache_hit"]["miss"], rel=1e-9)
+    # The MAE by prediction window: this window's 7 labels, as /metrics/history gives it.
+    cohort = card.locator("[data-role=cohorts] li.cohort").first
+    cohort.wait_for(timeout=20_000)
+    doc = backend.get(
+        "/metrics/history", metric="mae_by_prediction_time", **{"from": "now-1h"}, step="300"
+    )
+    (newest,) = [p for p in doc["series"][0]["points"] if p[1] is not None][-1:]
+    assert newest[1] == pytest.approx(42 / 7, rel=1e-9)  # mean |e| of all 7 errors
+    assert cohort.get_attribute("data-time") == str(newest[0])
+    assert _num(cohort.locator(".num")) == pytest.approx(newest[1], rel=1e-9)
     stale = card.locator("[data-stat=cache_stale_entries] [data-role=value]")
     assert m["cache_stale_entries"] == 7
     assert _num(stale) == 7
