@@ -292,7 +292,7 @@ class RowHandle:
     candidate of each of its histogram values.
     """
 
-    __slots__ = ("_columns", "_exemplars", "_hot_path", "_rows", "_traced")
+    __slots__ = ("_columns", "_exemplars", "_hot_path", "_limit", "_rows", "_traced", "_width")
 
     def __init__(
         self, hot_path: HotPath, handles: Sequence[HistogramHandle | SumHandle | None]
@@ -309,11 +309,15 @@ class RowHandle:
             else:
                 columns.append(None)
         self._columns = tuple(columns)
+        self._width = len(columns)
+        self._limit = FOLD_THRESHOLD * max(self._width, 1)
         self._rows = _Buffer()
         self._traced = _Buffer()
 
     def record(self, row: tuple[float | None, ...]) -> None:
         """Record `row` (one entry per handle, in order)."""
+        if len(row) != self._width:  # a short row would shift every later value
+            raise ValueError(f"row of {len(row)} values for {self._width} handles")
         if self._exemplars:
             span = get_current_span().get_span_context()
             if span.trace_flags.sampled:
@@ -322,22 +326,27 @@ class RowHandle:
                 if len(traced) > FOLD_THRESHOLD:
                     self._hot_path.flush()
                 return
-        rows = self._rows.values
-        rows.append(row)
-        if len(rows) > FOLD_THRESHOLD:
+        # Flat: the row's values go into the deque one after another (one C call, atomic
+        # under the GIL), so no tuple per request outlives the request.
+        values = self._rows.values
+        values.extend(row)
+        if len(values) > self._limit:
             self._hot_path.flush()
 
     def spill(self) -> None:
         """Append the recorded rows' values to their series' buffers (column by column)."""
-        rows = self._rows.take()
+        flat = self._rows.take()
         traced = self._traced.take()
-        if not rows and not traced:
+        if not flat and not traced:
             return
+        width = self._width
         for i, column in enumerate(self._columns):
             if column is None:
                 continue
             values, traced_buffer = column
-            taken = [r[i] for r in rows if r[i] is not None]
+            taken = flat[i::width]
+            if None in taken:
+                taken = [v for v in taken if v is not None]
             if traced:
                 if traced_buffer is None:  # a sum: amounts are amounts, traced or not
                     taken += [r[i] for r, _t, _s in traced if r[i] is not None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 
 from mlpulse_instrumentation._hotpath import FOLD_THRESHOLD, MAX_SERIES, HotPath
@@ -137,3 +138,14 @@ def test_concurrent_rows_and_collection_lose_nothing() -> None:
     hot_path.flush()
     assert capture.count() == 80_000
     assert count.series.total == 80_000
+
+
+def test_a_row_of_the_wrong_width_is_refused_and_changes_nothing() -> None:
+    hot_path, histogram, capture = _hot_path()
+    row = hot_path.row([histogram.bind({"k": "a"}), histogram.bind({"k": "b"})])
+    row.record((1.0, 2.0))
+    with pytest.raises(ValueError, match="row of 1 values for 2 handles"):
+        row.record((3.0,))
+    row.record((4.0, 5.0))
+    hot_path.flush()
+    assert capture.values == {(("k", "a"),): [1.0, 4.0], (("k", "b"),): [2.0, 5.0]}
