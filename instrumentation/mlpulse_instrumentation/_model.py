@@ -14,11 +14,14 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from mlpulse_instrumentation._hotpath import HistogramHandle, RowHandle, SumHandle
 from mlpulse_instrumentation._meters import (
     FEATURE_NAME,
+    MAX_WINDOWED_LAG_S,
     MODEL_NAME,
     MODEL_REFERENCE_SAMPLES,
     MODEL_VERSION,
     PREDICTION_CACHE_HIT,
+    PREDICTION_WINDOW,
     Meters,
+    prediction_window,
 )
 
 # Bound recorders are kept per (model, version); versions only grow on retrain, but a
@@ -142,7 +145,7 @@ class BoundModel:
         "_absolute",
         "_actual",
         "_actual_squared",
-        "_by_cache",
+        "_by_split",
         "_confidence",
         "_duration",
         "_feature_handles",
@@ -184,8 +187,9 @@ class BoundModel:
         # value, *features), keyed by the feature names (None: no features).
         self._rows: dict[tuple[str, ...] | None, RowHandle] = {}
         self._references = references
-        # The error sums split by cache hit, bound on first use (see record_feedback).
-        self._by_cache: dict[bool, tuple[SumHandle, ...]] = {}
+        # The error sums split by cache hit and prediction window, bound on first use
+        # (see record_feedback; at most 3 x PREDICTION_WINDOW_CYCLE keys).
+        self._by_split: dict[tuple[bool | None, int | None], tuple[SumHandle, ...]] = {}
 
     def record_prediction(
         self,
@@ -260,18 +264,24 @@ class BoundModel:
         actual: float,
         lag_s: float | None = None,
         cache_hit: bool | None = None,
+        predicted_at: float | None = None,
     ) -> None:
         """Record the ground truth of one earlier prediction of this version.
 
         `lag_s` is the time since the prediction was served (label delay); with
         `cache_hit`, the error sums carry ``ml.prediction.cache_hit`` (MAE of cached and
-        computed answers apart).
+        computed answers apart); with `predicted_at` (epoch s), n, Σ|e| and Σe² carry
+        ``ml.prediction.window`` (MAE by prediction window) when the label came within
+        `MAX_WINDOWED_LAG_S`.
         """
         error = actual - predicted
+        window: int | None = None
+        if predicted_at is not None and 0 <= time.time() - predicted_at < MAX_WINDOWED_LAG_S:
+            window = prediction_window(predicted_at)
         sums = (
             (self._feedback, self._absolute, self._squared, self._actual, self._actual_squared)
-            if cache_hit is None
-            else self._cache_sums(cache_hit)
+            if cache_hit is None and window is None
+            else self._split_sums(cache_hit, window)
         )
         feedback, absolute, squared, actual_sum, actual_squared = sums
         feedback.add(1)
@@ -282,17 +292,25 @@ class BoundModel:
         if lag_s is not None and math.isfinite(lag_s) and lag_s >= 0:
             self._lag.record(lag_s)
 
-    def _cache_sums(self, cache_hit: bool) -> tuple[SumHandle, ...]:
-        sums = self._by_cache.get(cache_hit)
+    def _split_sums(self, cache_hit: bool | None, window: int | None) -> tuple[SumHandle, ...]:
+        key = (cache_hit, window)
+        sums = self._by_split.get(key)
         if sums is None:
             m = self._meters
-            attrs = {MODEL_NAME: self.model, MODEL_VERSION: self.version,
-                     PREDICTION_CACHE_HIT: cache_hit}  # fmt: skip
-            sums = self._by_cache[cache_hit] = tuple(
-                table.bind(attrs)
-                for table in (m.feedback, m.error_absolute, m.error_squared, m.actual,
-                              m.actual_squared)
-            )  # fmt: skip
+            attrs: dict[str, str | bool | int] = {MODEL_NAME: self.model,
+                                                  MODEL_VERSION: self.version}  # fmt: skip
+            if cache_hit is not None:
+                attrs[PREDICTION_CACHE_HIT] = cache_hit
+            # The window goes on n, Σ|e| and Σe² only (the MAE and its interval): the
+            # actuals' sums need no more series than the cache split.
+            windowed = {**attrs, PREDICTION_WINDOW: window} if window is not None else attrs
+            sums = self._by_split[key] = (
+                m.feedback.bind(windowed),
+                m.error_absolute.bind(windowed),
+                m.error_squared.bind(windowed),
+                m.actual.bind(attrs),
+                m.actual_squared.bind(attrs),
+            )
         return sums
 
     def publish_reference(
@@ -381,10 +399,15 @@ class ModelTelemetry:
         actual: float,
         lag_s: float | None = None,
         cache_hit: bool | None = None,
+        predicted_at: float | None = None,
     ) -> None:
         """Record the ground truth of one earlier prediction (see `BoundModel`)."""
         self.bind(model, version).record_feedback(
-            predicted=predicted, actual=actual, lag_s=lag_s, cache_hit=cache_hit
+            predicted=predicted,
+            actual=actual,
+            lag_s=lag_s,
+            cache_hit=cache_hit,
+            predicted_at=predicted_at,
         )
 
     def publish_reference(

@@ -177,6 +177,9 @@ class MlService:
                 predicted=pending.predicted,
                 actual=request.actual,
                 lag_s=time.monotonic() - pending.created_at,
+                # MAE split by cache hit, and by the window the prediction was made in.
+                cache_hit=pending.cache_hit,
+                predicted_at=pending.predicted_at,
             )
         return FeedbackResponse(
             prediction_id=request.prediction_id,
