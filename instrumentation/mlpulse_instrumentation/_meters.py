@@ -62,6 +62,14 @@ CACHE_RESULT = "ml.cache.result"
 FILESYSTEM_MOUNTPOINT = "system.filesystem.mountpoint"
 URL_SCHEME = "url.scheme"
 NETWORK_PROTOCOL_VERSION = "network.protocol.version"
+HTTP_REQUEST_METHOD_ORIGINAL = "http.request.method_original"
+URL_PATH = "url.path"
+URL_QUERY = "url.query"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+CLIENT_ADDRESS = "client.address"
+CLIENT_PORT = "client.port"
+USER_AGENT_ORIGINAL = "user_agent.original"
 CPU_MODE = "cpu.mode"
 MEMORY_STATE = "system.memory.state"
 
@@ -111,6 +119,7 @@ class Meters:
     cache_lookups: BufferedSum
     baselines: Baselines
     meter: Meter
+    hot_path: HotPath
 
 
 class Baselines:
@@ -226,6 +235,7 @@ def init_meters(meter: Meter, hot_path: HotPath) -> Meters:
         ),
         baselines=Baselines(meter),
         meter=meter,
+        hot_path=hot_path,
     )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from opentelemetry import context as otel_context
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from mlpulse_instrumentation._hotpath import HistogramHandle, SumHandle
+from mlpulse_instrumentation._hotpath import HistogramHandle, RowHandle, SumHandle
 from mlpulse_instrumentation._meters import (
     FEATURE_NAME,
     MAX_WINDOWED_LAG_S,
@@ -29,6 +29,9 @@ from mlpulse_instrumentation._meters import (
 _MAX_BOUND_VERSIONS = 1024
 #: Numeric features recorded per model version (more names are ignored): bounded labels.
 MAX_FEATURES = 32
+#: Distinct sets of feature names per version recorded with one append each (a service
+#: sends the same names every time; beyond this, values are recorded one by one).
+_MAX_ROW_LAYOUTS = 8
 #: How often each version's reference distributions are recorded again. A reference is
 #: a histogram that only grows by whole copies, and the backend reads it as proportions
 #: over the hour before a window, so re-recording keeps it visible to a backend that
@@ -152,6 +155,7 @@ class BoundModel:
         "_meters",
         "_misses",
         "_references",
+        "_rows",
         "_squared",
         "_value",
         "model",
@@ -179,6 +183,9 @@ class BoundModel:
         self._actual_squared: SumHandle = meters.actual_squared.bind(attrs)
         self._lag: HistogramHandle = meters.feedback_lag.bind(attrs)
         self._feature_handles: dict[str, HistogramHandle] = {}
+        # One row per prediction: (hit count, miss count, inference duration, confidence,
+        # value, *features), keyed by the feature names (None: no features).
+        self._rows: dict[tuple[str, ...] | None, RowHandle] = {}
         self._references = references
         # The error sums split by cache hit and prediction window, bound on first use
         # (see record_feedback; at most 3 x PREDICTION_WINDOW_CYCLE keys).
@@ -198,6 +205,46 @@ class BoundModel:
         `features` (name -> numeric value) feed input-drift histograms, one per feature
         name (at most `MAX_FEATURES` names per version).
         """
+        names = tuple(features) if features else None
+        row = self._rows.get(names)
+        if row is None:
+            row = self._row(names)
+            if row is None:  # too many layouts: value by value
+                self._record_slowly(value, confidence, duration_s, cache_hit, features or {})
+                return
+        if cache_hit:
+            fixed: tuple[float | None, ...] = (1, None, None, confidence, value)
+        else:
+            fixed = (None, 1, duration_s, confidence, value)
+        row.record((*fixed, *features.values()) if features else fixed)
+
+    def _row(self, names: tuple[str, ...] | None) -> RowHandle | None:
+        if len(self._rows) >= _MAX_ROW_LAYOUTS:
+            return None
+        handles: list[HistogramHandle | SumHandle | None] = [
+            self._hits, self._misses, self._duration, self._confidence, self._value
+        ]  # fmt: skip
+        handles += [self._feature(name) for name in names or ()]
+        row = self._rows[names] = self._meters.hot_path.row(handles)
+        return row
+
+    def _feature(self, name: str) -> HistogramHandle | None:
+        handles = self._feature_handles
+        handle = handles.get(name)
+        if handle is None and len(handles) < MAX_FEATURES:
+            handle = handles[name] = self._meters.feature_value.bind(
+                {MODEL_NAME: self.model, MODEL_VERSION: self.version, FEATURE_NAME: name}
+            )
+        return handle
+
+    def _record_slowly(
+        self,
+        value: float,
+        confidence: float,
+        duration_s: float,
+        cache_hit: bool,
+        features: Mapping[str, float],
+    ) -> None:
         if cache_hit:
             self._hits.add(1)
         else:
@@ -205,16 +252,9 @@ class BoundModel:
             self._duration.record(duration_s)
         self._confidence.record(confidence)
         self._value.record(value)
-        if features:
-            handles = self._feature_handles
-            for name, feature in features.items():
-                handle = handles.get(name)
-                if handle is None:
-                    if len(handles) >= MAX_FEATURES:
-                        continue
-                    handle = handles[name] = self._meters.feature_value.bind(
-                        {MODEL_NAME: self.model, MODEL_VERSION: self.version, FEATURE_NAME: name}
-                    )
+        for name, feature in features.items():
+            handle = self._feature(name)
+            if handle is not None:
                 handle.record(feature)
 
     def record_feedback(

@@ -200,6 +200,12 @@ class MlService:
         current: dict[str, str] = {n: self.registry.current(n).version for n in MODEL_NAMES}
         out: dict[str, int] = {}
         for name in MODEL_NAMES:
+            if len(self.registry.history(name)) < 2:
+                # One version ever: nothing cached can be stale, and scanning the whole
+                # cache (a Python hash per key) at every collection costs more than the
+                # request path's telemetry (B1).
+                out[name] = 0
+                continue
 
             def stale(key: CacheKey, model: str = name) -> bool:
                 return key[0] == model and key[1] != current[model]
