@@ -20,7 +20,9 @@ reference proportions; an empty bin's proportion is taken as `EPSILON` inside th
 logarithm only, so every term is finite and ≥ 0 (a value outside the reference's range
 lands in a bin the reference never saw and counts as drift). The usual reading: < 0.1
 stable, 0.1-0.25 moderate, > 0.25 significant. The Jensen-Shannon distance is
-`scipy.spatial.distance.jensenshannon(p, q, base=2)`, on [0, 1], with no epsilon.
+`scipy.spatial.distance.jensenshannon(p, q, base=2)`, on [0, 1], with no epsilon; it is
+computed here from `scipy.special.rel_entr` as scipy does, because importing
+`scipy.spatial` costs the backend ~12 MiB more resident memory than `scipy.special`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial.distance import jensenshannon
+from scipy.special import rel_entr
 
 from mlpulse.backend.storage.aggregate import Aggregate, ExpBuckets, downscale
 
@@ -93,7 +95,11 @@ def psi(observed: np.ndarray, expected: np.ndarray) -> float:
 
 def js_distance(observed: np.ndarray, expected: np.ndarray) -> float:
     """Jensen-Shannon distance (base 2, on [0, 1]) between two count vectors."""
-    return float(jensenshannon(observed, expected, base=2))
+    p = observed / observed.sum()
+    q = expected / expected.sum()
+    m = (p + q) / 2.0
+    divergence = float(np.sum(rel_entr(p, m) + rel_entr(q, m))) / 2.0 / np.log(2.0)
+    return float(np.sqrt(max(divergence, 0.0)))
 
 
 def drift(
