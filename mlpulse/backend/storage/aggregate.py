@@ -149,14 +149,21 @@ def _add_range(
 
 
 def _trim(offset: int, counts: list[int]) -> tuple[int, list[int]]:
+    # Plain iteration (no indexing, no len() per step): this runs at every bucket close.
     start = 0
-    while start < len(counts) and counts[start] == 0:
+    for c in counts:
+        if c:
+            break
         start += 1
-    end = len(counts)
-    while end > start and counts[end - 1] == 0:
-        end -= 1
-    if start == end:
+    else:
         return 0, []
+    end = len(counts)
+    for c in reversed(counts):
+        if c:
+            break
+        end -= 1
+    if start == 0 and end == len(counts):
+        return offset, counts
     return offset + start, counts[start:end]
 
 
