@@ -509,9 +509,9 @@ class SQLiteStore:
                 )  # fmt: skip
                 if buckets:
                     _merge_buckets(conn, buckets, maybe_stored)
+                states: list[tuple[int, bytes]] = sorted(head)  # by series id, as stored
                 conn.executemany(
-                    "INSERT OR REPLACE INTO head_state (series_id, state) VALUES (?, ?)",
-                    sorted(head, key=lambda row: row[0]),  # by series id, as stored
+                    "INSERT OR REPLACE INTO head_state (series_id, state) VALUES (?, ?)", states
                 )
                 conn.executemany(
                     "INSERT OR IGNORE INTO delta_seen (series_id, start_ns, time_ns)"
