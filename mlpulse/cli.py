@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from mlpulse import __version__
 
@@ -38,12 +39,17 @@ def _run_backend(args: argparse.Namespace) -> int:
     import uvicorn
     from pydantic import ValidationError
 
+    from mlpulse.backend.alerts.config import AlertSettings
     from mlpulse.backend.app import create_app
     from mlpulse.backend.config import BackendSettings
     from mlpulse.backend.storage.postgres import StoreUnavailableError
 
-    try:  # a bad setting or an unusable database: one line, no traceback
-        app = create_app(BackendSettings())
+    try:  # a bad setting, rules file or database: one line each, no traceback
+        settings = BackendSettings()
+        rules_file = AlertSettings().alert_rules_file
+        if rules_file is not None and not _rules_file_ok(rules_file):
+            return 2
+        app = create_app(settings)
     except ValidationError as exc:
         for error in exc.errors():
             name = "MLPULSE_" + "_".join(str(part) for part in error["loc"]).upper()
@@ -61,6 +67,24 @@ def _run_backend(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
     )
     return 0
+
+
+def _rules_file_ok(path: Path) -> bool:
+    """Say what is wrong with the rules file, one line per problem; as Prometheus does,
+    the backend never runs on rules it would have to drop."""
+    from mlpulse.backend.alerts.rules import ConfigError, read_rules_file
+    from mlpulse.rules import print_errors
+
+    try:
+        read_rules_file(path)
+    except ConfigError as exc:
+        print_errors(f"mlpulse backend: {path}", exc.errors)
+        return False
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        print(f"mlpulse backend: cannot read {path}: {reason}", file=sys.stderr)
+        return False
+    return True
 
 
 def _run_mlapi(args: argparse.Namespace) -> int:

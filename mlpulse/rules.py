@@ -63,7 +63,7 @@ def _token(args: argparse.Namespace) -> str | None:
         return None
 
 
-def _errors(name: str, messages: list[str]) -> None:
+def print_errors(name: str, messages: list[str]) -> None:
     """Print one ``file:line: message`` line per error."""
     for message in messages:
         match = _LINE.match(message)
@@ -108,7 +108,7 @@ def _import(args: argparse.Namespace) -> int:
         try:
             config = load_yaml(text)
         except ConfigError as exc:
-            _errors(name, exc.errors)
+            print_errors(name, exc.errors)
             print(f"{name}: not valid", file=sys.stderr)
             return 1
         counts = _counts(len(config.rules), len(config.channels), len(config.time_intervals))
@@ -142,7 +142,7 @@ def _import(args: argparse.Namespace) -> int:
     if response.status_code in (401, 403):
         print(f"error: {args.url} refused the API token ({detail})", file=sys.stderr)
         return 1
-    _errors(name, re.split(r"; (?=line \d+: )", detail))
+    print_errors(name, re.split(r"; (?=line \d+: )", detail))
     print(f"{name}: not imported (HTTP {response.status_code}); nothing changed", file=sys.stderr)
     return 1
 

@@ -15,11 +15,11 @@ Usage::
 * ``http.server.request.duration`` as a base-2 exponential histogram with method, route
   template, status, ``url.scheme`` and ``network.protocol.version``, recorded by a lean
   ASGI middleware;
-* traces through opentelemetry-instrumentation-fastapi (stable HTTP attribute names)
-  when a traces endpoint is configured (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` /
-  ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``traces_endpoint=``); ``/health`` is not traced,
-  the per-message receive/send spans are off, and histogram points carry the request
-  span as an exemplar;
+* one SERVER span per request (stable HTTP attribute names, the parent taken from the
+  incoming headers), recorded by the same middleware, when a traces endpoint is
+  configured (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``
+  or ``traces_endpoint=``); ``/health`` is not traced, and histogram points carry the
+  request span as an exemplar;
 * process and host CPU (per ``cpu.mode``), memory and filesystem metrics (psutil), read
   at collection time.
 

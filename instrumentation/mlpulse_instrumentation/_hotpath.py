@@ -9,6 +9,10 @@ knows about buffers:
 * `BufferedHistogram.bind(attributes)` / `BufferedSum.bind(attributes)` return handles
   whose `record(value)` / `add(amount)` append to the series' buffer. A series is keyed
   by its (already normalised) attributes, so equal attributes always share one series.
+* `HotPath.row(handles)` returns a `RowHandle` whose `record(row)` appends one tuple
+  for several series at once (a prediction's count, durations, confidence, value and
+  features: a dozen values for the price of one append); the rows are spilled into the
+  series' buffers at the start of each drain.
 * Sums reach the SDK as observable counters: the callback adds the buffered amounts and
   reports the total, and the SDK turns it into each reader's temporality.
 * Histograms reach export in one of two ways, both through public SDK API:
@@ -128,6 +132,11 @@ class HistogramHandle:
         self._series = series
         self._exemplars = exemplars
 
+    @property
+    def series(self) -> _HistogramSeries:
+        """The series this handle records into."""
+        return self._series
+
     def record(self, value: float) -> None:
         """Record one value (the current span, if sampled, becomes an exemplar candidate)."""
         series = self._series
@@ -194,6 +203,11 @@ class SumHandle:
         self._sum = owner
         self._series = series
 
+    @property
+    def series(self) -> _SumSeries:
+        """The series this handle adds to."""
+        return self._series
+
     def add(self, amount: float) -> None:
         """Add `amount` (non-negative for monotonic sums)."""
         values = self._series.values.values
@@ -216,7 +230,17 @@ class _SumSeries:
 class BufferedSum:
     """A sum recorded through bound handles, reported by an SDK observable counter."""
 
-    def __init__(self, meter: Meter, name: str, unit: str, description: str, *, monotonic: bool):
+    def __init__(
+        self,
+        hot_path: HotPath,
+        meter: Meter,
+        name: str,
+        unit: str,
+        description: str,
+        *,
+        monotonic: bool,
+    ):
+        self._hot_path = hot_path
         self._series: dict[SeriesKey, _SumSeries] = {}
         self._lock = threading.Lock()
         if monotonic:
@@ -240,6 +264,7 @@ class BufferedSum:
 
     def fold(self) -> None:
         """Add every buffered amount to its series' total."""
+        self._hot_path.spill()  # amounts recorded through rows first
         with self._lock:
             for series in self._series.values():
                 amounts = series.values.take()
@@ -255,6 +280,80 @@ class BufferedSum:
     def series_count(self) -> int:
         with self._lock:
             return len(self._series)
+
+
+class RowHandle:
+    """Records one value into each of several series with a single append; get it with
+    `HotPath.row`.
+
+    Column i of a row goes to the i-th handle given to `HotPath.row` (a histogram value
+    or a sum's amount); None in a row, or a None handle, records nothing for that column.
+    The current span, if sampled, is looked up once per row and becomes the exemplar
+    candidate of each of its histogram values.
+    """
+
+    __slots__ = ("_columns", "_exemplars", "_hot_path", "_limit", "_rows", "_traced", "_width")
+
+    def __init__(
+        self, hot_path: HotPath, handles: Sequence[HistogramHandle | SumHandle | None]
+    ) -> None:
+        self._hot_path = hot_path
+        self._exemplars = hot_path.exemplars
+        # Per column: (the series' value buffer, its traced buffer or None for a sum).
+        columns: list[tuple[_Buffer, _Buffer | None] | None] = []
+        for handle in handles:
+            if isinstance(handle, HistogramHandle):
+                columns.append((handle.series.values, handle.series.traced))
+            elif isinstance(handle, SumHandle):
+                columns.append((handle.series.values, None))
+            else:
+                columns.append(None)
+        self._columns = tuple(columns)
+        self._width = len(columns)
+        self._limit = FOLD_THRESHOLD * max(self._width, 1)
+        self._rows = _Buffer()
+        self._traced = _Buffer()
+
+    def record(self, row: tuple[float | None, ...]) -> None:
+        """Record `row` (one entry per handle, in order)."""
+        if len(row) != self._width:  # a short row would shift every later value
+            raise ValueError(f"row of {len(row)} values for {self._width} handles")
+        if self._exemplars:
+            span = get_current_span().get_span_context()
+            if span.trace_flags.sampled:
+                traced = self._traced.values
+                traced.append((row, time_ns(), span))
+                if len(traced) > FOLD_THRESHOLD:
+                    self._hot_path.flush()
+                return
+        # Flat: the row's values go into the deque one after another (one C call, atomic
+        # under the GIL), so no tuple per request outlives the request.
+        values = self._rows.values
+        values.extend(row)
+        if len(values) > self._limit:
+            self._hot_path.flush()
+
+    def spill(self) -> None:
+        """Append the recorded rows' values to their series' buffers (column by column)."""
+        flat = self._rows.take()
+        traced = self._traced.take()
+        if not flat and not traced:
+            return
+        width = self._width
+        for i, column in enumerate(self._columns):
+            if column is None:
+                continue
+            values, traced_buffer = column
+            taken = flat[i::width]
+            if None in taken:
+                taken = [v for v in taken if v is not None]
+            if traced:
+                if traced_buffer is None:  # a sum: amounts are amounts, traced or not
+                    taken += [r[i] for r, _t, _s in traced if r[i] is not None]
+                else:
+                    candidates = [(r[i], t, s) for r, t, s in traced if r[i] is not None]
+                    traced_buffer.values.extend(candidates)
+            values.values.extend(taken)
 
 
 class Destination(Protocol):
@@ -276,8 +375,10 @@ class HotPath:
         self.exemplars = exemplars
         self.histograms: list[BufferedHistogram] = []
         self.sums: list[BufferedSum] = []
+        self._rows: list[RowHandle] = []
         self._destinations: list[Destination] = []
         self._lock = threading.Lock()
+        self._spill_lock = threading.Lock()
 
     def observe_on(self, meter: Meter) -> None:
         """Register the series gauge, whose callback drains the buffers at collection."""
@@ -308,9 +409,22 @@ class HotPath:
         self, meter: Meter, name: str, unit: str, description: str, *, monotonic: bool = True
     ) -> BufferedSum:
         """Create a buffered sum, reported through an observable counter of `meter`."""
-        table = BufferedSum(meter, name, unit, description, monotonic=monotonic)
+        table = BufferedSum(self, meter, name, unit, description, monotonic=monotonic)
         self.sums.append(table)
         return table
+
+    def row(self, handles: Sequence[HistogramHandle | SumHandle | None]) -> RowHandle:
+        """A handle recording column i of each row into `handles[i]` (None: dropped)."""
+        row = RowHandle(self, handles)
+        with self._spill_lock:
+            self._rows.append(row)
+        return row
+
+    def spill(self) -> None:
+        """Move every recorded row into the buffers of its series."""
+        with self._spill_lock:
+            for row in self._rows:
+                row.spill()
 
     def add_destination(self, destination: Destination) -> None:
         """Hand every drained histogram value to `destination` from now on."""
@@ -318,7 +432,8 @@ class HotPath:
             self._destinations.append(destination)
 
     def flush(self) -> None:
-        """Drain every histogram buffer into every destination."""
+        """Drain every histogram buffer into every destination (and fold every sum)."""
+        self.spill()
         with self._lock:
             destinations = tuple(self._destinations)
             for histogram in self.histograms:
@@ -329,6 +444,9 @@ class HotPath:
                         continue
                     for destination in destinations:
                         destination.deliver(histogram, series, values, traced)
+        # Rows spill into sums too: fold them so a reader nobody reads stays bounded.
+        for table in self.sums:
+            table.fold()
 
     def _observe(self, _options: CallbackOptions) -> Iterable[Observation]:
         self.flush()

@@ -56,16 +56,42 @@ MODEL_NAME = "ml.model.name"
 MODEL_VERSION = "ml.model.version"
 PREDICTION_CACHE_HIT = "ml.prediction.cache_hit"
 FEATURE_NAME = "ml.feature.name"
+#: The prediction's time window, as an index that cycles (see `prediction_window`).
+PREDICTION_WINDOW = "ml.prediction.window"
 CACHE_RESULT = "ml.cache.result"
 FILESYSTEM_MOUNTPOINT = "system.filesystem.mountpoint"
 URL_SCHEME = "url.scheme"
 NETWORK_PROTOCOL_VERSION = "network.protocol.version"
+HTTP_REQUEST_METHOD_ORIGINAL = "http.request.method_original"
+URL_PATH = "url.path"
+URL_QUERY = "url.query"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+CLIENT_ADDRESS = "client.address"
+CLIENT_PORT = "client.port"
+USER_AGENT_ORIGINAL = "user_agent.original"
 CPU_MODE = "cpu.mode"
 MEMORY_STATE = "system.memory.state"
 
 # One instrument carries both models, so a model's target unit cannot be the instrument
 # unit; values, errors and actuals are in "the target's unit", written as "1".
 _TARGET_UNIT = "1"
+
+#: Predictions are grouped in windows of `PREDICTION_WINDOW_S` by their time; feedback
+#: carries its prediction's window as ``(epoch // PREDICTION_WINDOW_S) % PREDICTION_WINDOW_CYCLE``
+#: (bounded: at most 16 values). The backend, knowing when the feedback arrived, finds the
+#: one window with that index in the cycle before it, exactly, as long as the label came
+#: less than `MAX_WINDOWED_LAG_S` after its prediction (later labels go without it).
+PREDICTION_WINDOW_S = 300
+PREDICTION_WINDOW_CYCLE = 16
+#: Two windows of the cycle are kept as slack for the export delay.
+MAX_WINDOWED_LAG_S = (PREDICTION_WINDOW_CYCLE - 2) * PREDICTION_WINDOW_S
+
+
+def prediction_window(predicted_at: float) -> int:
+    """The ``ml.prediction.window`` index of a prediction made at `predicted_at` (epoch s)."""
+    return int(predicted_at // PREDICTION_WINDOW_S) % PREDICTION_WINDOW_CYCLE
+
 
 #: Confidence buckets: 0.05 steps on [0, 1] (20 buckets).
 CONFIDENCE_BOUNDARIES: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(1, 20))
@@ -93,6 +119,7 @@ class Meters:
     cache_lookups: BufferedSum
     baselines: Baselines
     meter: Meter
+    hot_path: HotPath
 
 
 class Baselines:
@@ -208,6 +235,7 @@ def init_meters(meter: Meter, hot_path: HotPath) -> Meters:
         ),
         baselines=Baselines(meter),
         meter=meter,
+        hot_path=hot_path,
     )
 
 

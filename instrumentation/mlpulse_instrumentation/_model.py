@@ -11,14 +11,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from opentelemetry import context as otel_context
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from mlpulse_instrumentation._hotpath import HistogramHandle, SumHandle
+from mlpulse_instrumentation._hotpath import HistogramHandle, RowHandle, SumHandle
 from mlpulse_instrumentation._meters import (
     FEATURE_NAME,
+    MAX_WINDOWED_LAG_S,
     MODEL_NAME,
     MODEL_REFERENCE_SAMPLES,
     MODEL_VERSION,
     PREDICTION_CACHE_HIT,
+    PREDICTION_WINDOW,
     Meters,
+    prediction_window,
 )
 
 # Bound recorders are kept per (model, version); versions only grow on retrain, but a
@@ -26,6 +29,9 @@ from mlpulse_instrumentation._meters import (
 _MAX_BOUND_VERSIONS = 1024
 #: Numeric features recorded per model version (more names are ignored): bounded labels.
 MAX_FEATURES = 32
+#: Distinct sets of feature names per version recorded with one append each (a service
+#: sends the same names every time; beyond this, values are recorded one by one).
+_MAX_ROW_LAYOUTS = 8
 #: How often each version's reference distributions are recorded again. A reference is
 #: a histogram that only grows by whole copies, and the backend reads it as proportions
 #: over the hour before a window, so re-recording keeps it visible to a backend that
@@ -139,7 +145,7 @@ class BoundModel:
         "_absolute",
         "_actual",
         "_actual_squared",
-        "_by_cache",
+        "_by_split",
         "_confidence",
         "_duration",
         "_feature_handles",
@@ -149,6 +155,7 @@ class BoundModel:
         "_meters",
         "_misses",
         "_references",
+        "_rows",
         "_squared",
         "_value",
         "model",
@@ -176,9 +183,13 @@ class BoundModel:
         self._actual_squared: SumHandle = meters.actual_squared.bind(attrs)
         self._lag: HistogramHandle = meters.feedback_lag.bind(attrs)
         self._feature_handles: dict[str, HistogramHandle] = {}
+        # One row per prediction: (hit count, miss count, inference duration, confidence,
+        # value, *features), keyed by the feature names (None: no features).
+        self._rows: dict[tuple[str, ...] | None, RowHandle] = {}
         self._references = references
-        # The error sums split by cache hit, bound on first use (see record_feedback).
-        self._by_cache: dict[bool, tuple[SumHandle, ...]] = {}
+        # The error sums split by cache hit and prediction window, bound on first use
+        # (see record_feedback; at most 3 x PREDICTION_WINDOW_CYCLE keys).
+        self._by_split: dict[tuple[bool | None, int | None], tuple[SumHandle, ...]] = {}
 
     def record_prediction(
         self,
@@ -194,6 +205,46 @@ class BoundModel:
         `features` (name -> numeric value) feed input-drift histograms, one per feature
         name (at most `MAX_FEATURES` names per version).
         """
+        names = tuple(features) if features else None
+        row = self._rows.get(names)
+        if row is None:
+            row = self._row(names)
+            if row is None:  # too many layouts: value by value
+                self._record_slowly(value, confidence, duration_s, cache_hit, features or {})
+                return
+        if cache_hit:
+            fixed: tuple[float | None, ...] = (1, None, None, confidence, value)
+        else:
+            fixed = (None, 1, duration_s, confidence, value)
+        row.record((*fixed, *features.values()) if features else fixed)
+
+    def _row(self, names: tuple[str, ...] | None) -> RowHandle | None:
+        if len(self._rows) >= _MAX_ROW_LAYOUTS:
+            return None
+        handles: list[HistogramHandle | SumHandle | None] = [
+            self._hits, self._misses, self._duration, self._confidence, self._value
+        ]  # fmt: skip
+        handles += [self._feature(name) for name in names or ()]
+        row = self._rows[names] = self._meters.hot_path.row(handles)
+        return row
+
+    def _feature(self, name: str) -> HistogramHandle | None:
+        handles = self._feature_handles
+        handle = handles.get(name)
+        if handle is None and len(handles) < MAX_FEATURES:
+            handle = handles[name] = self._meters.feature_value.bind(
+                {MODEL_NAME: self.model, MODEL_VERSION: self.version, FEATURE_NAME: name}
+            )
+        return handle
+
+    def _record_slowly(
+        self,
+        value: float,
+        confidence: float,
+        duration_s: float,
+        cache_hit: bool,
+        features: Mapping[str, float],
+    ) -> None:
         if cache_hit:
             self._hits.add(1)
         else:
@@ -201,16 +252,9 @@ class BoundModel:
             self._duration.record(duration_s)
         self._confidence.record(confidence)
         self._value.record(value)
-        if features:
-            handles = self._feature_handles
-            for name, feature in features.items():
-                handle = handles.get(name)
-                if handle is None:
-                    if len(handles) >= MAX_FEATURES:
-                        continue
-                    handle = handles[name] = self._meters.feature_value.bind(
-                        {MODEL_NAME: self.model, MODEL_VERSION: self.version, FEATURE_NAME: name}
-                    )
+        for name, feature in features.items():
+            handle = self._feature(name)
+            if handle is not None:
                 handle.record(feature)
 
     def record_feedback(
@@ -220,18 +264,24 @@ class BoundModel:
         actual: float,
         lag_s: float | None = None,
         cache_hit: bool | None = None,
+        predicted_at: float | None = None,
     ) -> None:
         """Record the ground truth of one earlier prediction of this version.
 
         `lag_s` is the time since the prediction was served (label delay); with
         `cache_hit`, the error sums carry ``ml.prediction.cache_hit`` (MAE of cached and
-        computed answers apart).
+        computed answers apart); with `predicted_at` (epoch s), n, Σ|e| and Σe² carry
+        ``ml.prediction.window`` (MAE by prediction window) when the label came within
+        `MAX_WINDOWED_LAG_S`.
         """
         error = actual - predicted
+        window: int | None = None
+        if predicted_at is not None and 0 <= time.time() - predicted_at < MAX_WINDOWED_LAG_S:
+            window = prediction_window(predicted_at)
         sums = (
             (self._feedback, self._absolute, self._squared, self._actual, self._actual_squared)
-            if cache_hit is None
-            else self._cache_sums(cache_hit)
+            if cache_hit is None and window is None
+            else self._split_sums(cache_hit, window)
         )
         feedback, absolute, squared, actual_sum, actual_squared = sums
         feedback.add(1)
@@ -242,17 +292,25 @@ class BoundModel:
         if lag_s is not None and math.isfinite(lag_s) and lag_s >= 0:
             self._lag.record(lag_s)
 
-    def _cache_sums(self, cache_hit: bool) -> tuple[SumHandle, ...]:
-        sums = self._by_cache.get(cache_hit)
+    def _split_sums(self, cache_hit: bool | None, window: int | None) -> tuple[SumHandle, ...]:
+        key = (cache_hit, window)
+        sums = self._by_split.get(key)
         if sums is None:
             m = self._meters
-            attrs = {MODEL_NAME: self.model, MODEL_VERSION: self.version,
-                     PREDICTION_CACHE_HIT: cache_hit}  # fmt: skip
-            sums = self._by_cache[cache_hit] = tuple(
-                table.bind(attrs)
-                for table in (m.feedback, m.error_absolute, m.error_squared, m.actual,
-                              m.actual_squared)
-            )  # fmt: skip
+            attrs: dict[str, str | bool | int] = {MODEL_NAME: self.model,
+                                                  MODEL_VERSION: self.version}  # fmt: skip
+            if cache_hit is not None:
+                attrs[PREDICTION_CACHE_HIT] = cache_hit
+            # The window goes on n, Σ|e| and Σe² only (the MAE and its interval): the
+            # actuals' sums need no more series than the cache split.
+            windowed = {**attrs, PREDICTION_WINDOW: window} if window is not None else attrs
+            sums = self._by_split[key] = (
+                m.feedback.bind(windowed),
+                m.error_absolute.bind(windowed),
+                m.error_squared.bind(windowed),
+                m.actual.bind(attrs),
+                m.actual_squared.bind(attrs),
+            )
         return sums
 
     def publish_reference(
@@ -341,10 +399,15 @@ class ModelTelemetry:
         actual: float,
         lag_s: float | None = None,
         cache_hit: bool | None = None,
+        predicted_at: float | None = None,
     ) -> None:
         """Record the ground truth of one earlier prediction (see `BoundModel`)."""
         self.bind(model, version).record_feedback(
-            predicted=predicted, actual=actual, lag_s=lag_s, cache_hit=cache_hit
+            predicted=predicted,
+            actual=actual,
+            lag_s=lag_s,
+            cache_hit=cache_hit,
+            predicted_at=predicted_at,
         )
 
     def publish_reference(

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 
 from fastapi import FastAPI
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import (
     Counter,
     Histogram,
@@ -59,7 +56,7 @@ from mlpulse_instrumentation._hotpath import (
     HotPath,
     ReplaySink,
 )
-from mlpulse_instrumentation._http import HttpMetricsMiddleware, known_methods
+from mlpulse_instrumentation._http import HttpServerMiddleware, known_methods
 from mlpulse_instrumentation._meters import (
     HTTP_SERVER_REQUEST_DURATION,
     MODEL_INFERENCE_DURATION,
@@ -241,27 +238,20 @@ def instrument_app(
         for processor in processors:
             tracer_provider.add_span_processor(processor)
 
-    # Innermost of the two: the server span is current when the duration is recorded,
-    # which is what gives the HTTP histogram its exemplars.
+    # One middleware for the server span and the duration metric: the span is current
+    # when the duration is recorded, which gives the HTTP histogram its exemplars.
     middleware = Middleware(
-        HttpMetricsMiddleware,
+        HttpServerMiddleware,
         histogram=meters.http_duration,
+        tracer=(
+            tracer_provider.get_tracer(SCOPE_NAME, SCOPE_VERSION)
+            if tracer_provider is not None
+            else None
+        ),
         excluded_paths=excluded,
         known_methods=known_methods(),
     )
     app.user_middleware.insert(0, middleware)
-    if tracer_provider is not None:
-        # Spans with the stable HTTP attribute names (http.request.method, url.path...),
-        # as the metrics have; read by the contrib instrumentation once per process.
-        os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
-        FastAPIInstrumentor.instrument_app(
-            app,
-            tracer_provider=tracer_provider,
-            # Our middleware records the HTTP metric more cheaply than the stock one.
-            meter_provider=NoOpMeterProvider(),
-            excluded_urls=_excluded_urls(excluded),
-            exclude_spans=["receive", "send"],
-        )
     # Rebuild the middleware stack on the next request, also for an app already serving.
     app.middleware_stack = None
 
@@ -294,8 +284,6 @@ def uninstrument_app(app: FastAPI) -> None:
         return
     if telemetry._middleware in app.user_middleware:
         app.user_middleware.remove(telemetry._middleware)
-    if telemetry.tracer_provider is not None:
-        FastAPIInstrumentor.uninstrument_app(app)
     app.middleware_stack = None
     delattr(app, _APP_ATTRIBUTE)
     telemetry.shutdown()
@@ -548,11 +536,3 @@ def _otlp_span_exporter(default_endpoint: str | None) -> SpanExporter:
     )
 
     return HttpSpanExporter(endpoint=endpoint)
-
-
-def _excluded_urls(paths: Sequence[str]) -> str | None:
-    """Turn exact paths into the comma-separated regexes the contrib middleware expects."""
-    if not paths:
-        return None
-    # The contrib middleware matches against scheme://host[:port]/path (no query).
-    return ",".join(rf"^[a-z]+://[^/]+{re.escape(path)}$" for path in paths)

@@ -177,6 +177,9 @@ class MlService:
                 predicted=pending.predicted,
                 actual=request.actual,
                 lag_s=time.monotonic() - pending.created_at,
+                # MAE split by cache hit, and by the window the prediction was made in.
+                cache_hit=pending.cache_hit,
+                predicted_at=pending.predicted_at,
             )
         return FeedbackResponse(
             prediction_id=request.prediction_id,
@@ -197,6 +200,12 @@ class MlService:
         current: dict[str, str] = {n: self.registry.current(n).version for n in MODEL_NAMES}
         out: dict[str, int] = {}
         for name in MODEL_NAMES:
+            if len(self.registry.history(name)) < 2:
+                # One version ever: nothing cached can be stale, and scanning the whole
+                # cache (a Python hash per key) at every collection costs more than the
+                # request path's telemetry (B1).
+                out[name] = 0
+                continue
 
             def stale(key: CacheKey, model: str = name) -> bool:
                 return key[0] == model and key[1] != current[model]

@@ -94,3 +94,36 @@ def test_age_is_null_without_any_report(backend: Backend, signal: str) -> None:
     now = time.time()
     (value,) = evaluate(backend.app.state.store, signal, now - 60, now, [])
     assert value.value is None
+
+
+def test_an_instance_that_stops_reporting_fires_while_its_service_still_reports(
+    backend: Backend, tmp_path: Path
+) -> None:
+    rules = """
+channels: [{name: console, type: console}]
+rules:
+  - {name: instance_not_reporting, signal: report_age_s, comparison: ">", threshold: 3,
+     clear_threshold: 1.5, window: 10m, for: 0s, group_by: instance, channels: [console]}
+  - {name: service_not_reporting, signal: report_age_s, comparison: ">", threshold: 3,
+     clear_threshold: 1.5, window: 10m, for: 0s, group_by: service, channels: [console]}
+"""
+    store = backend.app.state.store
+    engine = AlertEngine(AlertStore(tmp_path / "alerts.db"), signal_source(store))
+    engine.set_config(load_yaml(rules))
+
+    def replica(name: str) -> MeterProvider:
+        provider = meter_provider(backend.url, service="ranker", instance=name)
+        provider.get_meter("ranker").create_gauge("process.uptime", unit="s").set(5.0)
+        assert provider.force_flush()
+        return provider
+
+    replica("ranker-a").shutdown()  # this replica's exporter dies
+    alive = replica("ranker-b")
+    time.sleep(4.5)
+    alive.force_flush()
+    engine.evaluate_once()
+    active = {(a["rule"], tuple(sorted(a["labels"].items()))): a["state"] for a in engine.active()}
+    assert active == {
+        ("instance_not_reporting", (("instance", "ranker-a"), ("service", "ranker"))): "firing"
+    }
+    alive.shutdown()

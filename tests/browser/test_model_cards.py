@@ -5,6 +5,7 @@ moved and the versions side by side, each equal to what the API returns."""
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,8 @@ MARKUP_LABELS = False
 
 V3 = {"ml.model.name": "result", "ml.model.version": "3"}
 V4 = {"ml.model.name": "result", "ml.model.version": "4"}  # a retrain, now
+CACHED_ERRORS = (9.0, -7.0, 11.0, -9.0)
+COMPUTED_ERRORS = (2.0, -3.0, 1.0)
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +55,19 @@ def monitored(backend: Backend) -> Iterator[dict[str, Any]]:
     for _ in range(300):
         feature.record(rng.randint(20, 30), {**V4, "ml.feature.name": "filter_count"})
     meter.create_gauge("ml.model.baseline.mae").set(3.9, V4)
+    # Labels of cached and computed answers apart, of predictions made in this 5-minute
+    # window (their ml.prediction.window), and 7 entries v3 left in the cache.
+    window = int(time.time() // 300) % 16
+    fb = meter.create_counter("ml.model.feedback")
+    ea = meter.create_counter("ml.model.error.absolute")
+    es = meter.create_counter("ml.model.error.squared")
+    for hit, errors in ((True, CACHED_ERRORS), (False, COMPUTED_ERRORS)):
+        for e in errors:
+            attrs = {**V4, "ml.prediction.cache_hit": hit, "ml.prediction.window": window}
+            fb.add(1, attrs)
+            ea.add(abs(e), attrs)
+            es.add(e * e, attrs)
+    meter.create_gauge("ml.cache.stale_entries").set(7, {"ml.model.name": "result"})
     meter.create_counter("ml.model.predictions").add(400, {**V4, "ml.prediction.cache_hit": False})
     assert provider.force_flush()
     yield {}
@@ -109,4 +125,31 @@ def test_model_cards_show_psi_coverage_mae_interval_and_version_marker(
     assert _num(first.locator(".num")) == pytest.approx(m["feature_drift"][0]["psi"], rel=1e-9)
     rows = card.locator("[data-role=versions] tbody tr")
     assert [rows.nth(i).get_attribute("data-version") for i in range(rows.count())] == ["3", "4"]
+    for i, entry in enumerate(m["versions"]):
+        cells = rows.nth(i).locator("td")
+        if entry["prediction_psi"] is not None:
+            assert _num(cells.nth(4)) == pytest.approx(entry["prediction_psi"], rel=1e-9)
+        if entry["avg_mae"] is not None:
+            assert _num(cells.nth(2)) == pytest.approx(entry["avg_mae"], rel=1e-9)
+
+    # Cache-honest: the MAE of cached and of computed answers apart, stale entries.
+    hit = card.locator("[data-stat=mae_cache_hit] [data-role=value]")
+    miss = card.locator("[data-stat=mae_cache_miss] [data-role=value]")
+    assert m["mae_by_cache_hit"]["hit"] == pytest.approx(9.0)  # mean |e| of CACHED_ERRORS
+    assert m["mae_by_cache_hit"]["miss"] == pytest.approx(2.0)
+    assert _num(hit) == pytest.approx(m["mae_by_cache_hit"]["hit"], rel=1e-9)
+    assert _num(miss) == pytest.approx(m["mae_by_cache_hit"]["miss"], rel=1e-9)
+    # The MAE by prediction window: this window's 7 labels, as /metrics/history gives it.
+    cohort = card.locator("[data-role=cohorts] li.cohort").first
+    cohort.wait_for(timeout=20_000)
+    doc = backend.get(
+        "/metrics/history", metric="mae_by_prediction_time", **{"from": "now-1h"}, step="300"
+    )
+    (newest,) = [p for p in doc["series"][0]["points"] if p[1] is not None][-1:]
+    assert newest[1] == pytest.approx(42 / 7, rel=1e-9)  # mean |e| of all 7 errors
+    assert cohort.get_attribute("data-time") == str(newest[0])
+    assert _num(cohort.locator(".num")) == pytest.approx(newest[1], rel=1e-9)
+    stale = card.locator("[data-stat=cache_stale_entries] [data-role=value]")
+    assert m["cache_stale_entries"] == 7
+    assert _num(stale) == 7
     assert page.errors == []

@@ -6,8 +6,8 @@ and `mlpulse scenario`, read through the backend's HTTP API.
   fires, and the interval-based `model_mae_degradation` too (the seed rules, with their
   window and `for` shortened so the test takes minutes: 1 m and 20 s instead of 5 m / 5 m
   and 15 m / 5 m);
-- a retrain produces v2 with its own baseline and a version marker, the v1 drift alert
-  resolves, and both versions show side by side.
+- a retrain produces v2 with its own baseline and a version marker, the v1 drift and MAE
+  alerts (per model version) resolve, and both versions show side by side.
 """
 
 from __future__ import annotations
@@ -115,7 +115,13 @@ def test_drift_fires_on_model_drift_and_a_retrain_starts_a_new_version(tmp_path:
             assert trained["v1"] != trained["v2"]
             assert demo.get("/metrics/current")["model_metrics"][model]["version"] == "v2"
 
-        # v2 serves in distribution: the drift alerts resolve instead of lingering.
+        # v2 serves in distribution: v1's drift and MAE alerts (one per model version)
+        # resolve once v1 stops serving, instead of lingering; v2's never start.
         wait_for(lambda: _drift_alerts(demo) == {}, timeout_s=150, interval_s=2)
-        history = demo.get("/alerts/history", rule="prediction_drift", state="resolved")
-        assert {e["labels"]["model"] for e in history["entries"]} == set(MODELS)
+        wait_for(
+            lambda: _drift_alerts(demo, "model_mae_degradation") == {}, timeout_s=60, interval_s=2
+        )
+        for rule in ("prediction_drift", "model_mae_degradation"):
+            history = demo.get("/alerts/history", rule=rule, state="resolved")
+            resolved = {(e["labels"]["model"], e["labels"]["version"]) for e in history["entries"]}
+            assert resolved == {(m, "v1") for m in MODELS}, (rule, history["entries"])

@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+
 from mlpulse_instrumentation._hotpath import FOLD_THRESHOLD, MAX_SERIES, HotPath
 
 
@@ -81,3 +84,68 @@ def test_concurrent_recording_and_collection_lose_nothing() -> None:
     hot_path.flush()
     hot_path.flush()  # a value appended to a retired buffer is picked up by the next drain
     assert capture.count() == 80_000
+
+
+def test_a_row_records_each_column_into_its_series_and_skips_none() -> None:
+    hot_path, histogram, capture = _hot_path()
+    total = hot_path.sum(MeterProvider().get_meter("test"), "s", "1", "")
+    a, b = histogram.bind({"k": "a"}), histogram.bind({"k": "b"})
+    count = total.bind({"k": "n"})
+    row = hot_path.row([count, a, b, None])
+    for i in range(5):
+        row.record((1, float(i), None if i % 2 else 10.0 * i, 99.0))
+    hot_path.flush()
+    assert capture.values == {
+        (("k", "a"),): [0.0, 1.0, 2.0, 3.0, 4.0],
+        (("k", "b"),): [0.0, 20.0, 40.0],
+    }
+    assert count.series.total == 5
+
+
+def test_rows_past_the_threshold_are_drained_without_a_collection() -> None:
+    hot_path, histogram, capture = _hot_path()
+    row = hot_path.row([histogram.bind({"k": "v"})])
+    for _ in range(FOLD_THRESHOLD + 1):
+        row.record((1.0,))
+    assert capture.count() == FOLD_THRESHOLD + 1
+
+
+def test_concurrent_rows_and_collection_lose_nothing() -> None:
+    hot_path, histogram, capture = _hot_path()
+    total = hot_path.sum(MeterProvider().get_meter("test"), "s", "1", "")
+    count = total.bind({"k": "n"})
+    row = hot_path.row([count, histogram.bind({"k": "v"})])
+    stop = threading.Event()
+
+    def collector() -> None:
+        while not stop.is_set():
+            hot_path.flush()
+
+    def writer() -> None:
+        for i in range(20_000):
+            row.record((1, 0.001 * (1 + i % 97)))
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    reader = threading.Thread(target=collector)
+    reader.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stop.set()
+    reader.join()
+    hot_path.flush()
+    hot_path.flush()
+    assert capture.count() == 80_000
+    assert count.series.total == 80_000
+
+
+def test_a_row_of_the_wrong_width_is_refused_and_changes_nothing() -> None:
+    hot_path, histogram, capture = _hot_path()
+    row = hot_path.row([histogram.bind({"k": "a"}), histogram.bind({"k": "b"})])
+    row.record((1.0, 2.0))
+    with pytest.raises(ValueError, match="row of 1 values for 2 handles"):
+        row.record((3.0,))
+    row.record((4.0, 5.0))
+    hot_path.flush()
+    assert capture.values == {(("k", "a"),): [1.0, 4.0], (("k", "b"),): [2.0, 5.0]}

@@ -54,7 +54,7 @@ def _names(batches: Sequence[MetricsData]) -> set[str]:
 
 def _our_middleware(app: FastAPI) -> int:
     return sum(
-        getattr(m.cls, "__name__", "") == "HttpMetricsMiddleware" for m in app.user_middleware
+        getattr(m.cls, "__name__", "") == "HttpServerMiddleware" for m in app.user_middleware
     )
 
 

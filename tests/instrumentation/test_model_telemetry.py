@@ -189,3 +189,27 @@ def test_instruments_carry_the_contract_units(
     assert units["ml.cache.entries"] == "{entry}"
     assert units["ml.cache.size"] == "By"
     assert all(metric.description for metric in metrics.values())
+
+
+def test_features_go_to_one_histogram_per_name_with_exact_sums(
+    telemetry: Telemetry, reader: InMemoryMetricReader
+) -> None:
+    rows = [(3.0, 0.5), (5.0, 1.5), (7.0, 2.5)]
+    recorder = telemetry.models.bind("result", "v1")
+    for i, (a, b) in enumerate(rows):
+        recorder.record_prediction(
+            value=1.0, confidence=0.5, duration_s=0.001, cache_hit=i == 0, features={"a": a, "b": b}
+        )
+    # A different set of names is its own row layout; "a" still lands in the same series.
+    recorder.record_prediction(
+        value=1.0, confidence=0.5, duration_s=0.001, cache_hit=False, features={"a": 11.0}
+    )
+    metrics = collect(reader)
+    a = point(metrics, "ml.model.feature.value", {**RESULT_V1, "ml.feature.name": "a"})
+    b = point(metrics, "ml.model.feature.value", {**RESULT_V1, "ml.feature.name": "b"})
+    assert (a.count, a.sum, a.min, a.max) == (4, 26.0, 3.0, 11.0)
+    assert (b.count, b.sum) == (3, 4.5)
+    hits = point(metrics, "ml.model.predictions", {**RESULT_V1, "ml.prediction.cache_hit": True})
+    misses = point(metrics, "ml.model.predictions", {**RESULT_V1, "ml.prediction.cache_hit": False})
+    assert (hits.value, misses.value) == (1, 3)
+    assert point(metrics, "ml.model.inference.duration", RESULT_V1).count == 3

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Sum
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 from otel_reading import TestClient, ToyError, collect, points
 
 from mlpulse_instrumentation import instrument_app, uninstrument_app
@@ -150,3 +151,64 @@ def test_server_spans_use_the_stable_http_attribute_names(app: FastAPI) -> None:
     assert attributes["http.route"] == "/items/{item_id}"
     assert "http.method" not in attributes
     assert "http.status_code" not in attributes
+
+
+def _spans_of(app: FastAPI, requests: list[tuple[str, str, dict[str, str]]]) -> list[Any]:
+    spans = InMemorySpanExporter()
+    instrument_app(
+        app,
+        metric_readers=[InMemoryMetricReader()],
+        span_processors=[SimpleSpanProcessor(spans)],
+        system_metrics=False,
+    )
+    with TestClient(app, base_url="http://api.test:8123", raise_server_exceptions=False) as client:
+        for method, path, headers in requests:
+            client.request(method, path, headers=headers)
+    uninstrument_app(app)
+    return list(spans.get_finished_spans())
+
+
+def test_server_span_carries_the_request_attributes(app: FastAPI) -> None:
+    (span,) = _spans_of(app, [("GET", "/items/3?x=1", {"user-agent": "probe/1.0"})])
+    assert span.name == "GET /items/{item_id}"
+    assert span.kind == SpanKind.SERVER
+    attributes = dict(span.attributes or {})
+    assert {k: attributes[k] for k in attributes if k != "client.port"} == {
+        "http.request.method": "GET",
+        "http.route": "/items/{item_id}",
+        "http.response.status_code": 200,
+        "url.scheme": "http",
+        "url.path": "/items/3",
+        "url.query": "x=1",
+        "server.address": "api.test",
+        "server.port": 8123,
+        "network.protocol.version": "1.1",
+        "user_agent.original": "probe/1.0",
+        "client.address": "testclient",
+    }
+    assert span.status.status_code == StatusCode.UNSET
+
+
+def test_server_span_continues_the_incoming_trace(app: FastAPI) -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    (span,) = _spans_of(app, [("GET", "/items/1", {"traceparent": parent})])
+    assert span.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+    assert span.parent is not None and span.parent.span_id == 0xB7AD6B7169203331
+    assert span.parent.is_remote
+
+
+def test_failed_request_span_is_an_error_with_its_type(app: FastAPI) -> None:
+    boom, unavailable = _spans_of(app, [("GET", "/boom", {}), ("GET", "/unavailable", {})])
+    assert boom.status.status_code == StatusCode.ERROR
+    assert boom.attributes["error.type"] == "RuntimeError"
+    assert boom.attributes["http.response.status_code"] == 500
+    assert [e.name for e in boom.events] == ["exception"]
+    assert unavailable.status.status_code == StatusCode.ERROR
+    assert unavailable.attributes["error.type"] == "503"
+
+
+def test_unknown_method_span_is_named_http_and_keeps_the_original(app: FastAPI) -> None:
+    (span,) = _spans_of(app, [("BREW", "/items/1", {})])
+    assert span.name == "HTTP /items/{item_id}"
+    assert span.attributes["http.request.method"] == "_OTHER"
+    assert span.attributes["http.request.method_original"] == "BREW"

@@ -54,6 +54,15 @@ def point(metrics: Mapping[str, Metric], name: str, attributes: Mapping[str, Any
     return found[0]
 
 
+def total(metrics: Mapping[str, Metric], name: str, attributes: Mapping[str, Any]) -> float:
+    """Σ of the points of `name` whose attributes include `attributes` (the error sums
+    are split further, by cache hit and prediction window)."""
+    wanted = dict(attributes).items()
+    found = [p for p in points(metrics, name) if wanted <= dict(p.attributes).items()]
+    assert found, f"{name}{dict(wanted)}: {[dict(p.attributes) for p in points(metrics, name)]}"
+    return float(sum(p.value for p in found))
+
+
 def ml_snapshot(reader: InMemoryMetricReader) -> dict[tuple[str, tuple[Any, ...]], float]:
     """Every ml.* counter value and histogram count, keyed by name and attributes."""
     snapshot: dict[tuple[str, tuple[Any, ...]], float] = {}

@@ -97,13 +97,20 @@ def test_cpu_burn_runs_a_thread_per_core_until_stopped() -> None:
 def test_cpu_burn_loads_more_than_one_core_of_cpu_time() -> None:
     if (os.cpu_count() or 1) < 2:
         pytest.skip("needs two cores")
-    faults = FaultInjector()
-    cpu0, wall0 = time.process_time(), time.monotonic()
-    faults.start("cpu-burn", duration_s=1.5)
-    for burner in _burners():
-        burner.join(timeout=10)
-    # The GIL would cap pure-Python burners at one core's worth of CPU time.
-    assert time.process_time() - cpu0 > 1.2 * (time.monotonic() - wall0)
+    # The GIL would cap pure-Python burners at one core's worth of CPU time, in every try.
+    # One try above 1.2 cores shows they can use more; other processes on a busy machine
+    # may hold a core during any single try, hence up to five.
+    ratios = []
+    for _ in range(5):
+        faults = FaultInjector()
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        faults.start("cpu-burn", duration_s=1.5)
+        for burner in _burners():
+            burner.join(timeout=10)
+        ratios.append((time.process_time() - cpu0) / (time.monotonic() - wall0))
+        if ratios[-1] > 1.2:
+            break
+    assert max(ratios) > 1.2, ratios
 
 
 def test_cpu_burn_stops_by_itself() -> None:

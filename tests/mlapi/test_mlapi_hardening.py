@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 import pytest
-from mlapi_testing import SCAN, TestClient, collect, ml_snapshot, point
+from mlapi_testing import SCAN, TestClient, collect, ml_snapshot, total
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from mlpulse.mlapi.feedback import ACTUAL_RANGES
@@ -113,11 +113,11 @@ def test_absurd_ground_truth_is_refused_and_the_error_sums_stay_exact(
     predicted = body.json()["predicted"]
     metrics = collect(reader)
     attrs = {"ml.model.name": model, "ml.model.version": "v1"}
-    assert point(metrics, "ml.model.feedback", attrs).value == 1
-    squared = point(metrics, "ml.model.error.squared", attrs).value
+    assert total(metrics, "ml.model.feedback", attrs) == 1
+    squared = total(metrics, "ml.model.error.squared", attrs)
     assert math.isfinite(squared)
     assert squared == pytest.approx((high - predicted) ** 2, rel=1e-12)
-    assert point(metrics, "ml.model.actual.squared", attrs).value == pytest.approx(high**2)
+    assert total(metrics, "ml.model.actual.squared", attrs) == pytest.approx(high**2)
 
 
 def test_ground_truth_bounds_fit_a_double_over_any_count() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi import FastAPI
-from mlapi_testing import ADMIN, SCAN, TOKEN, TestClient, collect, ml_snapshot, point, points
+from mlapi_testing import ADMIN, SCAN, TOKEN, TestClient, collect, ml_snapshot, point, points, total
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -91,11 +91,11 @@ def test_seven_feedbacks_give_numpys_mae_rmse_and_r2(
         assert response.json()["absolute_error"] == pytest.approx(abs(y - body["prediction"]))
 
     metrics = collect(reader)
-    n = point(metrics, "ml.model.feedback", _model("result")).value
-    sum_abs = point(metrics, "ml.model.error.absolute", _model("result")).value
-    sum_sq = point(metrics, "ml.model.error.squared", _model("result")).value
-    sum_y = point(metrics, "ml.model.actual", _model("result")).value
-    sum_y2 = point(metrics, "ml.model.actual.squared", _model("result")).value
+    n = total(metrics, "ml.model.feedback", _model("result"))
+    sum_abs = total(metrics, "ml.model.error.absolute", _model("result"))
+    sum_sq = total(metrics, "ml.model.error.squared", _model("result"))
+    sum_y = total(metrics, "ml.model.actual", _model("result"))
+    sum_y2 = total(metrics, "ml.model.actual.squared", _model("result"))
 
     errors = actual - np.array(predicted)
     assert n == 7
@@ -114,8 +114,8 @@ def test_a_second_feedback_is_refused_and_not_counted(
     assert (first.status_code, second.status_code) == (200, 409)
     assert "already" in second.json()["detail"]
     metrics = collect(reader)
-    assert point(metrics, "ml.model.feedback", _model("result")).value == 1
-    assert point(metrics, "ml.model.actual", _model("result")).value == 10
+    assert total(metrics, "ml.model.feedback", _model("result")) == 1
+    assert total(metrics, "ml.model.actual", _model("result")) == 10
 
 
 BAD_REQUESTS: list[tuple[str, str, Any, dict[str, str], int, str]] = [

@@ -15,6 +15,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from mlpulse.mlapi.feedback import new_prediction_id, prediction_time
 from mlpulse.mlapi.models import FEATURE_NAMES, ScanFeatures
 from mlpulse.mlapi.service import MlService
+from mlpulse_instrumentation._meters import prediction_window
 
 V1 = {"ml.model.name": "result", "ml.model.version": "v1"}
 
@@ -150,3 +151,27 @@ def test_stale_cache_entries_are_counted_after_a_retrain(
     assert stale == {"result": 1, "duration": 0}  # v1's entry, never hit again
     fresh = _predict(client)
     assert (fresh["model_version"], fresh["cache_hit"]) == ("v2", False)
+
+
+def test_feedback_error_sums_are_split_by_cache_hit_and_prediction_window(
+    client: TestClient, reader: InMemoryMetricReader
+) -> None:
+    computed = _predict(client)
+    cached = _predict(client)
+    assert (computed["cache_hit"], cached["cache_hit"]) == (False, True)
+    collect(reader)
+    for answer, actual in ((computed, 10.0), (cached, 400.0)):
+        response = client.post(
+            "/feedback", json={"prediction_id": answer["prediction_id"], "actual": actual}
+        )
+        assert response.status_code == 200, response.text
+    metrics = collect(reader)
+    window = prediction_window(prediction_time(computed["prediction_id"]) or 0.0)
+    for answer, actual, hit in ((computed, 10.0, False), (cached, 400.0, True)):
+        attrs = {**V1, "ml.prediction.cache_hit": hit}
+        windowed = {**attrs, "ml.prediction.window": window}
+        assert point(metrics, "ml.model.feedback", windowed).value == 1
+        error = point(metrics, "ml.model.error.absolute", windowed).value
+        assert error == pytest.approx(abs(actual - answer["prediction"]), rel=1e-12)
+        # The actuals' sums are split by cache hit only (R² needs no window).
+        assert point(metrics, "ml.model.actual", attrs).value == actual

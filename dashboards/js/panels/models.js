@@ -3,7 +3,8 @@
  * and the alert target, degradation %, prediction drift (PSI and Jensen–Shannon, charted
  * over the last hour in 5-minute windows with version markers), which input features moved, label
  * coverage and delay, the versions side by side after a retrain, RMSE, R², predictions,
- * mean confidence and feedback count.
+ * mean confidence, feedback count, the MAE of cached and computed answers apart and the
+ * stale cache entries an old version left.
  */
 
 import { getJSON } from "../api.js";
@@ -39,7 +40,7 @@ export class ModelsPanel {
     this.cards = new Map();
     this.degradationLimit = 20;
     this.trendsAt = 0;
-    /** @type {{from: number, to: number, series: Map<string, Array<[number, number|null]>>, markers: any[]}|null} */
+    /** @type {{from: number, to: number, series: Map<string, Array<[number, number|null]>>, markers: any[], cohorts: Map<string, any>}|null} */
     this.trends = null;
     replace(root, h("div", { class: "panel" }, loading()));
   }
@@ -51,13 +52,16 @@ export class ModelsPanel {
     const to = Math.ceil(now);
     const from = Math.floor((to - TREND_SPAN_S) / TREND_STEP_S) * TREND_STEP_S;
     try {
-      const [hist, versions] = await Promise.all([
+      const [hist, versions, cohortDoc] = await Promise.all([
         getJSON("metrics/history", { metric: "prediction_psi", group_by: "model", from, to, step: TREND_STEP_S }),
         getJSON("metrics/versions", { from, to }),
+        getJSON("metrics/history", { metric: "mae_by_prediction_time", group_by: "model", from, to, step: TREND_STEP_S }),
       ]);
       const series = new Map();
       for (const s of hist.series || []) series.set(String(s.labels?.model ?? ""), s.points || []);
-      this.trends = { from, to, series, markers: versions.markers || [] };
+      const cohorts = new Map();
+      for (const s of cohortDoc.series || []) cohorts.set(String(s.labels?.model ?? ""), s);
+      this.trends = { from, to, series, markers: versions.markers || [], cohorts };
     } catch {
       this.trendsAt = 0; // try again at the next update
       return;
@@ -159,6 +163,7 @@ function modelCard(name, service = "") {
   const chartLabels = h("div", { class: "psi-chart-labels", "aria-hidden": "true" });
   const features = h("ol", { class: "feature-drift", "data-role": "features" });
   const versions = h("div", { class: "versions", "data-role": "versions", hidden: true });
+  const cohorts = h("ol", { class: "cohorts", "data-role": "cohorts" });
   const stats = {
     coverage: makeStat("label_coverage_percent", "Label coverage"),
     lag: makeStat("label_lag_p95_s", "Label lag p95"),
@@ -167,6 +172,9 @@ function modelCard(name, service = "") {
     predictions: makeStat("predictions_count", "Predictions"),
     confidence: makeStat("avg_confidence", "Mean confidence"),
     feedback: makeStat("feedback_count", "Feedback"),
+    maeHit: makeStat("mae_cache_hit", "MAE cached"),
+    maeMiss: makeStat("mae_cache_miss", "MAE computed"),
+    stale: makeStat("cache_stale_entries", "Stale cache entries"),
     updated: makeStat("last_updated", "Last update"),
   };
   const root = h("article", { class: "panel model", "data-model": name, "data-service": service },
@@ -184,12 +192,18 @@ function modelCard(name, service = "") {
       h("div", { class: "psi-chart-wrap" }, chart, chartLabels),
       h("div", { class: "drift-features" }, h("span", { class: "mae-big-label" }, "Features moved (PSI)"), features)),
     versions,
+    h("section", { class: "model-cohorts" },
+      h("span", { class: "mae-big-label", title: "MAE of the predictions made in each 5-minute window, whenever their labels arrived" }, "MAE by prediction window"),
+      cohorts),
     h("dl", { class: "stats" }, ...Object.values(stats).map((s) => s.root)));
 
   return {
     root,
     /** @param {any} t the panel's trends @param {string} n */
-    trend(t) { drawTrend(chart, chartLabels, t, name); },
+    trend(t) {
+      drawTrend(chart, chartLabels, t, name);
+      renderCohorts(cohorts, t.cohorts?.get(name));
+    },
     /** @param {any} m @param {number} limit */
     set(m, limit) {
       if (m.version || m.model_version) {
@@ -247,6 +261,12 @@ function modelCard(name, service = "") {
       const cov = f.isNum(m.feedback_count) && f.isNum(m.predictions_count) && m.predictions_count > 0
         ? `${Math.round((m.feedback_count / m.predictions_count) * 100)} %` : "";
       stats.feedback.set(f.count(m.feedback_count), m.feedback_count, cov);
+      // Cache-honest: the MAE of cached answers apart from computed ones, and the entries
+      // an old version left in the cache after a retrain.
+      const byCache = m.mae_by_cache_hit || {};
+      stats.maeHit.set(f.isNum(byCache.hit) ? f.num(byCache.hit) : f.DASH, byCache.hit);
+      stats.maeMiss.set(f.isNum(byCache.miss) ? f.num(byCache.miss) : f.DASH, byCache.miss);
+      stats.stale.set(f.isNum(m.cache_stale_entries) ? f.count(m.cache_stale_entries) : f.DASH, m.cache_stale_entries);
       const updated = typeof m.last_updated === "string" ? Date.parse(m.last_updated) / 1000 : m.last_updated;
       // A model without predictions in the window is idle: say since when, not "just now".
       const idle = !(m.predictions_count > 0);
@@ -260,6 +280,31 @@ function modelCard(name, service = "") {
       }
     },
   };
+}
+
+/** Prediction windows shown on a card (the newest with labels). */
+const COHORTS_SHOWN = 6;
+
+/**
+ * The MAE of the predictions made in each 5-minute window (cohorts), newest first, with
+ * its 95 % interval: labels that arrive late still land in their prediction's window.
+ * @param {HTMLElement} el @param {{points?: Array<[number, number|null]>, bounds?: Array<[number, number|null, number|null]>}|undefined} s
+ */
+function renderCohorts(el, s) {
+  const bounds = new Map((s?.bounds || []).map((b) => [b[0], b]));
+  const shown = (s?.points || []).filter((p) => f.isNum(p[1])).slice(-COHORTS_SHOWN).reverse();
+  if (!shown.length) {
+    replace(el, h("li", { class: "muted" }, "no labels with their prediction time yet"));
+    return;
+  }
+  replace(el, ...shown.map(([t, v]) => {
+    const b = bounds.get(t);
+    const ci = b && f.isNum(b[1]) && f.isNum(b[2]) ? ` (${f.num(b[1])}–${f.num(b[2])})` : "";
+    return h("li", { class: "cohort", "data-time": t },
+      h("span", { class: "name" }, new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })),
+      h("span", { class: "num", "data-value": v }, f.num(v)),
+      h("small", {}, ci));
+  }));
 }
 
 /**

@@ -16,7 +16,7 @@ import * as f from "../format.js";
 
 const COMPARISONS = [">", ">=", "<", "<="];
 const SEVERITIES = ["info", "warning", "critical"];
-const GROUPS = ["service", "route", "model", "none"];
+const GROUPS = ["service", "instance", "route", "model", "version", "none"];
 const DURATION = /^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*)+$/;
 const NAME = /^[A-Za-z0-9_.:-]{1,100}$/;
 const PREVIEW_S = 86_400;

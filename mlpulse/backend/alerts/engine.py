@@ -62,6 +62,9 @@ class Sample:
     labels: dict[str, str]
     value: float | None
     samples: int
+    # Why the group no longer counts (a model version that a retrain replaced): its
+    # alert resolves at once and no new one starts.
+    retired: str | None = None
 
 
 SignalSource = Callable[[Rule, float], list[Sample]]
@@ -420,6 +423,12 @@ class AlertEngine:
         for sample in samples:
             labels = {} if rule.group_by == "none" else dict(sample.labels)
             inst = AlertInstance(rule.name, labels)
+            if sample.retired is not None:
+                known = self._instances.get(inst.id)
+                if known is not None and known.id not in seen:
+                    seen.add(known.id)
+                    out.append((known, force_resolve(known, now, sample.retired)))
+                continue
             inst = self._instances.setdefault(inst.id, inst)
             if inst.id in seen:
                 continue

@@ -52,7 +52,22 @@ SIGNALS: tuple[str, ...] = tuple(QUERY_SIGNALS)
 
 Comparison = Literal[">", ">=", "<", "<="]
 Severity = Literal["info", "warning", "critical"]
-GroupBy = Literal["service", "route", "model", "none"]
+GroupBy = Literal["service", "instance", "route", "model", "version", "none"]
+"""``instance``: one alert per instance of a service (labels ``service``, ``instance``:
+no-data alerting per instance). ``version``: one alert per model version (labels
+``model`` and ``version``), judged against that version's own baseline and references;
+it resolves once the version is retired
+(`mlpulse.backend.query.versions.retired_versions`)."""
+
+GROUP_KEYS: dict[str, list[str]] = {
+    "service": ["service"],
+    "instance": ["service", "instance"],
+    "route": ["route"],
+    "model": ["model"],
+    "version": ["model", "version"],
+    "none": [],
+}
+"""The query layer's group keys of each ``group_by``."""
 
 FILTER_KEYS = ("service", "instance", "route", "method", "status", "model", "version", "mountpoint")
 """Labels a rule may filter on (the query layer's group keys)."""

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from mlpulse.backend.alerts.config import AlertSettings
 from mlpulse.backend.alerts.engine import AlertEngine, Sample, SignalSource
 from mlpulse.backend.alerts.leader import evaluator_lease
-from mlpulse.backend.alerts.rules import Rule
+from mlpulse.backend.alerts.rules import GROUP_KEYS, Rule
 from mlpulse.backend.alerts.store import AlertStore
 from mlpulse.backend.notify.dispatcher import Dispatcher
 from mlpulse.backend.notify.email import EmailSender
@@ -27,6 +27,7 @@ from mlpulse.backend.notify.file import protected_files
 from mlpulse.backend.notify.ssrf import Policy
 from mlpulse.backend.notify.webhook import WebhookSender
 from mlpulse.backend.query.signals import evaluate
+from mlpulse.backend.query.versions import retired_versions
 from mlpulse.backend.storage.base import MetricStore
 
 log = logging.getLogger(__name__)
@@ -38,19 +39,27 @@ def signal_source(store: MetricStore) -> SignalSource:
     """Return a source computing rules' signals with `mlpulse.backend.query.signals.evaluate`."""
 
     def source(rule: Rule, now: float) -> list[Sample]:
-        group_by: list[str] = [] if rule.group_by == "none" else [str(rule.group_by)]
+        group_by = list(GROUP_KEYS[rule.group_by])
         start, filters = now - rule.window, dict(rule.filters)
         results = evaluate(store, rule.signal, start, now, group_by, filters)
         ready = _ready_groups(store, rule, start, now, group_by, filters)
-        return [
-            Sample(
-                {str(k): str(v) for k, v in dict(r.labels).items()},
-                None if r.value is None else float(r.value),
-                # A group short of its label coverage has not enough samples yet.
-                int(r.samples or 0) if ready is None or _key(r.labels) in ready else 0,
+        # Per version: a version a retrain replaced no longer serves; its alert resolves
+        # rather than lingering on the labels that still arrive for it.
+        retired = retired_versions(store, now, filters) if "version" in group_by else {}
+        out = []
+        for r in results:
+            labels = {str(k): str(v) for k, v in dict(r.labels).items()}
+            successor = retired.get((labels.get("model", ""), labels.get("version", "")))
+            out.append(
+                Sample(
+                    labels,
+                    None if r.value is None else float(r.value),
+                    # A group short of its label coverage has not enough samples yet.
+                    int(r.samples or 0) if ready is None or _key(r.labels) in ready else 0,
+                    retired=None if successor is None else f"replaced by version {successor}",
+                )
             )
-            for r in results
-        ]
+        return out
 
     return source
 

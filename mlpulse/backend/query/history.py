@@ -10,6 +10,7 @@ from mlpulse.backend.query.histograms import distribution as buckets_of
 from mlpulse.backend.query.histograms import quantile, relative_error
 from mlpulse.backend.query.signals import (
     LABEL_KEYS,
+    PREDICTION_WINDOW_S,
     SIGNALS,
     Signal,
     choose_resolution,
@@ -41,6 +42,9 @@ def history(
     retention: Mapping[int, int] | None = None,
 ) -> dict[str, Any]:
     """Return the `/metrics/history` document for one signal."""
+    if signal.by_prediction_time:
+        # Predictions are placed in 5-minute windows: a step is a whole number of them.
+        step = max(-(-step // PREDICTION_WINDOW_S), 1) * PREDICTION_WINDOW_S
     res = choose_resolution(start, end, step, retention)
     step = max(step, res)
     out_series = []

@@ -46,6 +46,7 @@ LABEL_KEYS: dict[str, str] = {
     "mountpoint": "system.filesystem.mountpoint",
     "feature": "ml.feature.name",
     "cache_hit": "ml.prediction.cache_hit",
+    "window": "ml.prediction.window",
 }
 DEFAULT_RETENTION: dict[int, int] = {10: 86_400, 60: 7 * 86_400, 3600: 90 * 86_400}
 
@@ -70,6 +71,13 @@ CACHE_LOOKUPS = "ml.cache.lookups"
 CACHE_ENTRIES = "ml.cache.entries"
 CACHE_SIZE = "ml.cache.size"
 CACHE_STALE = "ml.cache.stale_entries"
+
+# Feedback carries its prediction's window as an index that cycles (the instrumentation's
+# PREDICTION_WINDOW_S and PREDICTION_WINDOW_CYCLE; docs/contracts.md): the window of a
+# label is the latest window with that index that starts at or before the label's arrival.
+PREDICTION_WINDOW = "ml.prediction.window"
+PREDICTION_WINDOW_S = 300
+PREDICTION_WINDOW_CYCLE = 16
 
 # A model version re-publishes its reference distributions every 10 minutes
 # (instrumentation REFERENCE_REPUBLISH_S); drift signals read them over this lookback.
@@ -147,6 +155,9 @@ class Signal:
     # `compute` gives the time of the group's latest point; the signal is the age of it
     # at the window's end (no-data alerting: how long since a group last reported).
     age: bool = False
+    # Metrics counted by the window their *prediction* was made in (the feedback's
+    # ``ml.prediction.window``), whenever the label arrived, instead of by arrival time.
+    by_prediction_time: tuple[str, ...] = ()
 
 
 # --- computation helpers ---------------------------------------------------------------
@@ -529,6 +540,17 @@ SIGNALS: dict[str, Signal] = {
             "feedback_coverage_percent", "%", (PREDICTIONS, FEEDBACK), ("model",), _coverage
         ),
         Signal("label_coverage_percent", "%", (PREDICTIONS, FEEDBACK), ("model",), _coverage),
+        Signal(
+            "mae_by_prediction_time", "target unit", (FEEDBACK, ERR_ABS, ERR_SQ), ("model",),
+            _mae, by_prediction_time=(FEEDBACK, ERR_ABS, ERR_SQ),
+            description="MAE (with its 95 % interval) of the predictions made in the window, "
+            "whenever their labels arrived (cohorts of 5 minutes)",
+        ),
+        Signal(
+            "label_coverage_by_prediction_time", "%", (PREDICTIONS, FEEDBACK), ("model",),
+            _coverage, by_prediction_time=(FEEDBACK,),
+            description="share of the predictions made in the window that got a label so far",
+        ),
         *[
             Signal(
                 f"label_lag_p{p}_s", "s", (FEEDBACK_LAG,), ("model",),
@@ -710,14 +732,74 @@ def _read(
     out: dict[str, list[tuple[SeriesInfo, int, Aggregate]]] = {}
     lo = max(bucket_start(start, res), origin)
     for metric in sig.metrics:
-        if metric in sig.lookback_metrics:
-            continue  # read once for the whole range (evaluate_range)
+        if metric in sig.lookback_metrics or metric in sig.by_prediction_time:
+            continue  # read once for the whole range (evaluate_range), or by prediction
         by_id = {s.id: s for s in store.series(metric, mapped)}
         if not by_id:
             out[metric] = []
             continue
         merged = store.windows(list(by_id), res, lo, end, step, origin, histograms=sig.histograms)
         out[metric] = [(by_id[sid], w, agg) for (sid, w), agg in merged.items()]
+    return out
+
+
+def prediction_window_start(index: int, arrived: int) -> int:
+    """The start (epoch s) of the prediction window with cycle `index` that a label
+    arriving in the window starting at `arrived` belongs to: the latest one at or
+    before it (labels come less than a cycle after their prediction)."""
+    w, k = PREDICTION_WINDOW_S, PREDICTION_WINDOW_CYCLE
+    a = arrived // w
+    return (a - (a - index) % k) * w
+
+
+def _read_by_prediction_time(
+    store: MetricStore,
+    sig: Signal,
+    start: float,
+    end: float,
+    filters: Mapping[str, str] | None,
+    step: int,
+    origin: int,
+) -> dict[str, list[tuple[SeriesInfo, int, Aggregate]]]:
+    """Read `sig.by_prediction_time` metrics as (series, window start, aggregate), where
+    the window is the one the *predictions* were made in, merged per series and window.
+
+    Labels of predictions made in `[origin, end)` arrive up to a cycle later, so the
+    arrivals are read over `[origin, end + cycle)` in prediction-window-wide steps; each
+    arrival step and series (its ``ml.prediction.window`` index) gives the prediction
+    window exactly. `step` and `origin` must be multiples of `PREDICTION_WINDOW_S`.
+    Series without the index (labels without their prediction's time) are left out;
+    arrivals stored only at a resolution coarser than a window (past the 1 min
+    retention) cannot be placed and are left out too.
+    """
+    w = PREDICTION_WINDOW_S
+    if step % w or origin % w:
+        raise ValueError(f"by prediction time, step and origin must be multiples of {w} s")
+    mapped = {LABEL_KEYS.get(k, k): v for k, v in (filters or {}).items()}
+    lo = max(bucket_start(start, w), origin)
+    hi = math.ceil(end / w) * w + PREDICTION_WINDOW_CYCLE * w
+    res = choose_resolution(lo, hi, w)
+    out: dict[str, list[tuple[SeriesInfo, int, Aggregate]]] = {}
+    for metric in sig.by_prediction_time:
+        by_id: dict[int, tuple[SeriesInfo, int]] = {}
+        for s in store.series(metric, mapped):
+            try:
+                index = int(float(s.attributes.get(PREDICTION_WINDOW, "")))
+            except ValueError:
+                continue
+            if 0 <= index < PREDICTION_WINDOW_CYCLE:
+                by_id[s.id] = (s, index)
+        out[metric] = []
+        if not by_id or res > w:
+            continue
+        arrived = store.windows(list(by_id), res, lo, hi, w, lo, histograms=False)
+        cohorts: dict[tuple[int, int], list[Aggregate]] = defaultdict(list)
+        for (sid, a), agg in arrived.items():
+            predicted = prediction_window_start(by_id[sid][1], a)
+            if lo <= predicted < end:
+                t = origin + (predicted - origin) // step * step
+                cohorts[(sid, t)].append(agg)
+        out[metric] = [(by_id[sid][0], t, merge_all(aggs)) for (sid, t), aggs in cohorts.items()]
     return out
 
 
@@ -735,6 +817,8 @@ def _read_totals(
     mapped = {LABEL_KEYS.get(k, k): v for k, v in (filters or {}).items()}
     out: dict[str, list[tuple[SeriesInfo, Aggregate]]] = {}
     for metric in metrics if metrics is not None else sig.metrics:
+        if metric in sig.by_prediction_time:
+            continue  # read by `_read_by_prediction_time`
         by_id = {s.id: s for s in store.series(metric, mapped)}
         if not by_id:
             out[metric] = []
@@ -782,6 +866,14 @@ def evaluate(
     keys = tuple(sig.default_group if group_by is None else group_by)
     res = resolution or choose_resolution(start, end)
     rows = _read_totals(store, sig, start, end, res, filters)
+    if sig.by_prediction_time:
+        # One window: the prediction windows starting in [start aligned down, end).
+        w = PREDICTION_WINDOW_S
+        origin = bucket_start(start, w)
+        span = max(math.ceil((end - origin) / w), 1) * w
+        cohort = _read_by_prediction_time(store, sig, start, end, filters, span, origin)
+        for metric, cohort_rows in cohort.items():
+            rows[metric] = [(info, agg) for info, _, agg in cohort_rows]
     out = []
     for labels, frame in sorted(_frames(sig, keys, rows).items()):
         c = _aged(sig, sig.compute(frame, end - start), end)
@@ -814,10 +906,15 @@ def evaluate_range(
     # are reused; only the rest is read and computed.
     memo_key = (sig.name, keys, tuple(sorted((filters or {}).items())), step, res, origin % step)
     kept, sealed, gen = store.closed_results(memo_key, step, origin)
+    if sig.by_prediction_time:
+        # A prediction window keeps changing while its labels arrive: never reused.
+        kept, sealed = {}, 0
     todo = [t for t in times if t not in kept or t + step > sealed]
     computed: dict[int, dict[tuple[str, ...], SignalPoint]] = {}
     if todo:
         data = _read(store, sig, todo[0], end, res, filters, step, origin)
+        if sig.by_prediction_time:
+            data.update(_read_by_prediction_time(store, sig, todo[0], end, filters, step, origin))
         by_step: dict[int, dict[str, list[tuple[SeriesInfo, Aggregate]]]] = defaultdict(dict)
         for metric, rows in data.items():
             for info, t, agg in rows:

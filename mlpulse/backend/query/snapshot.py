@@ -182,6 +182,9 @@ def snapshot(
         "prediction_psi": per_model("prediction_psi"),
         "prediction_js": per_model("prediction_js"),
         "confidence_psi": per_model("confidence_psi"),
+        # Cache entries of a version that no longer serves (after a retrain): memory
+        # held until their TTL, never served (the cache key holds the version).
+        "cache_stale_entries": per_model("cache_stale_entries"),
     }
     mae_interval = per_model("model_mae")
     by_cache: dict[str, dict[str, float | None]] = {}

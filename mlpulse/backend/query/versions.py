@@ -17,13 +17,22 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mlpulse.backend.query.signals import BASELINE_MAE, LABEL_KEYS, PREDICTIONS, choose_resolution
+from mlpulse.backend.query.signals import (
+    BASELINE_MAE,
+    LABEL_KEYS,
+    PREDICTIONS,
+    choose_resolution,
+    evaluate,
+)
 from mlpulse.backend.storage.base import MetricStore
 
 #: How far before a range the first report of a version is looked for, so a version that
 #: was already serving when the range starts is not taken for a new one.
 LOOKBACK_S = 86_400.0
 FINEST = 10  # s: the finest stored resolution
+#: A version that served nothing for this long while a newer one of its model served is
+#: retired: it no longer serves, so its alerts resolve (see `retired_versions`).
+RETIRED_AFTER_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,3 +90,30 @@ def version_markers(
         if start - res < t < end
     ]
     return sorted(out, key=lambda m: (m.first_seen, m.model, m.version))
+
+
+def retired_versions(
+    store: MetricStore,
+    now: float,
+    filters: Mapping[str, str] | None = None,
+    idle_s: float | None = None,
+) -> dict[tuple[str, str], str]:
+    """(model, version) -> the version that replaced it, for every version that served
+    no prediction in the last `idle_s` while a version of the same model first seen
+    after it did (a retrain switched over). A version still serving somewhere (a rolling
+    deploy) is not retired."""
+    idle = RETIRED_AFTER_S if idle_s is None else idle_s
+    recent = evaluate(store, "prediction_count", now - idle, now, ["model", "version"], filters)
+    serving = {(v.labels["model"], v.labels["version"]) for v in recent if (v.value or 0) > 0}
+    first = first_seen(store, now - 3600.0, now, filters)
+    out: dict[tuple[str, str], str] = {}
+    for (model, version), seen in first.items():
+        if (model, version) in serving:
+            continue
+        newer = [
+            (t, v) for (m, v), t in first.items()
+            if m == model and t > seen and (m, v) in serving
+        ]  # fmt: skip
+        if newer:
+            out[(model, version)] = max(newer)[1]
+    return out

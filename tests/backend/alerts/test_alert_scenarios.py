@@ -135,7 +135,11 @@ def test_each_seed_rule_fires_on_its_scenario_and_resolves_when_it_ends(alert_ba
         assert p95 is not None
         assert 800 * 0.95 < p95 < 800 * 1.05  # within the exponential histogram's error
         assert states[names["mae_degradation_lower_percent"]][2] == pytest.approx(50.0)
-        assert states[names["mae_degradation_lower_percent"]][1] == {"model": "result"}
+        # The seed's model rules alert per model version.
+        assert states[names["mae_degradation_lower_percent"]][1] == {
+            "model": "result",
+            "version": "3",
+        }
         psi = states[names["prediction_psi"]][2]
         assert psi is not None and psi > 0.25
         assert states[names["cache_hit_rate_percent"]][2] == pytest.approx(10.0)
