@@ -21,6 +21,7 @@ refresh finished (data applied to the charts), commit → next frame painted.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from pathlib import Path
@@ -105,6 +106,8 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
         raise Skip(f"Chromium not found at {CHROMIUM}: scripts/install-system-deps.sh")
     from playwright.sync_api import sync_playwright
 
+    load_before = os.getloadavg()[0]
+
     exports = 6 if quick else 120
     prefill = 4 if quick else 360  # 5 s windows before the live part (1 min / 30 min)
     port = free_port()
@@ -156,10 +159,12 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
 
     events = sorted(b["events"])  # [committed_ms, received_ms]
     updates = sorted(b["updates"], key=lambda u: u[1])  # [n, applied_ms, painted_ms]
-    sse, applied, painted, numbers = [], [], [], []
+    sse, applied, painted, numbers, wake, computed_sse = [], [], [], [], [], []
     snapshots = {round(c): p for c, _t, p in b["snapshots"]}  # committed ms -> painted ms
-    for committed, received, _computed in events:
+    for committed, received, computed in events:
         sse.append(received - committed)
+        wake.append(computed - committed)  # the pusher's worker started computing
+        computed_sse.append(received - computed)  # computing, publishing, delivering
         if round(committed) in snapshots:
             numbers.append(snapshots[round(committed)] - committed)
         nxt = next((u for u in updates if u[1] >= received), None)
@@ -175,6 +180,18 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
         fig("commit → refresh applied (before paint), p99", percentile(applied, 99), "ms"),
         fig("commit → SSE event in the page, p50", percentile(sse, 50), "ms"),
         fig("commit → SSE event in the page, p99", percentile(sse, 99), "ms"),
+        fig("commit → push computation started (server), p50", percentile(wake, 50), "ms"),
+        fig("commit → push computation started (server), p99", percentile(wake, 99), "ms"),
+        fig(
+            "push computation started → SSE event in the page, p50",
+            percentile(computed_sse, 50),
+            "ms",
+        ),
+        fig(
+            "push computation started → SSE event in the page, p99",
+            percentile(computed_sse, 99),
+            "ms",
+        ),
         fig("commit → snapshot numbers updated and painted, p50", percentile(numbers, 50), "ms"),
         fig("commit → snapshot numbers updated and painted, p99", percentile(numbers, 99), "ms"),
         fig(
@@ -197,10 +214,15 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
                 "rows": req_rows,
             }
         ],
-        "notes": _notes(sent, events, updates, timeouts, prefill, sse, painted, req_rows),
+        "notes": [
+            *_notes(sent, events, updates, timeouts, prefill, sse, painted, req_rows),
+            _load_note(load_before),
+        ],
         "details": {
             "refresh_timeouts": timeouts,
             "sse_ms": [rnd(x) for x in sse],
+            "wake_ms": [rnd(x) for x in wake],
+            "computed_to_page_ms": [rnd(x) for x in computed_sse],
             "applied_ms": [rnd(x) for x in applied],
             "painted_ms": [rnd(x) for x in painted],
         },
@@ -253,3 +275,13 @@ def _notes(
             "last point."
         )
     return notes
+
+
+def _load_note(before: float) -> str:
+    """How busy the machine was: browser timings on 2 shared cores follow the load."""
+    after = os.getloadavg()[0]
+    return (
+        f"Machine load (1-min load average, {os.cpu_count()} cores) at the start and end of "
+        f"this run: {before:.1f} and {after:.1f}; the browser's and the backend's times grow "
+        "with it, so compare runs taken at similar loads (or side by side)."
+    )

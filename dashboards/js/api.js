@@ -72,6 +72,60 @@ export function prefetchJSON(path, params) {
   return entry.promise;
 }
 
+/** Most requests per batch (the backend's `BATCH_MAX`). */
+const BATCH_MAX = 40;
+
+/**
+ * Start several GETs in one round trip (`GET dashboard/batch`): each answer is then taken
+ * by the first `getJSON` of its URL, exactly as with `prefetchJSON`. A first load makes
+ * ~20 requests; one origin gets six browser connections, so one request instead of twenty
+ * saves rounds of queueing. When the batch itself fails, each request is fetched alone.
+ * @param {Array<[string, Record<string, any>|undefined]>} requests [path, params] pairs
+ * @returns {Promise<any>[]} the answers' promises, in order
+ */
+export function prefetchBatch(requests) {
+  const todo = [];
+  const promises = requests.map(([path, params]) => {
+    const href = url(path, params);
+    let entry = prefetched.get(href);
+    if (!entry) {
+      let settle;
+      const promise = new Promise((resolve, reject) => { settle = { resolve, reject }; });
+      promise.catch(() => { /* the taker sees the error */ });
+      entry = { promise, at: Date.now() };
+      prefetched.set(href, entry);
+      todo.push({ href, settle });
+    }
+    return entry.promise;
+  });
+  for (let i = 0; i < todo.length; i += BATCH_MAX) runBatch(todo.slice(i, i + BATCH_MAX));
+  return promises;
+}
+
+/** @param {Array<{href: string, settle: {resolve: (v: any) => void, reject: (e: any) => void}}>} items */
+async function runBatch(items) {
+  const base = new URL(".", document.baseURI).toString();
+  const batch = new URL("dashboard/batch", document.baseURI);
+  for (const { href } of items) batch.searchParams.append("get", href.startsWith(base) ? href.slice(base.length) : href);
+  let answers;
+  try {
+    const doc = await fetchJSON(batch.toString());
+    answers = doc.responses;
+    if (!Array.isArray(answers) || answers.length !== items.length) throw new Error("batch: wrong answer count");
+  } catch {
+    // An older backend, a proxy that refuses long URLs: ask one by one.
+    for (const { href, settle } of items) fetchJSON(href).then(settle.resolve, settle.reject);
+    return;
+  }
+  items.forEach(({ settle }, i) => {
+    const { status, body } = answers[i] || {};
+    if (status >= 200 && status < 300) { settle.resolve(body); return; }
+    const detail = body && (body.detail ?? body.error ?? body.message);
+    const message = typeof detail === "string" ? detail : `${status}`;
+    settle.reject(new ApiError(status, message, detail));
+  });
+}
+
 /** Forget the prefetched answers nobody took (the first load is done: they are stale). */
 export function dropPrefetched() {
   prefetched.clear();

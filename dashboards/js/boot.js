@@ -9,7 +9,7 @@
  * one query and is dropped after a few seconds.
  */
 
-import { prefetchJSON } from "./api.js";
+import { prefetchBatch, prefetchJSON } from "./api.js";
 import * as q from "./queries.js";
 import { TimeRange, readHash } from "./timerange.js";
 
@@ -21,23 +21,29 @@ function prefetchFirstLoad() {
   readHash(range, location.hash);
   const w = range.window(bootNow);
   const scope = range.filters();
+  /** @type {Array<[string, Record<string, any>|undefined]>} */
+  const reqs = [];
   // The charts first: the slowest queries decide when the page is ready.
   for (const specs of Object.values(q.CHART_SIGNALS)) {
     for (const spec of specs) {
-      prefetchJSON("metrics/history", q.historyParams(spec, w.from, w.to, w.step, scope));
-      if (range.compare) prefetchJSON("metrics/history", q.historyParams(spec, w.from - w.span, w.to - w.span, w.step, scope));
+      reqs.push(["metrics/history", q.historyParams(spec, w.from, w.to, w.step, scope)]);
+      if (range.compare) reqs.push(["metrics/history", q.historyParams(spec, w.from - w.span, w.to - w.span, w.step, scope)]);
     }
   }
-  for (const metric of q.CACHE_SIGNALS) prefetchJSON("metrics/history", q.cacheParams(metric, w.from, w, scope));
-  prefetchJSON("metrics/distribution", q.distributionParams(w, scope));
-  prefetchJSON("metrics/current", q.currentParams(scope));
-  prefetchJSON("health");
+  for (const metric of q.CACHE_SIGNALS) reqs.push(["metrics/history", q.cacheParams(metric, w.from, w, scope)]);
+  reqs.push(["metrics/distribution", q.distributionParams(w, scope)]);
+  reqs.push(["metrics/current", q.currentParams(scope)]);
+  reqs.push(["health", undefined]);
   const rw = q.routesWindow(bootNow);
-  for (const metric of q.ROUTE_SIGNALS) prefetchJSON("metrics/history", q.routeParams(metric, rw, scope));
-  prefetchJSON("alerts/configure");
-  prefetchJSON("alerts/silences"); // the rules panel asks for it only after the rules
-  prefetchJSON("alerts/active");
-  prefetchJSON("dashboard/config").then((cfg) => {
+  for (const metric of q.ROUTE_SIGNALS) reqs.push(["metrics/history", q.routeParams(metric, rw, scope)]);
+  reqs.push(["alerts/configure", undefined]);
+  reqs.push(["alerts/silences", undefined]); // the rules panel asks for it only after the rules
+  reqs.push(["alerts/active", undefined]);
+  reqs.push(["alerts/history", q.alertHistoryParams(bootNow)]); // the alerts panel, after the active ones
+  reqs.push(["dashboard/config", undefined]);
+  // One round trip for all of them (see prefetchBatch).
+  const answers = prefetchBatch(reqs);
+  answers[answers.length - 1].then((cfg) => {
     if (cfg?.jaeger_ui_url) prefetchJSON("metrics/exemplars", q.exemplarParams(w, scope));
   }).catch(() => { /* no trace links */ });
 }

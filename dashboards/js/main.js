@@ -211,13 +211,15 @@ function applyCurrent(doc) {
 // Coalesced like live refreshes: a burst of alert transitions costs two reloads at most.
 let alertsBusy = null;
 let alertsPending = false;
-async function refreshAlerts() {
+/** @param {number} [now] the first load's time (boot.js prefetched its history for it) */
+async function refreshAlerts(now) {
   if (alertsBusy) { alertsPending = true; return alertsBusy; }
   alertsBusy = (async () => {
     do {
       alertsPending = false;
       try {
-        await alerts.load();
+        await alerts.load(now);
+        now = undefined; // a reload that follows is as of its own time
       } catch { /* the panel shows the error */ }
       renderStatus();
     } while (alertsPending);
@@ -580,7 +582,7 @@ async function start() {
       if (lastCurrent) applyCurrent(lastCurrent);
       alerts.setSignals(rules.signals());
     }),
-    refreshAlerts(),
+    refreshAlerts(bootNow),
     refreshNumbers(true, bootNow),
     loadCharts(bootNow),
   ]);

@@ -150,8 +150,9 @@ class LivePusher:
     """Publishes an `ingest` event per burst of commits, with the newest data computed once.
 
     Two workers, each coalescing on its own: one publishes `ingest` with the charts' newest
-    steps (milliseconds), the other the `snapshot` (~30 signals, several times longer), so
-    a snapshot still computing never delays the next commit's charts. Thread-safe;
+    steps (milliseconds), the other the `snapshot` (~30 signals, several times longer),
+    started once the `ingest` event is out (never competing with it for the CPU); a
+    snapshot still computing never makes the next commit's charts wait. Thread-safe;
     `committed` may be called from the event loop or any thread. The workers start with
     the first commit and stop at `close()`.
     """
@@ -195,12 +196,11 @@ class LivePusher:
             self._snapshot_due = self._committed_at
             if not self._workers:
                 self._workers = [
-                    _Worker("mlpulse-live-push", self._push_ingest),
+                    _Worker("mlpulse-live-push", self._charts_then_snapshot),
                     _Worker("mlpulse-live-snapshot", self._push_snapshot),
                 ]
-            workers = list(self._workers)
-        for worker in workers:
-            worker.wake()
+            charts = self._workers[0]
+        charts.wake()  # the snapshot follows once the charts' event is out
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the workers (after the computations under way, if any)."""
@@ -223,6 +223,22 @@ class LivePusher:
             self._commits = self._points = 0
             self._services = set()
             return event
+
+    def _charts_then_snapshot(self) -> None:
+        """Publish `ingest`, then let the snapshot worker start.
+
+        The snapshot (~30 signals) costs several times the charts' newest steps; computed
+        at the same time it would share the CPU (and the GIL) with them and delay the
+        event the charts wait for. Started after it, it only meets the next commit's
+        charts when commits come faster than a snapshot takes.
+        """
+        try:
+            self._push_ingest()
+        finally:
+            with self._lock:
+                snapshot = self._workers[1] if self._snapshot_due else None
+            if snapshot is not None:
+                snapshot.wake()
 
     def _push_ingest(self) -> None:
         """Publish `ingest` for the commits since the last one, with the newest steps."""

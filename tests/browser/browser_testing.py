@@ -8,12 +8,14 @@ so a missing install can never pass silently.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -95,6 +97,67 @@ class PageProbe:
     dialogs: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     responses: list[Any] = field(default_factory=list)
+
+
+BATCH_PATH = "/dashboard/batch"
+
+
+def batch_urls(url: str) -> list[str]:
+    """The URLs a `/dashboard/batch` request carries (its `get`s, absolute); [] otherwise."""
+    parts = urlsplit(url)
+    if parts.path != BATCH_PATH:
+        return []
+    base = f"{parts.scheme}://{parts.netloc}/"
+    return [base + ref.lstrip("/") for ref in parse_qs(parts.query).get("get", [])]
+
+
+class BatchPart:
+    """One read answered inside a `/dashboard/batch` response, shaped like the Playwright
+    `Response` its own GET would have been (`url`, `status`, `ok`, `json()`, `text()`).
+
+    The page's first load asks its ~20 reads in one batch; tests that look for the page's
+    responses by path see each of them as if it had been fetched alone. The batch's body
+    is read when a part is first looked at (never inside Playwright's event callback).
+    """
+
+    def __init__(self, batch: Any, index: int, url: str, bodies: dict[int, Any]) -> None:
+        self.batch = batch
+        self.index = index
+        self.url = url
+        self._bodies = bodies  # the batch's parsed body, shared by its parts, read once
+
+    def _answer(self) -> dict[str, Any]:
+        key = id(self.batch)
+        if key not in self._bodies:
+            try:
+                self._bodies[key] = self.batch.json()["responses"]
+            except Exception:  # the page navigated away before the body was read
+                self._bodies[key] = None
+        answers = self._bodies[key]
+        if answers is None:
+            return {"status": 0, "body": None}  # gone, as an unread Response's body would be
+        answer: dict[str, Any] = answers[self.index]
+        return answer
+
+    @property
+    def status(self) -> int:
+        return int(self._answer()["status"])
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def json(self) -> Any:
+        return self._answer()["body"]
+
+    def text(self) -> str:
+        return json.dumps(self.json())
+
+
+def with_batch_parts(resp: Any, bodies: dict[int, Any] | None = None) -> list[Any]:
+    """A response, followed by the parts of a batch response (see BatchPart)."""
+    shared: dict[int, Any] = {} if bodies is None else bodies
+    return [resp, *(BatchPart(resp, i, u, shared) for i, u in enumerate(batch_urls(resp.url)))]
 
 
 def save_screenshot(pg: Any, name: str = "dashboard.png") -> Path:

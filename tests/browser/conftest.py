@@ -17,6 +17,7 @@ from browser_testing import (
     PageProbe,
     ServerThread,
     require_chromium,
+    with_batch_parts,
 )
 from browser_traffic import Traffic
 
@@ -102,7 +103,7 @@ def page(browser: Any, backend: Backend) -> Iterator[PageProbe]:
 
     pg.on("dialog", on_dialog)
     pg.on("pageerror", lambda exc: probe.errors.append(f"pageerror: {exc}"))
-    pg.on("response", lambda resp: probe.responses.append(resp))
+    pg.on("response", lambda resp: probe.responses.extend(with_batch_parts(resp)))
     pg.on(
         "console",
         lambda msg: probe.errors.append(f"console: {msg.text}") if msg.type == "error" else None,

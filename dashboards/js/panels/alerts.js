@@ -11,6 +11,7 @@
 import { getJSON, post, send } from "../api.js";
 import { h, replace, empty, failed, loading } from "../dom.js";
 import * as f from "../format.js";
+import * as Q from "../queries.js";
 import { traceLink, traceSearchUrl, noTraceBackend, normalizeExemplars } from "./graphs.js";
 
 /** Items of a list response: a bare array, or the first array among common keys. */
@@ -70,11 +71,11 @@ export class AlertsPanel {
   /** The firing alerts, for the overall status. */
   firing() { return this.active.filter((a) => a.state === "firing"); }
 
-  async load() {
-    const now = Date.now() / 1000;
+  /** Fetch and draw the active alerts and the last day's history, as of `now` (epoch s). */
+  async load(now = Date.now() / 1000) {
     const [active, history] = await Promise.allSettled([
       getJSON("alerts/active"),
-      getJSON("alerts/history", { since: Math.floor(now - 86400), limit: 200 }),
+      getJSON("alerts/history", Q.alertHistoryParams(now)),
     ]);
     // Until when a silenced alert stays quiet: asked only when one is silenced.
     if (active.status === "fulfilled" && items(active.value, "active").some((a) => a.silenced_by)) {
