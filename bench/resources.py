@@ -192,7 +192,13 @@ def _wide(workdir: Path, seconds: float) -> dict[str, Any]:
                             return
                         req = bodies[i]
                         retime(req, None, int(time.time() * 1e9))
-                        status, body = poster.post(req.SerializeToString())
+                        try:
+                            status, body = poster.post(req.SerializeToString())
+                        except OSError as exc:  # a timeout (60 s): counted, not a dead thread
+                            errors.append(f"{type(exc).__name__}: {exc}")
+                            poster.close()
+                            poster = Poster(port)
+                            continue
                         if status != 200:
                             errors.append(f"{status} {body[:100]!r}")
                     n += 1

@@ -129,17 +129,19 @@ def _apply(
     late_after_ns = int(late_after * 1e9)
     late = _late_intervals(engine, ids, samples, late_after_ns)
     seen = engine.seen_intervals(late) if late else set()
-    services: set[str] = set()
+    resources: set[tuple[tuple[str, str], ...]] = set()  # of accepted points
     over = 0
     order = sorted(range(len(ids)), key=lambda i: samples[i].time_ns)
+    series = head.series
     for i in order:
         sid, sample = ids[i], samples[i]
         if sid is None:
             over += 1
             continue
-        state = head.state(sid)
+        entry = series.get(sid)
+        state = None if entry is None else entry.state
         newer = state is None or sample.time_ns > state.time_ns
-        if is_interval_delta(sample):
+        if not sample.cumulative and sample.key.kind != "gauge":  # is_interval_delta
             interval = (sid, sample.start_ns, sample.time_ns)
             if interval in seen or (not newer and sample.time_ns < late_after_ns):
                 result.ignored += 1
@@ -155,9 +157,10 @@ def _apply(
         elif not head.add_cumulative(sid, sample, FIRST_SEEN_GRACE_S):
             result.ignored += 1
             continue
-        services.add(sample.key.service)
+        resources.add(sample.key.resource)
         result.accepted += 1
-    result.services = sorted(services)
+    # Per distinct resource, not per point: a request has one or a few.
+    result.services = sorted({dict(r).get("service.name", "") for r in resources})
     return over
 
 
@@ -168,7 +171,9 @@ def _late_intervals(
     to be taken if unseen: the only ones that need a lookup."""
     out = []
     for sid, sample in zip(ids, samples, strict=True):
-        if sid is None or not is_interval_delta(sample) or sample.time_ns < late_after_ns:
+        if sample.cumulative or sid is None or sample.time_ns < late_after_ns:
+            continue  # cumulative points (most of them) first: the cheapest test
+        if not is_interval_delta(sample):
             continue
         state = engine.head.state(sid)
         if state is not None and sample.time_ns <= state.time_ns:

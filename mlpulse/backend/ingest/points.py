@@ -103,8 +103,11 @@ class Flattened:
 
 
 def _exemplars(point: Any, limit: int) -> list[Exemplar]:
+    exemplars = point.exemplars
+    if not exemplars:  # most points: no list copy, no loop
+        return []
     out = []
-    for ex in list(point.exemplars)[: max(limit * 4, limit)]:
+    for ex in list(exemplars)[: max(limit * 4, limit)]:
         value = ex.as_double if ex.WhichOneof("value") == "as_double" else float(ex.as_int)
         if not math.isfinite(value) or ex.time_unix_nano > MAX_INT64:
             continue
@@ -226,7 +229,8 @@ def _value(kind: Kind, cumulative: bool, monotonic: bool, point: Any, limits: Li
     t = int(point.time_unix_nano)
     if kind in ("sum", "gauge"):
         v = _number(point)
-        _check_values(v)
+        if not math.isfinite(v):
+            raise Refused("non_finite", f"non-finite value {v}")
         if kind == "sum" and monotonic and v < 0:
             raise Refused("negative_increase", f"negative value {v:.6g} on a monotonic sum")
         if kind == "sum":

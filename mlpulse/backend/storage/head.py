@@ -12,10 +12,11 @@ This is where ingest lands (Prometheus's head block is the model). Per series it
 - the open 1 min and 1 h rollups: the closed 10 s buckets of the current minute, and
   the closed minutes of the current hour.
 
-A bucket closes when a point of a later bucket arrives or, for a quiet series, at a
-checkpoint once its end is `CLOSE_GRACE_S` old. Closed buckets (and late delta points,
-which land in the buckets of their own time) wait in `pending` until the next checkpoint
-writes them to the store. Everything here runs under the engine's lock; nothing does I/O.
+A bucket closes when a point of a later bucket arrives or, for a quiet series (no point
+for `CLOSE_GRACE_S`), at a checkpoint once its end is `CLOSE_GRACE_S` old. Closed buckets
+(and late delta points, which land in the buckets of their own time) wait in `pending`
+until the next checkpoint writes them to the store. Everything here runs under the
+engine's lock; nothing does I/O.
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ class SeriesHead:
     written: dict[int, int] = field(default_factory=dict)  # resolution -> newest emitted bucket
     _view: Aggregate | None = None  # cached open-bucket aggregate
     _view_ok: bool = False
+    # Server time of the newest point taken (not checkpointed: 0 after a restart). A
+    # series that got one within CLOSE_GRACE_S is not quiet: its own next points close
+    # its buckets, so a checkpoint leaves them open (see `close_quiet`).
+    seen: float = 0.0
 
     def open_bucket(self) -> Aggregate | None:
         """The open 10 s bucket's aggregate so far (None when empty)."""
@@ -125,6 +130,11 @@ class Head:
         # the store (a plain insert); others may exist there and are merged with it.
         if late or ts <= e.written.get(res, -1):
             self.maybe_stored.add(key)
+            if late and ts > e.written.get(res, -1):
+                # A late point into a bucket whose rollup is still open (its minute or
+                # hour): a checkpoint may store it before the rollup closes, so the
+                # rollup's row must then merge with it, not replace it.
+                e.written[res] = ts
         else:
             e.written[res] = ts
         cur = self.pending.get(key)
@@ -193,12 +203,22 @@ class Head:
             self._emit(self.entry(sid), res, bucket_of(time_ns, res), delta.copy(), late=True)
 
     def close_quiet(self, now_s: float) -> None:
-        """Close buckets whose end is more than CLOSE_GRACE_S in the past."""
-        self.close_before(now_s - CLOSE_GRACE_S)
+        """Close buckets whose end is more than CLOSE_GRACE_S in the past, of series that
+        got no point for CLOSE_GRACE_S.
 
-    def close_before(self, horizon: float) -> None:
-        """Close every open bucket and rollup that ends by `horizon`."""
+        A series still sending (a backlog replayed, points timed in the past) keeps its
+        buckets open until its own points move on: closing them at every checkpoint would
+        reopen the same minute and hour and write their rows again, merged with the
+        stored ones (a quarter of B2's rows). Reads see open buckets all the same.
+        """
+        self.close_before(now_s - CLOSE_GRACE_S, quiet_since=now_s - CLOSE_GRACE_S)
+
+    def close_before(self, horizon: float, quiet_since: float | None = None) -> None:
+        """Close every open bucket and rollup that ends by `horizon` (with `quiet_since`,
+        only of series whose newest point was taken before it)."""
         for e in self.series.values():
+            if quiet_since is not None and e.seen > quiet_since:
+                continue
             if e.open_ts is not None and e.open_ts + 10 <= horizon:
                 self._close(e)
                 self.dirty.add(e.sid)
@@ -212,6 +232,7 @@ class Head:
     def add_delta(self, sid: int, sample: Sample, *, newer: bool) -> None:
         """Take a delta sum/histogram point or a gauge reading (already deduplicated)."""
         e = self.entry(sid)
+        e.seen = self.now
         if newer:
             e.state = PointState(sample.start_ns, sample.time_ns)
         self.dirty.add(sid)
@@ -225,6 +246,7 @@ class Head:
     def add_cumulative(self, sid: int, sample: Sample, first_seen_grace_s: float) -> bool:
         """Take a cumulative point newer than the state; False if it is an older incarnation."""
         e = self.entry(sid)
+        e.seen = self.now
         st = e.state
         value = sample.value
         # The sample is this point's own object: its exemplars move to the bucket and

@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+from mlpulse.backend.storage.aggregate import Aggregate
+
 
 def _ceil(t: float, res: int) -> int:
     return -int(-t // res) * res
@@ -50,12 +52,45 @@ def _minutes(lo: int, hi: float) -> list[tuple[int, int, float]]:
     return out
 
 
-class ResultCache:
-    """A bounded LRU of query results, valid for one generation."""
+# What one cached aggregate costs, roughly (bytes): the object and its fields, plus each
+# histogram bucket count (a list slot and, mostly, an int object of its own).
+_AGGREGATE_BYTES = 200
+_BUCKET_BYTES = 36
 
-    def __init__(self, max_entries: int = 2048) -> None:
+
+def _weight(value: Any) -> int:
+    """Approximate bytes a cached result holds (its aggregates and their buckets).
+
+    Results are dicts, tuples and lists of aggregates (or of small values); an entry's
+    count alone says nothing: one entry may hold a histogram per series of 10k series.
+    """
+    if isinstance(value, Aggregate):
+        n = 0
+        if value.exponential is not None:
+            n = len(value.exponential.pos_counts) + len(value.exponential.neg_counts)
+        elif value.explicit is not None:
+            n = len(value.explicit.counts)
+        return _AGGREGATE_BYTES + _BUCKET_BYTES * n
+    if isinstance(value, dict):
+        return 64 + sum(_weight(v) for v in value.values())
+    if isinstance(value, tuple | list):
+        return 64 + sum(_weight(v) for v in value)
+    return 64
+
+
+class ResultCache:
+    """An LRU of query results, valid for one generation, bounded in entries and bytes.
+
+    The byte bound is what keeps memory flat: with 10k series an alert evaluation's
+    sliding window caches a few MiB per entry, so an entry count alone let the cache
+    grow by ~30 MiB a minute (B7).
+    """
+
+    def __init__(self, max_entries: int = 2048, max_bytes: int = 24 * 2**20) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[Any, tuple[int, Any]] = OrderedDict()
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[Any, tuple[int, Any, int]] = OrderedDict()
+        self._bytes = 0
         self._epoch = 0
         self.hits = 0
         self.misses = 0
@@ -75,13 +110,26 @@ class ResultCache:
         return hit[1]
 
     def put(self, key: Any, generation: int, value: Any) -> None:
-        """Store a result of a closed segment or window set."""
-        self._entries[key] = (generation, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        """Store a result of a closed segment or window set (not one beyond the bound)."""
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= old[2]
+        size = _weight(value)
+        if size > self.max_bytes // 4:
+            return  # one result would evict most others: recomputing it is cheaper
+        self._entries[key] = (generation, value, size)
+        self._bytes += size
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            _, (_, _, dropped) = self._entries.popitem(last=False)
+            self._bytes -= dropped
+
+    @property
+    def bytes(self) -> int:
+        """Approximate bytes the cached results hold."""
+        return self._bytes
 
     def clear(self) -> None:
         """Drop everything (retention deleted buckets)."""
         self._entries.clear()
+        self._bytes = 0
         self._epoch += 1
