@@ -128,11 +128,13 @@ def test_mae_by_prediction_window_equals_numpy_per_cohort_over_two_instances(
     assert got == {
         s: (pytest.approx(float(a.mean()), rel=1e-9), len(a)) for s, a in cohorts.items()
     }
-    # Two windows per step add up exactly (n, sums).
+    # Two windows per step add up exactly (n, sums). Steps sit on the 10-minute grid, so
+    # the step holding two whole cohorts is the one that starts on a cohort's start.
     (wide,) = evaluate_range(store, "mae_by_prediction_time", starts[0], current + W, 2 * W)
-    merged = np.concatenate([cohorts[starts[0]], cohorts[starts[1]]])
-    assert wide.points[0].value == pytest.approx(float(merged.mean()), rel=1e-9)
-    assert wide.points[0].samples == len(merged)
+    (both,) = [p for p in wide.points if p.time in cohorts and p.time + W in cohorts]
+    merged = np.concatenate([cohorts[int(both.time)], cohorts[int(both.time) + W]])
+    assert both.value == pytest.approx(float(merged.mean()), rel=1e-9)
+    assert both.samples == len(merged)
 
     # The history route: a step below 5 minutes becomes one window.
     doc = backend.get(
