@@ -431,8 +431,15 @@ def test_editing_a_rule_round_trips(page: PageProbe, backend: Backend) -> None:
     # The token is asked once, in the page's own dialog (never window.prompt).
     pg.wait_for_selector("#token-dialog[open]")
     pg.fill("#token-input", TOKEN)
-    pg.click("#token-dialog button[type=submit]")
-    pg.wait_for_selector(".toast:has-text('Saved high_error_rate')", timeout=10_000)
+    # The save's own answer first, so a refusal says what it was (CI once saw the toast
+    # not come within 10 s, with a failed POST in the console and no status to read).
+    with pg.expect_response(
+        lambda r: urlsplit(r.url).path == "/alerts/configure" and r.request.method == "POST",
+        timeout=30_000,
+    ) as first_save:
+        pg.click("#token-dialog button[type=submit]")
+    assert first_save.value.status == 200, (first_save.value.status, first_save.value.text())
+    pg.wait_for_selector(".toast:has-text('Saved high_error_rate')", timeout=30_000)
     assert pg.evaluate("sessionStorage.getItem('mlpulse.token')") == TOKEN
 
     rule = next(
