@@ -65,6 +65,11 @@ def _run_backend(args: argparse.Namespace) -> int:
         log_level="info",
         # Long-lived /events streams must not hold a shutdown forever.
         timeout_graceful_shutdown=5,
+        # Outlive clients' and load balancers' idle expiry (httpx 5 s, AWS ALB 60 s):
+        # when the server closes an idle connection first, a request sent on it at
+        # that instant gets a connection reset. (Go clients, the collector's among
+        # them, re-send such a request themselves.)
+        timeout_keep_alive=75,
     )
     return 0
 
@@ -99,6 +104,11 @@ def _run_mlapi(args: argparse.Namespace) -> int:
         log_level="info",
         # Long-lived /events streams must not hold a shutdown forever.
         timeout_graceful_shutdown=5,
+        # Outlive clients' and load balancers' idle expiry (httpx 5 s, AWS ALB 60 s):
+        # when the server closes an idle connection first, a request sent on it at
+        # that instant gets a connection reset. (Go clients, the collector's among
+        # them, re-send such a request themselves.)
+        timeout_keep_alive=75,
     )
     return 0
 

@@ -47,6 +47,7 @@ class ServerThread:
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=2,
+            timeout_keep_alive=75,  # outlives httpx's 5 s idle expiry: no reset races
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -50,7 +50,16 @@ class ServerThread:
     """uvicorn serving an app in a background thread, on a free port."""
 
     def __init__(self, app: FastAPI) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="on",
+            # The server must outlive httpx's 5 s idle expiry, or a reused
+            # connection can meet the server's close: connection reset.
+            timeout_keep_alive=75,
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
