@@ -37,7 +37,7 @@ uvicorn/gunicorn worker) is its own ``service.instance.id``. See docs/instrument
 """
 
 from mlpulse_instrumentation._cache import BoundCache, CacheTelemetry
-from mlpulse_instrumentation._model import BoundModel, ModelTelemetry
+from mlpulse_instrumentation._model import BoundFeatures, BoundModel, ModelTelemetry
 from mlpulse_instrumentation._setup import (
     Telemetry,
     build_resource,
@@ -49,6 +49,7 @@ from mlpulse_instrumentation._setup import (
 
 __all__ = [
     "BoundCache",
+    "BoundFeatures",
     "BoundModel",
     "CacheTelemetry",
     "ModelTelemetry",

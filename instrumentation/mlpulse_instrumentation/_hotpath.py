@@ -86,9 +86,13 @@ SeriesKey = tuple[tuple[str, Any], ...]
 
 
 class _Buffer:
-    """Values appended by handles; `take` swaps in a fresh deque instead of popping."""
+    """Values appended by handles; `take` swaps in a fresh deque instead of popping.
 
-    __slots__ = ("retired", "retired_taken", "values")
+    Values spilled from rows arrive as whole lists (`add_chunk`): they are handed on as
+    they are, not copied through the deque.
+    """
+
+    __slots__ = ("chunks", "chunks_lock", "retired", "retired_taken", "values")
 
     def __init__(self) -> None:
         self.values: deque[Any] = deque()
@@ -96,6 +100,13 @@ class _Buffer:
         # may still append to it, and that value is picked up at the next take.
         self.retired: deque[Any] = deque()
         self.retired_taken = 0
+        self.chunks: list[list[Any]] = []
+        # Chunks come from collection (or a threshold flush) only, not the request path.
+        self.chunks_lock = threading.Lock()
+
+    def add_chunk(self, values: list[Any]) -> None:
+        with self.chunks_lock:
+            self.chunks.append(values)
 
     def take(self) -> list[Any]:
         late = list(islice(self.retired, self.retired_taken, None))
@@ -103,9 +114,17 @@ class _Buffer:
         self.values = deque()
         taken = list(current)  # one C call, atomic under the GIL
         self.retired, self.retired_taken = current, len(taken)
-        return late + taken if late else taken
+        if late:
+            taken = late + taken
+        if self.chunks:
+            with self.chunks_lock:
+                chunks, self.chunks = self.chunks, []
+            for chunk in chunks:
+                taken += chunk
+        return taken
 
     def __len__(self) -> int:
+        # Appended values only: chunks live from a spill to the take right after it.
         return len(self.values)
 
 
@@ -352,8 +371,9 @@ class RowHandle:
                     taken += [r[i] for r, _t, _s in traced if r[i] is not None]
                 else:
                     candidates = [(r[i], t, s) for r, t, s in traced if r[i] is not None]
-                    traced_buffer.values.extend(candidates)
-            values.values.extend(taken)
+                    traced_buffer.add_chunk(candidates)
+            if taken:
+                values.add_chunk(taken)
 
 
 class Destination(Protocol):

@@ -149,6 +149,7 @@ class BoundModel:
         "_confidence",
         "_duration",
         "_feature_handles",
+        "_feature_layouts",
         "_feedback",
         "_hits",
         "_lag",
@@ -186,6 +187,7 @@ class BoundModel:
         # One row per prediction: (hit count, miss count, inference duration, confidence,
         # value, *features), keyed by the feature names (None: no features).
         self._rows: dict[tuple[str, ...] | None, RowHandle] = {}
+        self._feature_layouts: dict[tuple[str, ...], BoundFeatures] = {}
         self._references = references
         # The error sums split by cache hit and prediction window, bound on first use
         # (see record_feedback; at most 3 x PREDICTION_WINDOW_CYCLE keys).
@@ -217,6 +219,21 @@ class BoundModel:
         else:
             fixed = (None, 1, duration_s, confidence, value)
         row.record((*fixed, *features.values()) if features else fixed)
+
+    def with_features(self, names: Sequence[str]) -> BoundFeatures:
+        """A recorder for predictions whose features come as values in `names`' order
+        (a model's input vector), without building a name -> value mapping per
+        prediction; the same object for the same names."""
+        key = tuple(names)
+        layout = self._feature_layouts.get(key)
+        if layout is None:
+            if len(set(key)) != len(key):
+                raise ValueError(f"feature names repeat: {key!r}")
+            # None: the version has too many layouts; values then go one by one.
+            layout = BoundFeatures(self, key, self._rows.get(key) or self._row(key))
+            if len(self._feature_layouts) < _MAX_ROW_LAYOUTS:
+                self._feature_layouts[key] = layout
+        return layout
 
     def _row(self, names: tuple[str, ...] | None) -> RowHandle | None:
         if len(self._rows) >= _MAX_ROW_LAYOUTS:
@@ -331,6 +348,54 @@ class BoundModel:
         self._meters.baselines.set(
             {MODEL_NAME: self.model, MODEL_VERSION: self.version}, mae=mae, r2=r2
         )
+
+
+class BoundFeatures:
+    """The recorder of one model version for one feature layout; get it with
+    `BoundModel.with_features` and keep it::
+
+        recorder = telemetry.models.bind("result", "v1").with_features(("area", "rooms"))
+        recorder.record_prediction(value=140.0, confidence=0.82, duration_s=0.0004,
+                                   cache_hit=False, features=(84.0, 3.0))
+    """
+
+    __slots__ = ("_model", "_names", "_row")
+
+    def __init__(self, model: BoundModel, names: tuple[str, ...], row: RowHandle | None) -> None:
+        self._model = model
+        self._names = names
+        self._row = row
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The feature names, in the order `record_prediction` takes their values."""
+        return self._names
+
+    def record_prediction(
+        self,
+        *,
+        value: float,
+        confidence: float,
+        duration_s: float,
+        cache_hit: bool,
+        features: Sequence[float],
+    ) -> None:
+        """Record one served prediction; `features` are the values in `names`' order."""
+        if len(features) != len(self._names):
+            raise ValueError(f"{len(features)} feature values for {len(self._names)} names")
+        row = self._row
+        if row is None:
+            self._model.record_prediction(
+                value=value,
+                confidence=confidence,
+                duration_s=duration_s,
+                cache_hit=cache_hit,
+                features=dict(zip(self._names, features, strict=True)),
+            )
+        elif cache_hit:
+            row.record((1, None, None, confidence, value, *features))
+        else:
+            row.record((None, 1, duration_s, confidence, value, *features))
 
 
 class ModelTelemetry:

@@ -151,12 +151,15 @@ class MlService:
             ),
         )
         if self._models_telemetry is not None:
-            self._models_telemetry.bind(name, model.version).record_prediction(
+            # The feature vector as it is, in FEATURE_NAMES order: no mapping per request.
+            self._models_telemetry.bind(name, model.version).with_features(
+                FEATURE_NAMES
+            ).record_prediction(
                 value=value,
                 confidence=prediction.confidence,
                 duration_s=duration,
                 cache_hit=cached is not None,
-                features=dict(zip(FEATURE_NAMES, features.vector(), strict=True)),
+                features=features.vector(),
             )
         return PredictionResponse(
             prediction=value,

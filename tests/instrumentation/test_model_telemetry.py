@@ -213,3 +213,37 @@ def test_features_go_to_one_histogram_per_name_with_exact_sums(
     misses = point(metrics, "ml.model.predictions", {**RESULT_V1, "ml.prediction.cache_hit": False})
     assert (hits.value, misses.value) == (1, 3)
     assert point(metrics, "ml.model.inference.duration", RESULT_V1).count == 3
+
+
+def test_a_feature_vector_records_as_its_mapping_would(
+    telemetry: Telemetry, reader: InMemoryMetricReader
+) -> None:
+    vectors = [(3.0, 0.5), (5.0, 1.5), (7.0, 2.5)]
+    recorder = telemetry.models.bind("result", "v1").with_features(("a", "b"))
+    assert telemetry.models.bind("result", "v1").with_features(["a", "b"]) is recorder
+    for i, vector in enumerate(vectors):
+        recorder.record_prediction(
+            value=float(i), confidence=0.5, duration_s=0.001, cache_hit=i == 0, features=vector
+        )
+    # The mapping path of the same names lands in the same series.
+    telemetry.models.bind("result", "v1").record_prediction(
+        value=9.0, confidence=0.5, duration_s=0.001, cache_hit=False, features={"b": 4.0, "a": 1.0}
+    )
+    with pytest.raises(ValueError, match="1 feature values for 2 names"):
+        recorder.record_prediction(
+            value=1.0, confidence=0.5, duration_s=0.001, cache_hit=False, features=(1.0,)
+        )
+    with pytest.raises(ValueError, match="repeat"):
+        telemetry.models.bind("result", "v1").with_features(("a", "a"))
+
+    metrics = collect(reader)
+    a = point(metrics, "ml.model.feature.value", {**RESULT_V1, "ml.feature.name": "a"})
+    b = point(metrics, "ml.model.feature.value", {**RESULT_V1, "ml.feature.name": "b"})
+    assert (a.count, a.sum, a.min, a.max) == (4, 16.0, 1.0, 7.0)
+    assert (b.count, b.sum, b.min, b.max) == (4, 8.5, 0.5, 4.0)
+    value = point(metrics, "ml.model.prediction.value", RESULT_V1)
+    assert (value.count, value.sum) == (4, 12.0)  # the refused call recorded nothing
+    hits = point(metrics, "ml.model.predictions", {**RESULT_V1, "ml.prediction.cache_hit": True})
+    misses = point(metrics, "ml.model.predictions", {**RESULT_V1, "ml.prediction.cache_hit": False})
+    assert (hits.value, misses.value) == (1, 3)
+    assert point(metrics, "ml.model.inference.duration", RESULT_V1).count == 3

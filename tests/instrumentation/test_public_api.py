@@ -8,6 +8,7 @@ import mlpulse_instrumentation
 def test_exported_members_are_pinned() -> None:
     assert sorted(mlpulse_instrumentation.__all__) == [
         "BoundCache",
+        "BoundFeatures",
         "BoundModel",
         "CacheTelemetry",
         "ModelTelemetry",
