@@ -32,12 +32,15 @@ their order:
 - in-process: raw ASGI calls (no server, no socket), process CPU µs per request; the
   added cost is the median over rounds of (variant - bare) in the same round. Context:
   the four apps share one process, so each one's export threads land on all batches;
-- an estimate from parts for metrics-only, the least noisy: the HTTP middleware
-  (paired on the cheap /ping), the model and cache recorders timed alone (as mlapi calls
-  them, features included), and one collection + OTLP export timed after a 5 s
-  interval's worth of requests (CPU of the collecting thread: the sink runs in this
-  process too). Its denominator is the in-process bare cost, which lacks uvicorn's HTTP
-  parsing, so it overstates the relative cost a server pays.
+- an estimate from parts for metrics-only, the least noisy: the HTTP middleware timed
+  alone around a trivial ASGI app, the model and cache recorders timed alone (as mlapi
+  calls them, features included, their collections left out), and one collection + OTLP
+  export of the whole metrics-only app timed after 5000 requests (a conservative 5 s
+  interval: a busy server sees more, and the export's fixed part spreads thinner; CPU
+  of the collecting thread: the sink runs in this process too). Their sum is judged
+  against the bare server's CPU per request through uvicorn in the same run (the
+  denominator a server pays: the instrumentation adds to it, nothing else); on the
+  in-process bare cost, which lacks uvicorn's HTTP work, it is shown as context.
 CPU time rather than wall time throughout: time spent descheduled on this shared
 machine is not the app's cost, and it is most of the noise.
 """

@@ -28,7 +28,8 @@ LAUNCH = (
     "from mlpulse.backend.app import create_app\n"
     "from mlpulse.backend.config import BackendSettings\n"
     "app = create_app(BackendSettings(data_dir=sys.argv[1], api_token='t'))\n"
-    "uvicorn.run(app, host='127.0.0.1', port=int(sys.argv[2]), log_level='warning')\n"
+    "uvicorn.run(app, host='127.0.0.1', port=int(sys.argv[2]), log_level='warning',\n"
+    "            timeout_keep_alive=75)\n"  # outlives httpx's 5 s idle expiry
 )
 
 
