@@ -16,7 +16,9 @@ each export waits until the page has finished the refresh of the previous one, p
 200-400 ms (a refresh already running when the event arrives would be coalesced, and
 its remaining time would add to the latency).
 Three latencies per export: commit → event received by the page (SSE path), commit →
-refresh finished (data applied to the charts), commit → next frame painted.
+refresh finished (data applied to the charts), commit → next frame painted; and the
+server's part split from the event's own stamps (`computed_at`, `published_at`): the
+push computation, then its delivery (broker → event loop → socket → the page's listener).
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ HOOK = """
         const t = now();
         try {
           const d = JSON.parse(ev.data);
-          b.events.push([d.committed_at * 1000, t, (d.computed_at ?? d.committed_at) * 1000]);
+          b.events.push([d.committed_at * 1000, t, (d.computed_at ?? d.committed_at) * 1000,
+            (d.published_at ?? d.computed_at ?? d.committed_at) * 1000]);
         } catch (e) {}
       });
     }
@@ -157,11 +160,14 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
             poster.close()
             inst.shutdown()
 
-    events = sorted(b["events"])  # [committed_ms, received_ms]
+    events = sorted(b["events"])  # [committed_ms, received_ms, computed_ms, published_ms]
     updates = sorted(b["updates"], key=lambda u: u[1])  # [n, applied_ms, painted_ms]
     sse, applied, painted, numbers, wake, computed_sse = [], [], [], [], [], []
     snapshots = {round(c): p for c, _t, p in b["snapshots"]}  # committed ms -> painted ms
-    for committed, received, computed in events:
+    computing, delivery = [], []
+    for committed, received, computed, published in events:
+        computing.append(published - computed)  # the newest steps of every charted signal
+        delivery.append(received - published)  # broker → loop → socket → page's listener
         sse.append(received - committed)
         wake.append(computed - committed)  # the pusher's worker started computing
         computed_sse.append(received - computed)  # computing, publishing, delivering
@@ -192,6 +198,10 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
             percentile(computed_sse, 99),
             "ms",
         ),
+        fig("push computation (server, newest steps), p50", percentile(computing, 50), "ms"),
+        fig("push computation (server, newest steps), p99", percentile(computing, 99), "ms"),
+        fig("event published → in the page (delivery), p50", percentile(delivery, 50), "ms"),
+        fig("event published → in the page (delivery), p99", percentile(delivery, 99), "ms"),
         fig("commit → snapshot numbers updated and painted, p50", percentile(numbers, 50), "ms"),
         fig("commit → snapshot numbers updated and painted, p99", percentile(numbers, 99), "ms"),
         fig(
@@ -225,6 +235,8 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
             "computed_to_page_ms": [rnd(x) for x in computed_sse],
             "applied_ms": [rnd(x) for x in applied],
             "painted_ms": [rnd(x) for x in painted],
+            "computing_ms": [rnd(x) for x in computing],
+            "delivery_ms": [rnd(x) for x in delivery],
         },
     }
 

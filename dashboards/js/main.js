@@ -300,12 +300,29 @@ function markLive(commit, source) {
   document.body.dataset.liveUpdates = String(liveUpdates);
 }
 
+/**
+ * Background work of the live updates, one job at a time. The backend computes each
+ * whole-range view on one process (one GIL) that also ingests and pushes the next
+ * update: five such queries at once would take most of its CPU for a few hundred ms and
+ * delay the next pushed update several times over; one at a time they leave it room.
+ */
+let backgroundChain = Promise.resolve();
+/** @param {() => Promise<any>} job */
+function inBackground(job) {
+  backgroundChain = backgroundChain.then(job).catch(() => {});
+  return backgroundChain;
+}
+
 /** Re-fetch the whole-range views, at most every SLOW_REFRESH_MS (in the background). */
 function slowRefresh() {
   if (Date.now() - lastSlowRefresh < SLOW_REFRESH_MS) return;
   lastSlowRefresh = Date.now();
   const w = range.window();
-  Promise.allSettled([apiPanel.loadRoutes(300, Date.now() / 1000, range.filters()), graphs.loadDistribution(w), graphs.loadExemplars(w), loadAnnotations(w)]);
+  const now = Date.now() / 1000;
+  inBackground(() => apiPanel.loadRoutes(300, now, range.filters()));
+  inBackground(() => graphs.loadDistribution(w));
+  inBackground(() => graphs.loadExemplars(w));
+  inBackground(() => loadAnnotations(w));
 }
 
 /**
@@ -347,7 +364,7 @@ let snapshots = 0;
 function applySnapshot(data) {
   if (!data?.doc) return;
   lastSnapshot = data;
-  refreshFleet();
+  inBackground(() => refreshFleet());
   // The pushed snapshot is the fleet's; a selected service or instance fetches its own.
   if (range.service) refreshNumbers(false).catch(() => {});
   else applyCurrent(data.doc);
