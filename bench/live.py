@@ -164,7 +164,7 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
     updates = sorted(b["updates"], key=lambda u: u[1])  # [n, applied_ms, painted_ms]
     sse, applied, painted, numbers, wake, computed_sse = [], [], [], [], [], []
     snapshots = {round(c): p for c, _t, p in b["snapshots"]}  # committed ms -> painted ms
-    computing, delivery = [], []
+    computing, delivery, page = [], [], []
     for committed, received, computed, published in events:
         computing.append(published - computed)  # the newest steps of every charted signal
         delivery.append(received - published)  # broker → loop → socket → page's listener
@@ -177,6 +177,7 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
         if nxt is not None:
             applied.append(nxt[1] - committed)
             painted.append(nxt[2] - committed)
+            page.append(nxt[2] - received)
     missing = len(sent) - len(events)
     req_rows = _requests_table(live_requests, len(updates))
     figures = [
@@ -226,6 +227,7 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
         ],
         "notes": [
             *_notes(sent, events, updates, timeouts, prefill, sse, painted, req_rows),
+            _split_note(wake, computing, delivery, page),
             _load_note(load_before),
         ],
         "details": {
@@ -287,6 +289,28 @@ def _notes(
             "last point."
         )
     return notes
+
+
+def _split_note(
+    wake: list[float],
+    computing: list[float],
+    delivery: list[float],
+    page: list[float],
+) -> str:
+    """Where commit → painted goes, stage by stage (p50 / p99 of each)."""
+
+    def both(v: list[float]) -> str:
+        a, b = percentile(v, 50), percentile(v, 99)
+        return "—" if a is None or b is None else f"{a:.1f} / {b:.1f} ms"
+
+    return (
+        "Commit → painted by stage (p50 / p99): the pusher's worker starts "
+        f"{both(wake)} after the commit; computing the newest steps of every charted "
+        f"signal takes {both(computing)}; the event then reaches the page's listener in "
+        f"{both(delivery)} (broker → event loop → socket → Chromium); the page applies it "
+        f"and paints the next frame in {both(page)}. Tails of each stage follow the "
+        "machine's load (2 shared cores: the backend, Chromium and other work)."
+    )
 
 
 def _load_note(before: float) -> str:
