@@ -16,7 +16,9 @@ each export waits until the page has finished the refresh of the previous one, p
 200-400 ms (a refresh already running when the event arrives would be coalesced, and
 its remaining time would add to the latency).
 Three latencies per export: commit → event received by the page (SSE path), commit →
-refresh finished (data applied to the charts), commit → next frame painted.
+refresh finished (data applied to the charts), commit → next frame painted; and the
+server's part split from the event's own stamps (`computed_at`, `published_at`): the
+push computation, then its delivery (broker → event loop → socket → the page's listener).
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ HOOK = """
         const t = now();
         try {
           const d = JSON.parse(ev.data);
-          b.events.push([d.committed_at * 1000, t, (d.computed_at ?? d.committed_at) * 1000]);
+          b.events.push([d.committed_at * 1000, t, (d.computed_at ?? d.committed_at) * 1000,
+            (d.published_at ?? d.computed_at ?? d.committed_at) * 1000]);
         } catch (e) {}
       });
     }
@@ -157,11 +160,14 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
             poster.close()
             inst.shutdown()
 
-    events = sorted(b["events"])  # [committed_ms, received_ms]
+    events = sorted(b["events"])  # [committed_ms, received_ms, computed_ms, published_ms]
     updates = sorted(b["updates"], key=lambda u: u[1])  # [n, applied_ms, painted_ms]
     sse, applied, painted, numbers, wake, computed_sse = [], [], [], [], [], []
     snapshots = {round(c): p for c, _t, p in b["snapshots"]}  # committed ms -> painted ms
-    for committed, received, computed in events:
+    computing, delivery, page = [], [], []
+    for committed, received, computed, published in events:
+        computing.append(published - computed)  # the newest steps of every charted signal
+        delivery.append(received - published)  # broker → loop → socket → page's listener
         sse.append(received - committed)
         wake.append(computed - committed)  # the pusher's worker started computing
         computed_sse.append(received - computed)  # computing, publishing, delivering
@@ -171,6 +177,7 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
         if nxt is not None:
             applied.append(nxt[1] - committed)
             painted.append(nxt[2] - committed)
+            page.append(nxt[2] - received)
     missing = len(sent) - len(events)
     req_rows = _requests_table(live_requests, len(updates))
     figures = [
@@ -192,6 +199,10 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
             percentile(computed_sse, 99),
             "ms",
         ),
+        fig("push computation (server, newest steps), p50", percentile(computing, 50), "ms"),
+        fig("push computation (server, newest steps), p99", percentile(computing, 99), "ms"),
+        fig("event published → in the page (delivery), p50", percentile(delivery, 50), "ms"),
+        fig("event published → in the page (delivery), p99", percentile(delivery, 99), "ms"),
         fig("commit → snapshot numbers updated and painted, p50", percentile(numbers, 50), "ms"),
         fig("commit → snapshot numbers updated and painted, p99", percentile(numbers, 99), "ms"),
         fig(
@@ -216,6 +227,7 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
         ],
         "notes": [
             *_notes(sent, events, updates, timeouts, prefill, sse, painted, req_rows),
+            _split_note(wake, computing, delivery, page),
             _load_note(load_before),
         ],
         "details": {
@@ -225,6 +237,8 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
             "computed_to_page_ms": [rnd(x) for x in computed_sse],
             "applied_ms": [rnd(x) for x in applied],
             "painted_ms": [rnd(x) for x in painted],
+            "computing_ms": [rnd(x) for x in computing],
+            "delivery_ms": [rnd(x) for x in delivery],
         },
     }
 
@@ -275,6 +289,28 @@ def _notes(
             "last point."
         )
     return notes
+
+
+def _split_note(
+    wake: list[float],
+    computing: list[float],
+    delivery: list[float],
+    page: list[float],
+) -> str:
+    """Where commit → painted goes, stage by stage (p50 / p99 of each)."""
+
+    def both(v: list[float]) -> str:
+        a, b = percentile(v, 50), percentile(v, 99)
+        return "—" if a is None or b is None else f"{a:.1f} / {b:.1f} ms"
+
+    return (
+        "Commit → painted by stage (p50 / p99): the pusher's worker starts "
+        f"{both(wake)} after the commit; computing the newest steps of every charted "
+        f"signal takes {both(computing)}; the event then reaches the page's listener in "
+        f"{both(delivery)} (broker → event loop → socket → Chromium); the page applies it "
+        f"and paints the next frame in {both(page)}. Tails of each stage follow the "
+        "machine's load (2 shared cores: the backend, Chromium and other work)."
+    )
 
 
 def _load_note(before: float) -> str:

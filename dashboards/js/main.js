@@ -300,12 +300,38 @@ function markLive(commit, source) {
   document.body.dataset.liveUpdates = String(liveUpdates);
 }
 
-/** Re-fetch the whole-range views, at most every SLOW_REFRESH_MS (in the background). */
+/**
+ * Background work of the live updates, one job at a time. The backend computes each
+ * whole-range view on one process (one GIL) that also ingests and pushes the next
+ * update: five such queries at once would take most of its CPU for a few hundred ms and
+ * delay the next pushed update several times over; one at a time they leave it room.
+ */
+let backgroundChain = Promise.resolve();
+/** Jobs queued and not finished, by name: one of each at most (a slow backend never
+ * piles up refreshes of the same view). */
+const backgroundQueued = new Set();
+/** A job that never answers holds the queue this long at most. */
+const BACKGROUND_JOB_MAX_MS = 30_000;
+/** @param {string} name @param {() => Promise<any>} job */
+function inBackground(name, job) {
+  if (backgroundQueued.has(name)) return backgroundChain;
+  backgroundQueued.add(name);
+  const run = () => Promise.race([job(), new Promise((r) => setTimeout(r, BACKGROUND_JOB_MAX_MS))])
+    .catch(() => {})
+    .finally(() => backgroundQueued.delete(name));
+  backgroundChain = backgroundChain.then(run);
+  return backgroundChain;
+}
+
+/** Re-fetch the whole-range views, at most every SLOW_REFRESH_MS (in the background; each
+ * for the range as it is when its turn comes). */
 function slowRefresh() {
   if (Date.now() - lastSlowRefresh < SLOW_REFRESH_MS) return;
   lastSlowRefresh = Date.now();
-  const w = range.window();
-  Promise.allSettled([apiPanel.loadRoutes(300, Date.now() / 1000, range.filters()), graphs.loadDistribution(w), graphs.loadExemplars(w), loadAnnotations(w)]);
+  inBackground("routes", () => apiPanel.loadRoutes(300, Date.now() / 1000, range.filters()));
+  inBackground("distribution", () => graphs.loadDistribution(range.window()));
+  inBackground("exemplars", () => graphs.loadExemplars(range.window()));
+  inBackground("annotations", () => loadAnnotations(range.window()));
 }
 
 /**
@@ -347,7 +373,7 @@ let snapshots = 0;
 function applySnapshot(data) {
   if (!data?.doc) return;
   lastSnapshot = data;
-  refreshFleet();
+  inBackground("fleet", () => refreshFleet());
   // The pushed snapshot is the fleet's; a selected service or instance fetches its own.
   if (range.service) refreshNumbers(false).catch(() => {});
   else applyCurrent(data.doc);

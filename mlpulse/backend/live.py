@@ -62,6 +62,13 @@ class View:
 _RESYNC = "event: resync\n"
 
 
+def _seq(message: str) -> int:
+    """The broker's sequence number of a published message (`id: N`), 0 for others."""
+    if not message.startswith("id: "):
+        return 0
+    return int(message[4 : message.index("\n")])
+
+
 def resync_message(dropped: int) -> str:
     """The SSE message that replaces the events a slow subscriber could not take."""
     return f"{_RESYNC}data: {json.dumps({'dropped': dropped})}\n\n"
@@ -84,6 +91,9 @@ class Subscription:
         self.view = view
         self.dropped = 0
         self.resyncs = 0
+        self.first_seq = 0  # the first published message this subscriber can get
+        self.sent = 0  # the newest published message its stream wrote (or dropped)
+        self.dropped_upto = 0  # the newest published message a resync replaced
 
     def offer(self, message: str) -> None:
         """Enqueue without blocking; when full, replace what is queued by one `resync`."""
@@ -98,6 +108,7 @@ class Subscription:
             self.queue.put_nowait(_CLOSE)
             return
         dropped = 1  # this message
+        upto = _seq(message)
         while True:
             try:
                 queued = self.queue.get_nowait()
@@ -110,6 +121,8 @@ class Subscription:
                 dropped += int(json.loads(queued.split("data: ", 1)[1])["dropped"])
             else:
                 dropped += 1
+                upto = max(upto, _seq(queued))
+        self.dropped_upto = max(self.dropped_upto, upto)
         self.dropped += dropped
         self.resyncs += 1
         self.queue.put_nowait(resync_message(dropped))
@@ -127,6 +140,7 @@ class Broker:
         self.keepalive_s = keepalive_s
         self._subs: set[Subscription] = set()
         self._lock = threading.Lock()
+        self._sent = threading.Condition()  # notified when a stream wrote a message
         self._seq = 0
         self._closed = False
 
@@ -158,10 +172,14 @@ class Broker:
             with contextlib.suppress(RuntimeError):
                 sub.loop.call_soon_threadsafe(sub.offer, _CLOSE)
 
-    def publish(self, event: str, data: Mapping[str, Any]) -> None:
-        """Send `data` as event `event` to every subscriber; safe from any thread."""
+    def publish(self, event: str, data: Mapping[str, Any]) -> int:
+        """Send `data` as event `event` to every subscriber; safe from any thread.
+
+        Returns the message's sequence number (its SSE `id`), for `wait_sent`.
+        """
         with self._lock:
             self._seq += 1
+            seq = self._seq
             message = (
                 f"id: {self._seq}\nevent: {event}\n"
                 f"data: {json.dumps(data, separators=(',', ':'), default=str)}\n\n"
@@ -177,6 +195,32 @@ class Broker:
             else:
                 with contextlib.suppress(RuntimeError):  # loop already closed
                     sub.loop.call_soon_threadsafe(sub.offer, message)
+        return seq
+
+    def wait_sent(self, seq: int, timeout: float) -> bool:
+        """Wait until every subscriber's stream has written message `seq` (or dropped it,
+        or left), at most `timeout` s; whether it has. From a thread, never the loop.
+
+        The live pusher starts the snapshot's computation only after the `ingest` event
+        is out, so it never takes the CPU (and the GIL) from the loop writing it.
+        """
+
+        def done() -> bool:
+            with self._lock:
+                subs = list(self._subs)
+            return all(s.sent >= seq or s.first_seq > seq for s in subs)
+
+        with self._sent:
+            return self._sent.wait_for(done, timeout)
+
+    def _wrote(self, sub: Subscription, message: str) -> None:
+        """Note that `sub`'s stream wrote `message` (from the loop)."""
+        seq = sub.dropped_upto if message.startswith(_RESYNC) else _seq(message)
+        if seq <= sub.sent:
+            return
+        with self._sent:
+            sub.sent = seq
+            self._sent.notify_all()
 
     @contextlib.contextmanager
     def subscribe(
@@ -187,12 +231,15 @@ class Broker:
             asyncio.get_running_loop(), self.queue_size, snapshot=snapshot, view=view
         )
         with self._lock:
+            sub.first_seq = self._seq + 1
             self._subs.add(sub)
         try:
             yield sub
         finally:
             with self._lock:
                 self._subs.discard(sub)
+            with self._sent:  # one waited for no longer
+                self._sent.notify_all()
 
 
 async def _stream(broker: Broker, sub: Subscription) -> AsyncIterator[str]:
@@ -206,6 +253,7 @@ async def _stream(broker: Broker, sub: Subscription) -> AsyncIterator[str]:
         if message is _CLOSE:
             return
         yield message
+        broker._wrote(sub, message)  # resumed: the server has taken the message
 
 
 def _view(range_s: int | None, step: int | None, service: str = "") -> View | None:

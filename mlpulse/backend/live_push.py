@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 SNAPSHOT_WINDOW_S = 300.0
 """The window of `/metrics/current` as the page asks for it (its default, 5 min)."""
 
+SNAPSHOT_AFTER_INGEST_MAX_S = 0.05
+"""How long the snapshot waits at most for the `ingest` event to be written to every
+subscriber before it starts computing (a stalled client never holds it up longer)."""
+
 NEWEST_STEPS = 2
 """Steps pushed per view: the open one and the one before (a commit near a step's end)."""
 
@@ -60,10 +64,13 @@ class Charted:
 
 
 CHARTED: tuple[Charted, ...] = (
-    Charted("request_rate", ("service",)),
-    Charted("avg_latency_ms", ("service",)),
+    # The percentiles first: they read the duration histograms, and `read_once` then serves
+    # the count and sum of the signals after them from that read (the other way round the
+    # metric would be read twice, once without and once with its histograms).
     Charted("p95_latency_ms", ("service",)),
     Charted("p99_latency_ms", ("service",)),
+    Charted("request_rate", ("service",)),
+    Charted("avg_latency_ms", ("service",)),
     Charted("error_rate_percent", ("service",)),
     Charted("model_mae", ("service", "model")),
     Charted("cache_hits", ("service",)),
@@ -181,6 +188,7 @@ class LivePusher:
         self._services: set[str] = set()
         self._committed_at = 0.0  # the newest commit
         self._snapshot_due = 0.0  # the newest commit the snapshot has not covered yet
+        self._ingest_seq = 0  # the broker's id of the newest `ingest` event
 
     def committed(self, result: IngestResult) -> None:
         """Note a commit; the events follow from the worker threads (coalesced)."""
@@ -233,18 +241,22 @@ class LivePusher:
         charts when commits come faster than a snapshot takes.
         """
         try:
-            self._push_ingest()
+            seq = self._push_ingest()
+            if seq:
+                with self._lock:
+                    self._ingest_seq = seq
         finally:
             with self._lock:
                 snapshot = self._workers[1] if self._snapshot_due else None
             if snapshot is not None:
                 snapshot.wake()
 
-    def _push_ingest(self) -> None:
-        """Publish `ingest` for the commits since the last one, with the newest steps."""
+    def _push_ingest(self) -> int:
+        """Publish `ingest` for the commits since the last one, with the newest steps;
+        return its broker id (0: nothing to publish)."""
         event = self._take()
         if event is None:
-            return
+            return 0
         _, views = self.broker.interests()
         if views:
             now = time.time()
@@ -257,14 +269,20 @@ class LivePusher:
             except Exception:  # a failed computation still announces the commits
                 log.exception("live push: computing the newest steps failed")
             self.computations += 1
-        self.broker.publish("ingest", event)
+            # When the computation ended: the live benchmark tells computing from delivery.
+            event["published_at"] = time.time()
+        return self.broker.publish("ingest", event)
 
     def _push_snapshot(self) -> None:
         """Publish `snapshot` as of now, when a subscriber wants it."""
         with self._lock:
             committed_at, self._snapshot_due = self._snapshot_due, 0.0
+            seq = self._ingest_seq
         if not committed_at or not self.broker.interests()[0]:
             return
+        # The charts' event first: computed while the loop writes it, the snapshot would
+        # take the GIL from it (and the machine's CPU from the pages drawing it).
+        self.broker.wait_sent(seq, SNAPSHOT_AFTER_INGEST_MAX_S)
         now = time.time()
         doc = finite(
             snapshot(self.store, now, self.snapshot_window_s, stale_after=self.stale_after_s)

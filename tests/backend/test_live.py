@@ -14,7 +14,7 @@ import pytest
 from backend_testing import Backend, meter_provider, metric_request
 from opentelemetry.sdk.metrics import MeterProvider
 
-from mlpulse.backend.live import Broker
+from mlpulse.backend.live import Broker, _stream
 
 
 def _read_events(
@@ -116,6 +116,58 @@ def test_a_stream_that_ends_keeps_its_end_when_full() -> None:
                 sub.offer(f"event: ingest\ndata: {i}\n\n")
             sub.offer("")  # a full queue still takes the end of the stream
             assert [sub.queue.get_nowait() for _ in range(sub.queue.qsize())] == [""]
+
+    asyncio.run(scenario())
+
+
+def test_wait_sent_waits_for_every_stream_to_write_the_message() -> None:
+    """The pusher's snapshot waits for the `ingest` event to be out (`Broker.wait_sent`):
+    it returns once each subscriber's stream wrote the message, dropped it in a resync,
+    or left; a subscriber that came later is not waited for."""
+
+    async def scenario() -> None:
+        broker = Broker(queue_size=2)
+        with broker.subscribe() as a, broker.subscribe() as b:
+            seq = broker.publish("ingest", {"i": 1})
+            stream_a = _stream(broker, a)
+            assert (await anext(stream_a)).startswith("retry:")
+            msg = await anext(stream_a)
+            assert msg.startswith(f"id: {seq}\n")
+            # `a` has not resumed after the message yet, `b` has not even read it.
+            assert not await asyncio.to_thread(broker.wait_sent, seq, 0.05)
+            waiter = asyncio.create_task(asyncio.to_thread(broker.wait_sent, seq, 5.0))
+            await asyncio.sleep(0.05)
+            assert not waiter.done()
+            pending = asyncio.create_task(anext(stream_a))  # resumes: `a` wrote it
+            await asyncio.sleep(0.05)
+            assert not waiter.done()  # still `b`
+            for i in range(3):  # `b` falls behind: its copy is replaced by a resync
+                broker.publish("ingest", {"i": 2 + i})
+            stream_b = _stream(broker, b)
+            await anext(stream_b)
+            assert (await anext(stream_b)).startswith("event: resync\n")
+            assert not waiter.done()  # the resync is not written yet
+            rest = asyncio.create_task(anext(stream_b))
+            assert await asyncio.wait_for(waiter, 5.0) is True
+            with broker.subscribe():  # came after the message: never waited for
+                assert await asyncio.to_thread(broker.wait_sent, seq, 0.05)
+            for task in (pending, rest):
+                task.cancel()
+            await stream_a.aclose()
+            await stream_b.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_subscriber_that_leaves_is_not_waited_for() -> None:
+    async def scenario() -> None:
+        broker = Broker()
+        with broker.subscribe():
+            seq = broker.publish("ingest", {"i": 1})
+            waiter = asyncio.create_task(asyncio.to_thread(broker.wait_sent, seq, 5.0))
+            await asyncio.sleep(0.05)
+            assert not waiter.done()
+        assert await asyncio.wait_for(waiter, 5.0) is True
 
     asyncio.run(scenario())
 

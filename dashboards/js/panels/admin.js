@@ -26,6 +26,7 @@ export class AdminPanel {
     this.renderActions();
     this.rejections = h("div", { class: "admin-doc", "data-role": "rejections" });
     this.els.actions.append(this.rejections);
+    this.scenarioKnown = false; // a scenario state was shown (then the hint is not)
     this.renderScenarios();
     this.renderLoader(els.diagnostics, "Diagnostics", "admin/diagnostics");
     this.renderLoader(els.config, "Configuration", "admin/config");
@@ -59,14 +60,14 @@ export class AdminPanel {
   }
 
   renderScenarios() {
-    const status = h("div", { class: "muted scenario-status", "data-role": "scenario-status" },
-      storedToken()
-        ? "Click a scenario to start it on mlapi; it stops by itself after the chosen time."
-        : "Click a scenario to start it on mlapi (the API token is asked once); it stops by itself after the chosen time. Its start and stop appear on the charts.");
+    // Its first text depends on the stored token, read when the view opens (`refresh`):
+    // the page's first access to sessionStorage costs milliseconds of its cold load.
+    const status = this.scenarioStatus = h("div", { class: "muted scenario-status", "data-role": "scenario-status" });
     const minutes = h("select", { "aria-label": "duration" },
       h("option", { value: "60" }, "1 minute"), h("option", { value: "300", selected: true }, "5 minutes"),
       h("option", { value: "900" }, "15 minutes"));
     const show = this.showScenario = (state) => {
+      this.scenarioKnown = true;
       for (const b of buttons) b.classList.toggle("is-active", Boolean(state?.active) && b.dataset.scenario === state.name);
       status.textContent = state?.active
         ? `${state.name} running, ${Math.round(state.remaining_s)} s left. Watch the graphs and alerts.`
@@ -115,7 +116,13 @@ export class AdminPanel {
   /** Show mlapi's running scenario, when this tab already holds the token (never asks). */
   async refresh() {
     this.refreshRejections();
-    if (!storedToken()) return;
+    const token = storedToken();
+    if (!this.scenarioKnown) {
+      this.scenarioStatus.textContent = token
+        ? "Click a scenario to start it on mlapi; it stops by itself after the chosen time."
+        : "Click a scenario to start it on mlapi (the API token is asked once); it stops by itself after the chosen time. Its start and stop appear on the charts.";
+    }
+    if (!token) return;
     try {
       this.showScenario(await send("GET", "admin/scenario", undefined, { ask: false }));
     } catch { /* mlapi unreachable: the buttons say so when used */ }
