@@ -39,6 +39,12 @@ class Exemplar:
     trace_id: str = ""  # lowercase hex, empty when the point had none
     span_id: str = ""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as constructor arguments (the head's checkpoints): several times
+        # faster than the default state dict of a slotted class, and older pickles
+        # (made with the default) still load.
+        return Exemplar, (self.value, self.time_ns, self.trace_id, self.span_id)
+
 
 @dataclass(slots=True)
 class ExplicitBuckets:
@@ -49,6 +55,9 @@ class ExplicitBuckets:
 
     def copy(self) -> ExplicitBuckets:
         return ExplicitBuckets(self.bounds, list(self.counts))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ExplicitBuckets, (self.bounds, self.counts)  # see Exemplar.__reduce__
 
 
 @dataclass(slots=True)
@@ -78,6 +87,11 @@ class ExpBuckets:
     def total(self) -> int:
         return self.zero_count + sum(self.pos_counts) + sum(self.neg_counts)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        fields = (self.scale, self.zero_count, self.zero_threshold, self.pos_offset,
+                  self.pos_counts, self.neg_offset, self.neg_counts)  # fmt: skip
+        return ExpBuckets, fields  # see Exemplar.__reduce__
+
 
 @dataclass(slots=True)
 class Aggregate:
@@ -100,6 +114,11 @@ class Aggregate:
             self.count, self.sum, self.min, self.max, self.last, self.last_ns,
             self.explicit, self.exponential, list(self.exemplars),
         )  # fmt: skip
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        fields = (self.count, self.sum, self.min, self.max, self.last, self.last_ns,
+                  self.explicit, self.exponential, self.exemplars)  # fmt: skip
+        return Aggregate, fields  # see Exemplar.__reduce__
 
 
 # --- exponential buckets -----------------------------------------------------------
@@ -408,52 +427,69 @@ def merge_all(aggs: list[Aggregate], max_exemplars: int = 4) -> Aggregate:
 
 # --- serialization (one column each) --------------------------------------------------
 #
-# Histograms are stored as compact binary (little-endian): "E" + header + int64 counts
-# for exponential ones, "X" + bounds (float64) + counts (int64) for explicit ones. Decoding
-# is a memory copy, which matters when a query merges tens of thousands of buckets.
-# (JSON text written by the first development builds is still read.)
+# Histograms are stored as compact binary (little-endian): "e" + header + counts for
+# exponential ones, "x" + bounds (float64) + counts for explicit ones. The counts are in
+# the narrowest unsigned type that holds them all (a typecode byte says which: a 10 s
+# bucket's counts mostly fit a byte), so a row of 160 buckets is ~200 bytes instead of
+# 1.3 KB: it stays inside its B-tree page (no overflow pages) and the checkpoint writes
+# a fraction of the bytes. Decoding is a memory copy either way.
+# Older rows are still read: "E"/"X" (int64 counts) and JSON text of the first builds.
 
 _EXP_HEADER = struct.Struct("<iqdiiii")
 _EXPLICIT_HEADER = struct.Struct("<i")
+_COUNT_TYPES = ("B", "H", "I")  # unsigned 8/16/32 bit; anything else: "q" (int64)
+_ITEMSIZE = {"B": 1, "H": 2, "I": 4, "q": 8}
+assert all(array(t).itemsize == n for t, n in _ITEMSIZE.items())
+
+
+def _packed_counts(*lists: list[int]) -> tuple[bytes, list[bytes]]:
+    """The typecode byte and each list packed with the narrowest type holding them all."""
+    for code in _COUNT_TYPES:
+        try:
+            return code.encode(), [array(code, c).tobytes() for c in lists]
+        except OverflowError:  # a count too large (or negative) for this type
+            continue
+    return b"q", [array("q", c).tobytes() for c in lists]
 
 
 def dump_hist(agg: Aggregate) -> bytes | None:
     """Serialize the histogram part of an aggregate."""
     if agg.exponential is not None:
         h = agg.exponential
-        return (
-            b"E"
-            + _EXP_HEADER.pack(
-                h.scale,
-                h.zero_count,
-                h.zero_threshold,
-                h.pos_offset,
-                len(h.pos_counts),
-                h.neg_offset,
-                len(h.neg_counts),
-            )
-            + array("q", h.pos_counts).tobytes()
-            + array("q", h.neg_counts).tobytes()
+        code, (pos, neg) = _packed_counts(h.pos_counts, h.neg_counts)
+        header = _EXP_HEADER.pack(
+            h.scale,
+            h.zero_count,
+            h.zero_threshold,
+            h.pos_offset,
+            len(h.pos_counts),
+            h.neg_offset,
+            len(h.neg_counts),
         )
+        return b"".join((b"e", header, code, pos, neg))
     if agg.explicit is not None:
         e = agg.explicit
-        return (
-            b"X"
-            + _EXPLICIT_HEADER.pack(len(e.bounds))
-            + array("d", e.bounds).tobytes()
-            + array("q", e.counts).tobytes()
+        code, (counts,) = _packed_counts(e.counts)
+        return b"".join(
+            (
+                b"x",
+                _EXPLICIT_HEADER.pack(len(e.bounds)),
+                array("d", e.bounds).tobytes(),
+                code,
+                counts,
+            )
         )
     return None
 
 
-def _int64s(data: bytes, start: int, n: int) -> list[int]:
-    out = array("q")
-    out.frombytes(data[start : start + 8 * n])
+def _ints(data: bytes, start: int, n: int, code: str = "q") -> list[int]:
+    out = array(code)
+    out.frombytes(data[start : start + _ITEMSIZE[code] * n])
     return out.tolist()
 
 
 def load_hist(data: bytes | str | None) -> tuple[ExplicitBuckets | None, ExpBuckets | None]:
-    """Parse what `dump_hist` wrote."""
+    """Parse what `dump_hist` wrote (and the older formats)."""
     if not data:
         return None, None
     if isinstance(data, str):
@@ -461,17 +497,27 @@ def load_hist(data: bytes | str | None) -> tuple[ExplicitBuckets | None, ExpBuck
         if "s" in d:
             return None, ExpBuckets(d["s"], d["z"], d["zt"], d["po"], d["pc"], d["no"], d["nc"])
         return ExplicitBuckets(tuple(d["b"]), d["c"]), None
-    if data[:1] == b"E":
+    tag = data[:1]
+    if tag in (b"E", b"e"):
         scale, zero, zt, po, npos, no, nneg = _EXP_HEADER.unpack_from(data, 1)
         start = 1 + _EXP_HEADER.size
-        pos = _int64s(data, start, npos)
-        neg = _int64s(data, start + 8 * npos, nneg)
+        code = "q"
+        if tag == b"e":
+            code = chr(data[start])
+            start += 1
+        pos = _ints(data, start, npos, code)
+        neg = _ints(data, start + _ITEMSIZE[code] * npos, nneg, code)
         return None, ExpBuckets(scale, zero, zt, po, pos, no, neg)
     (nb,) = _EXPLICIT_HEADER.unpack_from(data, 1)
     start = 1 + _EXPLICIT_HEADER.size
     bounds = array("d")
     bounds.frombytes(data[start : start + 8 * nb])
-    return ExplicitBuckets(tuple(bounds), _int64s(data, start + 8 * nb, nb + 1)), None
+    start += 8 * nb
+    code = "q"
+    if tag == b"x":
+        code = chr(data[start])
+        start += 1
+    return ExplicitBuckets(tuple(bounds), _ints(data, start, nb + 1, code)), None
 
 
 def dump_exemplars(exemplars: list[Exemplar]) -> str | None:

@@ -431,4 +431,3 @@ class Engine(TieredReads):
                 "pending_buckets": len(self.head.pending),
                 "wal_segment": self.wal.segment,
             }
-
