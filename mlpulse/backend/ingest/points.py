@@ -355,7 +355,8 @@ def _metric_samples(
                 series_keys[raw] = key
                 _key_cache_added[0] += 1
             if scalar:
-                v = float(point.as_int) if point.WhichOneof("value") == "as_int" else point.as_double
+                as_int = point.WhichOneof("value") == "as_int"
+                v = float(point.as_int) if as_int else point.as_double
                 if not math.isfinite(v) or (sum_monotonic and v < 0):
                     _value(kind, cumulative, sum_monotonic, point, limits)  # raises
                 exemplars = _exemplars(point, max_exemplars) if point.exemplars else []
