@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import struct
 from array import array
 from dataclasses import dataclass, field
@@ -155,15 +156,14 @@ def _add_range(
     if not ac:
         return bo, [sign * c for c in bc]
     if ao == bo and len(ac) == len(bc):  # the common case: same range
-        if sign > 0:
-            return ao, [x + y for x, y in zip(ac, bc, strict=True)]
-        return ao, [x - y for x, y in zip(ac, bc, strict=True)]
+        return ao, list(map(operator.add if sign > 0 else operator.sub, ac, bc))
     lo = min(ao, bo)
     hi = max(ao + len(ac), bo + len(bc))
     out = [0] * (hi - lo)
     out[ao - lo : ao - lo + len(ac)] = ac
-    for i, c in enumerate(bc):
-        out[bo - lo + i] += sign * c
+    start, end = bo - lo, bo - lo + len(bc)
+    # One C-level pass over the overlap (a loop of += per bucket is several times slower).
+    out[start:end] = map(operator.add if sign > 0 else operator.sub, out[start:end], bc)
     return lo, out
 
 
@@ -246,6 +246,16 @@ def subtract_exp(cur: ExpBuckets, prev: ExpBuckets) -> ExpBuckets | None:
     if cur.scale > prev.scale:
         return None  # a cumulative histogram only ever downscales: this is a reset
     p = downscale(prev, cur.scale)
+    if (
+        cur.zero_count == p.zero_count
+        and cur.pos_offset == p.pos_offset
+        and cur.neg_offset == p.neg_offset
+        and cur.pos_counts == p.pos_counts
+        and cur.neg_counts == p.neg_counts
+    ):
+        # Nothing observed since `prev` (a quiet series, most buckets of most series):
+        # one C-level list comparison instead of subtracting and trimming every bucket.
+        return ExpBuckets(cur.scale, 0, cur.zero_threshold)
     po, pc = _add_range(cur.pos_offset, cur.pos_counts, p.pos_offset, p.pos_counts, -1)
     no, nc = _add_range(cur.neg_offset, cur.neg_counts, p.neg_offset, p.neg_counts, -1)
     zero = cur.zero_count - p.zero_count
@@ -281,8 +291,8 @@ def subtract_explicit(cur: ExplicitBuckets, prev: ExplicitBuckets) -> ExplicitBu
     """Return cur - prev for cumulative snapshots, or None on a reset or a bounds change."""
     if cur.bounds != prev.bounds:
         return None
-    counts = [x - y for x, y in zip(cur.counts, prev.counts, strict=True)]
-    if any(c < 0 for c in counts):
+    counts = list(map(operator.sub, cur.counts, prev.counts))
+    if len(cur.counts) != len(prev.counts) or (counts and min(counts) < 0):
         return None
     return ExplicitBuckets(cur.bounds, counts)
 
@@ -331,17 +341,19 @@ def merge(a: Aggregate, b: Aggregate, max_exemplars: int = 4) -> Aggregate:
     else:
         explicit = a.explicit or b.explicit
     take_b = b.last is not None and (a.last is None or b.last_ns >= a.last_ns)
-    last = b.last if take_b else a.last
+    # Positional and inline: this runs at every rollup of every closed bucket.
+    amin, bmin, amax, bmax = a.min, b.min, a.max, b.max
+    ex = a.exemplars + b.exemplars if a.exemplars or b.exemplars else None  # a new list
     return Aggregate(
-        count=a.count + b.count,
-        sum=a.sum + b.sum,
-        min=_opt(min, a.min, b.min),
-        max=_opt(max, a.max, b.max),
-        last=last,
-        last_ns=max(a.last_ns, b.last_ns),
-        explicit=explicit,
-        exponential=exponential,
-        exemplars=keep_exemplars(a.exemplars + b.exemplars, max_exemplars),
+        a.count + b.count,
+        a.sum + b.sum,
+        bmin if amin is None else amin if bmin is None else float(min(amin, bmin)),
+        bmax if amax is None else amax if bmax is None else float(max(amax, bmax)),
+        b.last if take_b else a.last,
+        a.last_ns if a.last_ns >= b.last_ns else b.last_ns,
+        explicit,
+        exponential,
+        keep_exemplars(ex, max_exemplars) if ex else [],
     )
 
 
