@@ -246,7 +246,7 @@ def subtract_exp(cur: ExpBuckets, prev: ExpBuckets) -> ExpBuckets | None:
     if cur.scale > prev.scale:
         return None  # a cumulative histogram only ever downscales: this is a reset
     p = downscale(prev, cur.scale)
-    if (
+    if cur is p or (
         cur.zero_count == p.zero_count
         and cur.pos_offset == p.pos_offset
         and cur.neg_offset == p.neg_offset
@@ -289,6 +289,8 @@ def merge_explicit(a: ExplicitBuckets, b: ExplicitBuckets) -> ExplicitBuckets:
 
 def subtract_explicit(cur: ExplicitBuckets, prev: ExplicitBuckets) -> ExplicitBuckets | None:
     """Return cur - prev for cumulative snapshots, or None on a reset or a bounds change."""
+    if cur is prev:  # shared: nothing observed since `prev`
+        return ExplicitBuckets(cur.bounds, [0] * len(cur.counts))
     if cur.bounds != prev.bounds:
         return None
     counts = list(map(operator.sub, cur.counts, prev.counts))
