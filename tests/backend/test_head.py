@@ -112,3 +112,36 @@ def test_telescoped_buckets_equal_per_point_deltas(kind: str, seed: int) -> None
         if kind == "exp_histogram":
             assert got[key].count == agg.count, key
             assert _counts(got[key]) == _counts(agg), key
+
+
+def test_a_quiet_histogram_keeps_one_copy_of_its_buckets() -> None:
+    """Snapshots equal to the previous one share its buckets (one copy in the head, not
+    the open bucket's base and the last snapshot each); the deltas stay exact when the
+    series moves again, and a changed snapshot is never shared."""
+    head = Head(CREATED)
+    start = CREATED + S
+
+    def point(t_s: int, counts: list[int]) -> Sample:
+        n = sum(counts)
+        agg = Aggregate(count=n, sum=float(n), last_ns=CREATED + t_s * S,
+                        exponential=ExpBuckets(2, 0, 0.0, -3, list(counts)))  # fmt: skip
+        return Sample(_key("exp_histogram"), True, start, CREATED + t_s * S, agg)
+
+    assert head.add_cumulative(SID, point(5, [1, 2, 3]), 300.0)
+    first = head.state(SID)
+    assert first is not None and first.cumulative is not None
+    assert head.add_cumulative(SID, point(12, [1, 2, 3]), 300.0)  # nothing new
+    second = head.state(SID)
+    assert second is not None and second.cumulative is not None
+    assert second.cumulative.exponential is first.cumulative.exponential
+    assert head.add_cumulative(SID, point(25, [1, 4, 3]), 300.0)  # two more in bucket 1
+    third = head.state(SID)
+    assert third is not None and third.cumulative is not None
+    assert third.cumulative.exponential is not second.cumulative.exponential
+    head.close_before(float("inf"))
+    ten_s = {ts: agg for (res, _, ts), agg in head.pending.items() if res == 10}
+    by_time = [ten_s[ts] for ts in sorted(ten_s)]
+    # Bucket 0 holds the first point in full (the series started after the store);
+    # bucket 10 the unchanged snapshot (zero), bucket 20 the two new observations.
+    assert [a.count for a in by_time] == [6, 0, 2]
+    assert [_counts(a) for a in by_time] == [[1, 2, 3], [], [2]]

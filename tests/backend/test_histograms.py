@@ -151,3 +151,65 @@ def test_binary_histogram_columns_round_trip() -> None:
     assert load_hist(dump_hist(explicit)) == (explicit.explicit, None)
     legacy = '{"s":2,"z":0,"zt":0.0,"po":1,"pc":[3],"no":0,"nc":[]}'
     assert load_hist(legacy) == (None, ExpBuckets(2, 0, 0.0, 1, [3], 0, []))
+
+
+def test_histogram_columns_use_the_narrowest_count_type() -> None:
+    """Counts are packed in 1, 2, 4 or 8 bytes (whatever holds them all), both kinds."""
+    for top, width in ((255, 1), (256, 2), (2**16, 4), (2**32, 8), (2**53, 8)):
+        exp = Aggregate(exponential=ExpBuckets(3, 1, 0.0, 10, [0, top] + [1] * 158, -2, [top]))
+        blob = dump_hist(exp)
+        assert blob is not None
+        assert len(blob) == 1 + 36 + 1 + 161 * width
+        assert load_hist(blob) == (None, exp.exponential)
+        explicit = Aggregate(explicit=ExplicitBuckets((0.5, 1.5), [top, 0, 3]))
+        assert load_hist(dump_hist(explicit)) == (explicit.explicit, None)
+
+
+def test_int64_histogram_columns_of_older_builds_still_read() -> None:
+    """Rows written before the compact counts: "E"/"X" tags with int64 counts."""
+    import struct
+    from array import array
+
+    head = struct.pack("<iqdiiii", 2, 4, 1e-9, -1, 2, 5, 1)
+    old_exp = b"E" + head + array("q", [7, 2**40]).tobytes() + array("q", [3]).tobytes()
+    assert load_hist(old_exp) == (None, ExpBuckets(2, 4, 1e-9, -1, [7, 2**40], 5, [3]))
+    old_explicit = (
+        b"X" + struct.pack("<i", 2) + array("d", [0.5, 1.5]).tobytes()
+        + array("q", [1, 0, 9]).tobytes()
+    )  # fmt: skip
+    assert load_hist(old_explicit) == (ExplicitBuckets((0.5, 1.5), [1, 0, 9]), None)
+
+
+def test_head_pickles_of_older_builds_still_load() -> None:
+    """Head checkpoints pickle aggregates as constructor arguments now; a pickle made with
+    the default slotted-class state (what an older build wrote) loads the same."""
+    import copyreg
+    import pickle
+
+    from mlpulse.backend.storage.aggregate import Exemplar
+    from mlpulse.backend.storage.base import PointState
+
+    value = PointState(
+        1, 2,
+        Aggregate(1.0, 2.0, None, 3.0, None, 5, ExplicitBuckets((1.0,), [1, 2]),
+                  ExpBuckets(3, 1, 0.0, -2, [1, 2], 0, []), [Exemplar(1.5, 7, "ab", "cd")]),
+    )  # fmt: skip
+
+    def default(obj: object) -> tuple[object, ...]:
+        # What object.__reduce_ex__ gives a slotted class without __reduce__.
+        state = {name: getattr(obj, name) for name in type(obj).__slots__}
+        return copyreg.__newobj__, (type(obj),), (None, state)
+
+    class Old(pickle.Pickler):
+        def reducer_override(self, obj: object) -> object:
+            if type(obj) in (PointState, Aggregate, ExplicitBuckets, ExpBuckets):
+                return default(obj)
+            return NotImplemented
+
+    import io
+
+    buf = io.BytesIO()
+    Old(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    assert b"cumulative" in buf.getvalue()  # the old form: state by slot name
+    assert pickle.loads(buf.getvalue()) == value
+    assert pickle.loads(pickle.dumps(value)) == value

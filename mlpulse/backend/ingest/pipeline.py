@@ -87,9 +87,7 @@ def ingest(
     if flat.samples:
         if isinstance(engine, PostgresEngine):
             # The shared store: one transaction per export, committed before the 200.
-            result.accepted, result.ignored, over, result.services = engine.apply(
-                flat, limits, now
-            )
+            result.accepted, result.ignored, over, result.services = engine.apply(flat, limits, now)
         else:
             body, encoding = raw if raw is not None else (request.SerializeToString(), PROTOBUF)
             with engine.lock:

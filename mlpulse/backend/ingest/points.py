@@ -28,7 +28,6 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,31 +146,26 @@ def _check_count(count: int) -> None:
 
 
 def _exp_buckets(point: metrics_pb2.ExponentialHistogramDataPoint) -> ExpBuckets:
-    if not MIN_SCALE <= point.scale <= MAX_SCALE:
-        raise Refused("bad_histogram", f"exponential histogram scale {point.scale} out of range")
-    if not (math.isfinite(point.zero_threshold) and point.zero_threshold >= 0):
+    # Each field read of a protobuf message builds a Python object: read each once.
+    scale, threshold = point.scale, point.zero_threshold
+    if not MIN_SCALE <= scale <= MAX_SCALE:
+        raise Refused("bad_histogram", f"exponential histogram scale {scale} out of range")
+    if not (math.isfinite(threshold) and threshold >= 0):
         raise Refused("bad_histogram", "zero_threshold must be finite and not negative")
-    pos, neg = list(point.positive.bucket_counts), list(point.negative.bucket_counts)
+    positive, negative = point.positive, point.negative
+    pos = list(positive.bucket_counts)
+    neg = list(negative.bucket_counts) if negative.bucket_counts else []
     if len(pos) + len(neg) > MAX_BUCKETS_PER_POINT:
         raise Refused("bad_histogram", "exponential histogram has too many buckets")
+    pos_offset, neg_offset = positive.offset, negative.offset
     # Bucket i spans (2**(i/2**scale), 2**((i+1)/2**scale)]: keep every bound a finite double.
-    for offset, counts in ((point.positive.offset, pos), (point.negative.offset, neg)):
-        if counts and not (
-            offset * 2.0**-point.scale >= -1074
-            and (offset + len(counts)) * 2.0**-point.scale < 1023
-        ):
+    width = 2.0**-scale
+    for offset, counts in ((pos_offset, pos), (neg_offset, neg)):
+        if counts and not (offset * width >= -1074 and (offset + len(counts)) * width < 1023):
             raise Refused(
                 "bad_histogram", "exponential histogram buckets outside the range of a double"
             )
-    return ExpBuckets(
-        scale=point.scale,
-        zero_count=int(point.zero_count),
-        zero_threshold=point.zero_threshold,
-        pos_offset=point.positive.offset,
-        pos_counts=pos,
-        neg_offset=point.negative.offset,
-        neg_counts=neg,
-    )
+    return ExpBuckets(scale, int(point.zero_count), threshold, pos_offset, pos, neg_offset, neg)
 
 
 def _explicit_buckets(point: metrics_pb2.HistogramDataPoint) -> ExplicitBuckets:
@@ -246,22 +240,17 @@ def _value(kind: Kind, cumulative: bool, monotonic: bool, point: Any, limits: Li
     mn = point.min if point.HasField("min") else None
     mx = point.max if point.HasField("max") else None
     _check_values(total, mn, mx)
-    _check_count(int(point.count))
-    agg = Aggregate(
-        count=float(point.count),
-        sum=total,
-        min=mn,
-        max=mx,
-        last_ns=t,
-        exemplars=_exemplars(point, limits.max_exemplars),
-    )
+    count = point.count
+    _check_count(count)
+    exemplars = _exemplars(point, limits.max_exemplars) if point.exemplars else []
+    agg = Aggregate(float(count), total, mn, mx, None, t, None, None, exemplars)
     if kind == "exp_histogram":
-        agg.exponential = _exp_buckets(point)
-        if agg.exponential.total != point.count:
+        exp = agg.exponential = _exp_buckets(point)
+        if exp.zero_count + sum(exp.pos_counts) + sum(exp.neg_counts) != count:
             raise Refused("bad_histogram", "exponential histogram buckets do not add up to count")
     else:
         agg.explicit = _explicit_buckets(point)
-        if sum(agg.explicit.counts) != point.count:
+        if sum(agg.explicit.counts) != count:
             raise Refused("bad_histogram", "histogram buckets do not add up to count")
     return agg
 
@@ -325,41 +314,59 @@ def _metric_samples(
     limits: Limits,
     now_ns: int,
     out: Flattened,
-) -> Iterator[Sample]:
+) -> list[Sample]:
     n = _count_points(metric)
     if not metric.name or len(metric.name) > MAX_METRIC_NAME:
         out.refuse("metric name empty or too long", n)
-        return
+        return []
     try:
         kind, cumulative, monotonic, points = _points(metric)
     except Refused as exc:
         out.refuse(f"{metric.name[:64]}: {exc}", n, exc.code)
-        return
+        return []
     series_keys = _key_cache(
         (limits.max_attributes, limits.max_key_length, limits.max_value_length),
         (resource, scope, metric.name, metric.unit, kind, monotonic),
     )
+    # The per-point loop is the hot path of ingest (hundreds of thousands of points a
+    # second): the common checks are inlined and a point that passes them all costs
+    # no call beyond its value; anything unusual takes the checked path (`_check_times`,
+    # `_value`), which raises the refusal with its reason.
+    samples: list[Sample] = []
+    append = samples.append
+    lookup = series_keys.get
+    oldest, newest = now_ns - limits.max_age_ns, now_ns + limits.future_grace_ns
+    max_exemplars = limits.max_exemplars
+    scalar = kind in ("sum", "gauge")
+    sum_cumulative = kind == "sum" and cumulative
+    sum_monotonic = kind == "sum" and monotonic
     for point in points:
         if point.flags & _NO_RECORDED_VALUE:
             continue  # a staleness marker, not a value
         try:
-            _check_times(point, now_ns, limits)
+            t = point.time_unix_nano
+            start = point.start_time_unix_nano
+            if not oldest <= t <= newest or start > t or t == 0:
+                _check_times(point, now_ns, limits)  # raises the refusal
             raw = tuple([kv.SerializeToString() for kv in point.attributes])
-            key = series_keys.get(raw)
+            key = lookup(raw)
             if key is None:
-                attrs = labels(point.attributes, limits, "data point")
-                key = SeriesKey(
-                    metric=metric.name,
-                    kind=kind,
-                    unit=metric.unit[:64],
-                    monotonic=monotonic,
-                    resource=resource,
-                    scope=scope,
-                    attributes=attrs,
-                )
+                key = _new_key(point, metric, kind, monotonic, resource, scope, limits)
                 series_keys[raw] = key
                 _key_cache_added[0] += 1
-            value = _value(kind, cumulative, monotonic and kind == "sum", point, limits)
+            if scalar:
+                as_int = point.WhichOneof("value") == "as_int"
+                v = float(point.as_int) if as_int else point.as_double
+                if not math.isfinite(v) or (sum_monotonic and v < 0):
+                    _value(kind, cumulative, sum_monotonic, point, limits)  # raises
+                exemplars = _exemplars(point, max_exemplars) if point.exemplars else []
+                if kind == "sum":
+                    value = Aggregate(1, v, None, None, v if sum_cumulative else None, t,
+                                      None, None, exemplars)  # fmt: skip
+                else:
+                    value = Aggregate(1, v, v, v, v, t, None, None, exemplars)
+            else:
+                value = _value(kind, cumulative, False, point, limits)
         except LimitError as exc:
             out.refuse(f"{metric.name[:64]}: {exc}", code="attribute_limit")
             continue
@@ -369,4 +376,26 @@ def _metric_samples(
         except (ValueError, OverflowError) as exc:  # anything else odd: this point only
             out.refuse(f"{metric.name[:64]}: {exc}", code="bad_metric")
             continue
-        yield Sample(key, cumulative, int(point.start_time_unix_nano), value.last_ns, value)
+        append(Sample(key, cumulative, start, t, value))
+    return samples
+
+
+def _new_key(
+    point: Any,
+    metric: metrics_pb2.Metric,
+    kind: Kind,
+    monotonic: bool,
+    resource: tuple[tuple[str, str], ...],
+    scope: str,
+    limits: Limits,
+) -> SeriesKey:
+    """A series key seen for the first time (limits checked; raises LimitError)."""
+    return SeriesKey(
+        metric=metric.name,
+        kind=kind,
+        unit=metric.unit[:64],
+        monotonic=monotonic,
+        resource=resource,
+        scope=scope,
+        attributes=labels(point.attributes, limits, "data point"),
+    )

@@ -96,6 +96,10 @@ class PointState:
     time_ns: int
     cumulative: Aggregate | None = None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Constructor arguments: fast to pickle (head checkpoints); old pickles still load.
+        return PointState, (self.start_ns, self.time_ns, self.cumulative)
+
 
 DeltaInterval = tuple[int, int, int]
 """An accepted delta point: (series id, `start_time_unix_nano`, `time_unix_nano`)."""

@@ -94,7 +94,9 @@ class SeriesHead:
         return view
 
     def _touch(self) -> None:
-        self._view_ok = False
+        # Drop the view too: a closed bucket's aggregate must not stay referenced here
+        # until the next read (a histogram per series of 10k series, for nothing).
+        self._view, self._view_ok = None, False
 
 
 class Head:
@@ -268,6 +270,8 @@ class Head:
             if restarted:
                 self._fold(e)
                 self._restart(e, zero_like(snap))
+            else:
+                _share_unchanged(snap, st.cumulative)
             counts = True
         e.state = PointState(sample.start_ns, sample.time_ns, snap)
         e.fresh = True  # a joined-late first point adds a zero increase, and the level
@@ -354,6 +358,32 @@ class Head:
         # Our own checkpoint in our own database file, never client data.
         fields = pickle.loads(blob)  # noqa: S301
         self.series[sid] = SeriesHead(sid, *fields)
+
+
+def _share_unchanged(snap: Aggregate, prev: Aggregate) -> None:
+    """Let `snap` share `prev`'s histogram buckets when they are equal (nothing observed).
+
+    Most series of a fleet see no observation in most 5 s exports: sharing keeps one copy
+    of their buckets in the head instead of two (the open bucket's base and the last
+    snapshot), and the bucket's delta is then found without subtracting bucket by bucket.
+    Buckets are never mutated in place, so sharing is safe.
+    """
+    a, b = snap.exponential, prev.exponential
+    if a is not None and b is not None:
+        if (
+            a.scale == b.scale
+            and a.zero_count == b.zero_count
+            and a.pos_offset == b.pos_offset
+            and a.neg_offset == b.neg_offset
+            and a.zero_threshold == b.zero_threshold
+            and a.pos_counts == b.pos_counts
+            and a.neg_counts == b.neg_counts
+        ):
+            snap.exponential = b
+        return
+    c, d = snap.explicit, prev.explicit
+    if c is not None and d is not None and c.bounds == d.bounds and c.counts == d.counts:
+        snap.explicit = d
 
 
 def _went_down(sample: Sample, prev: Aggregate) -> bool:

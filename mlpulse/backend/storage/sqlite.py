@@ -221,15 +221,18 @@ def _merge_buckets(
         params = [v for key in chunk for v in key]
         for row in conn.execute(sql, params):
             stored[(int(row[0]), int(row[1]), int(row[2]))] = _row_to_aggregate(row[3:])
-    out = []
-    # In primary-key order: each insert lands next to the previous one in the B-tree,
-    # which makes the executemany about twice as cheap as in the head's dict order.
-    for key in sorted(rows):
-        agg = rows[key]
-        old = stored.get(key)
-        merged = merge(old, agg) if old is not None else agg
-        out.append(_bucket_row(*key, merged))
-    conn.executemany(_UPSERT_BUCKET, out)
+
+    def encoded() -> Iterator[tuple[Any, ...]]:
+        # In primary-key order: each insert lands next to the previous one in the B-tree,
+        # which makes the executemany about twice as cheap as in the head's dict order.
+        # A generator: rows are encoded as SQLite takes them, never all at once (with
+        # 10k series a checkpoint's rows would be tens of MiB at the same time).
+        for key in sorted(rows):
+            agg = rows[key]
+            old = stored.get(key)
+            yield _bucket_row(*key, merge(old, agg) if old is not None else agg)
+
+    conn.executemany(_UPSERT_BUCKET, encoded())
 
 
 def _seen_intervals(
