@@ -42,7 +42,7 @@ def _run_backend(args: argparse.Namespace) -> int:
     from mlpulse.backend.alerts.config import AlertSettings
     from mlpulse.backend.app import create_app
     from mlpulse.backend.config import BackendSettings
-    from mlpulse.backend.storage.postgres import StoreUnavailableError
+    from mlpulse.backend.storage.base import StoreUnavailableError
 
     try:  # a bad setting, rules file or database: one line each, no traceback
         settings = BackendSettings()

@@ -109,8 +109,6 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     app.state.ingest_slots = asyncio.Semaphore(settings.max_inflight_exports)
     for router in _routers():
         app.include_router(router)
-    import psycopg
-
     from mlpulse.backend.api.errors import (
         RequestValidationError,
         request_validation_error,
@@ -118,5 +116,9 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     )
 
     app.add_exception_handler(RequestValidationError, request_validation_error)  # NaN: a 422
-    app.add_exception_handler(psycopg.DataError, unstorable_text)  # NUL in text on PostgreSQL
+    if settings.postgres_url is not None:
+        # Only the shared store loads the PostgreSQL driver (~20 MiB resident).
+        import psycopg
+
+        app.add_exception_handler(psycopg.DataError, unstorable_text)  # NUL in text
     return app

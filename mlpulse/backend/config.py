@@ -97,9 +97,7 @@ class BackendSettings(BaseSettings):
     def _storage_url(cls, value: str) -> str:
         value = value.strip()
         if value and not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
-            raise ValueError(
-                "must be sqlite:///path/to.db or postgresql://user@host:port/dbname"
-            )
+            raise ValueError("must be sqlite:///path/to.db or postgresql://user@host:port/dbname")
         if value.startswith("sqlite:///") and len(value) == len("sqlite:///"):
             raise ValueError("sqlite:/// needs a file path, e.g. sqlite:///var/lib/mlpulse.db")
         return value

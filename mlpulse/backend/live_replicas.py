@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from mlpulse.backend.ingest.pipeline import IngestResult
-from mlpulse.backend.storage.postgres import PostgresEngine, notify_channel
+from mlpulse.backend.storage.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ class CommitListener:
 
     def _run(self) -> None:
         import psycopg
+
+        from mlpulse.backend.storage.postgres import notify_channel
 
         backoff = 0.5
         while not self._stop.is_set():
@@ -76,7 +78,7 @@ class CommitListener:
 async def replica_events_job(app: FastAPI) -> None:
     """Background job: forward other replicas' commits to this replica's live pusher."""
     store = app.state.store
-    if not isinstance(store, PostgresEngine):
+    if isinstance(store, Engine):
         await asyncio.Event().wait()  # embedded store: one process, nothing to hear
         return
 

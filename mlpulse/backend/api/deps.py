@@ -14,7 +14,7 @@ Everything lives on `app.state`, set by `mlpulse.backend.app.create_app`.
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request, status
 
@@ -22,7 +22,9 @@ from mlpulse.backend.config import BackendSettings
 from mlpulse.backend.live import Broker
 from mlpulse.backend.storage.base import MetricStore
 from mlpulse.backend.storage.engine import Engine
-from mlpulse.backend.storage.postgres import PostgresEngine
+
+if TYPE_CHECKING:
+    from mlpulse.backend.storage.postgres import PostgresEngine
 
 
 def get_settings(request: Request) -> BackendSettings:
@@ -70,6 +72,11 @@ def require_token(request: Request, authorization: Annotated[str | None, Header(
 
 SettingsDep = Annotated[BackendSettings, Depends(get_settings)]
 StoreDep = Annotated[MetricStore, Depends(get_store)]
-EngineDep = Annotated[Engine | PostgresEngine, Depends(get_engine)]
+if TYPE_CHECKING:
+    EngineDep = Annotated[Engine | PostgresEngine, Depends(get_engine)]
+else:
+    # FastAPI needs only the Depends at run time; building the union would import the
+    # PostgreSQL driver (about 20 MiB resident) into every embedded backend.
+    EngineDep = Annotated[Any, Depends(get_engine)]
 BrokerDep = Annotated[Broker, Depends(get_broker)]
 RequireToken = Depends(require_token)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -41,8 +42,12 @@ from mlpulse.backend.ingest.temporality import (
 )
 from mlpulse.backend.storage.base import DeltaInterval
 from mlpulse.backend.storage.engine import Engine
-from mlpulse.backend.storage.postgres import PostgresEngine
 from mlpulse.backend.storage.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    # Imported where a PostgreSQL store is opened: the driver costs an embedded backend
+    # about 20 MiB of resident memory for nothing.
+    from mlpulse.backend.storage.postgres import PostgresEngine
 
 PROTOBUF, JSON = 0, 1  # encodings as logged
 
@@ -85,8 +90,9 @@ def ingest(
     reasons = dict(flat.reasons)
     rejected = flat.rejected
     if flat.samples:
-        if isinstance(engine, PostgresEngine):
-            # The shared store: one transaction per export, committed before the 200.
+        if not isinstance(engine, Engine):
+            # The shared store (PostgresEngine): one transaction per export, committed
+            # before the 200.
             result.accepted, result.ignored, over, result.services = engine.apply(flat, limits, now)
         else:
             body, encoding = raw if raw is not None else (request.SerializeToString(), PROTOBUF)
@@ -208,6 +214,8 @@ def open_store(settings: BackendSettings, limits: Limits | None = None) -> Engin
     """
     limits = limits or Limits.from_settings(settings)
     if settings.postgres_url is not None:
+        from mlpulse.backend.storage.postgres import PostgresEngine
+
         return PostgresEngine(
             settings.postgres_url, limits=limits, pool_size=settings.postgres_pool_size
         )

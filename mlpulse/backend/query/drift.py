@@ -31,7 +31,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import rel_entr
 
 from mlpulse.backend.storage.aggregate import Aggregate, ExpBuckets, downscale
 
@@ -98,6 +97,8 @@ def js_distance(observed: np.ndarray, expected: np.ndarray) -> float:
     p = observed / observed.sum()
     q = expected / expected.sum()
     m = (p + q) / 2.0
+    from scipy.special import rel_entr  # on first use: ~26 MiB resident (see signals.py)
+
     divergence = float(np.sum(rel_entr(p, m) + rel_entr(q, m))) / 2.0 / np.log(2.0)
     return float(np.sqrt(max(divergence, 0.0)))
 

@@ -292,3 +292,11 @@ class MetricStore(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+class StoreUnavailableError(RuntimeError):
+    """The database cannot be reached or refused the connection (a clear one-line cause).
+
+    Defined here, not beside the PostgreSQL store, so that catching it never imports the
+    PostgreSQL driver (about 20 MiB of resident memory) into an embedded backend.
+    """

@@ -61,6 +61,7 @@ from mlpulse.backend.storage.base import (
     SeriesInfo,
     SeriesKey,
     StorageBusyError,
+    StoreUnavailableError,
 )
 from mlpulse.backend.storage.engine import ACTIVE_WINDOW_S
 from mlpulse.backend.storage.head import CLOSE_GRACE_S, bucket_of
@@ -174,10 +175,6 @@ _SELECT_SERIES = (
     " resource, scope FROM series"
 )
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
-
-
-class StoreUnavailableError(RuntimeError):
-    """The database cannot be reached or refused the connection (a clear one-line cause)."""
 
 
 def _row_aggregate(row: Sequence[Any]) -> Aggregate:

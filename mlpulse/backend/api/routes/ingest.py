@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -39,7 +40,9 @@ from mlpulse.backend.ingest.pipeline import JSON, PROTOBUF, IngestResult, ingest
 from mlpulse.backend.ingest.rejections import rejections_of
 from mlpulse.backend.storage.base import StorageBusyError
 from mlpulse.backend.storage.engine import Engine
-from mlpulse.backend.storage.postgres import PostgresEngine
+
+if TYPE_CHECKING:
+    from mlpulse.backend.storage.postgres import PostgresEngine
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["ingest"])
