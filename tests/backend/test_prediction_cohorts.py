@@ -101,9 +101,7 @@ def test_mae_by_prediction_window_equals_numpy_per_cohort_over_two_instances(
         bound.record_feedback(predicted=100.0, actual=100.0 + e, predicted_at=time.time())
     cohorts[current] = np.abs(recent)
     # A label too late to carry its window: in the arrival MAE, in no cohort.
-    bound.record_feedback(
-        predicted=100.0, actual=180.0, predicted_at=now - MAX_WINDOWED_LAG_S - 60
-    )
+    bound.record_feedback(predicted=100.0, actual=180.0, predicted_at=now - MAX_WINDOWED_LAG_S - 60)
     for t in instances:
         assert t.force_flush()
 

@@ -30,9 +30,7 @@ def _delta(*points: tuple[float, float]) -> object:
 
 def _totals(engine: Engine) -> list[float]:
     ids = [s.id for s in engine.series(METRIC)]
-    return [
-        sum(a.sum for _, _, a in engine.read(ids, res, 0, 2**40)) for res in (10, 60, 3600)
-    ]
+    return [sum(a.sum for _, _, a in engine.read(ids, res, 0, 2**40)) for res in (10, 60, 3600)]
 
 
 def _stored_totals(engine: Engine) -> list[float]:

@@ -396,6 +396,7 @@ def test_a_killed_instance_is_shown_stopped_and_leaves_uptime_and_memory(
     assert stopped_after <= STALE_AFTER_S + 25  # the window, a 10 s bucket, a refresh
     assert "last seen" in pg.inner_text(row)
     assert pg.locator(f"{row} [data-field=memory_usage_mb]").get_attribute("data-value") == ""
+
     # The "now" figures are i-1's alone, as the API says.
     def instance_one() -> dict:
         services = backend.get("/metrics/services")["services"]
