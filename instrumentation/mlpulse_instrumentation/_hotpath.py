@@ -109,7 +109,14 @@ class _Buffer:
             self.chunks.append(values)
 
     def take(self) -> list[Any]:
-        late = list(islice(self.retired, self.retired_taken, None))
+        retired = self.retired
+        # Checked by length first: islice would walk the whole retired deque to skip
+        # what was taken already, and late values are rare.
+        late = (
+            list(islice(retired, self.retired_taken, None))
+            if len(retired) > self.retired_taken
+            else None
+        )
         current = self.values
         self.values = deque()
         taken = list(current)  # one C call, atomic under the GIL
@@ -120,7 +127,10 @@ class _Buffer:
             with self.chunks_lock:
                 chunks, self.chunks = self.chunks, []
             for chunk in chunks:
-                taken += chunk
+                if taken:
+                    taken += chunk
+                else:  # a series fed by rows only: the spilled list as it is, no copy
+                    taken = chunk
         return taken
 
     def __len__(self) -> int:
@@ -307,17 +317,26 @@ class RowHandle:
 
     Column i of a row goes to the i-th handle given to `HotPath.row` (a histogram value
     or a sum's amount); None in a row, or a None handle, records nothing for that column.
-    The current span, if sampled, is looked up once per row and becomes the exemplar
-    candidate of each of its histogram values.
+    Each row adds 1 to `count` if given (a counter of rows costs no column: the number
+    of rows is known when they are spilled). The current span, if sampled, is looked up
+    once per row and becomes the exemplar candidate of each of its histogram values.
     """
 
-    __slots__ = ("_columns", "_exemplars", "_hot_path", "_limit", "_rows", "_traced", "_width")
+    __slots__ = (
+        "_columns", "_count", "_exemplars", "_hot_path", "_limit", "_rows", "_traced", "_width",
+    )  # fmt: skip
 
     def __init__(
-        self, hot_path: HotPath, handles: Sequence[HistogramHandle | SumHandle | None]
+        self,
+        hot_path: HotPath,
+        handles: Sequence[HistogramHandle | SumHandle | None],
+        count: SumHandle | None = None,
     ) -> None:
         self._hot_path = hot_path
         self._exemplars = hot_path.exemplars
+        if count is not None and not handles:
+            raise ValueError("a counted row needs at least one column (rows are counted by width)")
+        self._count = count.series.values if count is not None else None
         # Per column: (the series' value buffer, its traced buffer or None for a sum).
         columns: list[tuple[_Buffer, _Buffer | None] | None] = []
         for handle in handles:
@@ -359,6 +378,8 @@ class RowHandle:
         if not flat and not traced:
             return
         width = self._width
+        if self._count is not None:
+            self._count.add_chunk([len(flat) // max(width, 1) + len(traced)])
         for i, column in enumerate(self._columns):
             if column is None:
                 continue
@@ -433,9 +454,14 @@ class HotPath:
         self.sums.append(table)
         return table
 
-    def row(self, handles: Sequence[HistogramHandle | SumHandle | None]) -> RowHandle:
-        """A handle recording column i of each row into `handles[i]` (None: dropped)."""
-        row = RowHandle(self, handles)
+    def row(
+        self,
+        handles: Sequence[HistogramHandle | SumHandle | None],
+        count: SumHandle | None = None,
+    ) -> RowHandle:
+        """A handle recording column i of each row into `handles[i]` (None: dropped),
+        and adding 1 per row to `count`."""
+        row = RowHandle(self, handles, count)
         with self._spill_lock:
             self._rows.append(row)
         return row
