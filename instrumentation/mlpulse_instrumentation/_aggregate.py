@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 from opentelemetry.sdk.metrics import Exemplar
@@ -94,10 +95,9 @@ class _Buckets:
     def export(self) -> Buckets:
         if not self.counts:
             return Buckets(offset=0, bucket_counts=[])
-        get = self.counts.get
-        return Buckets(
-            offset=self.low, bucket_counts=[get(i, 0) for i in range(self.low, self.high + 1)]
-        )
+        # map with dict.get runs in C: no Python frame per bucket (~160 per series).
+        counts = list(map(self.counts.get, range(self.low, self.high + 1), repeat(0)))
+        return Buckets(offset=self.low, bucket_counts=counts)
 
 
 class ExponentialState:

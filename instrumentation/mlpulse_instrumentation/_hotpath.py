@@ -110,6 +110,10 @@ class _Buffer:
 
     def take(self) -> list[Any]:
         retired = self.retired
+        if not self.values and not self.chunks and len(retired) == self.retired_taken:
+            # Nothing new (most buffers at most drains: a collection drains several
+            # times): nothing to swap. A value appended right now stays in `values`.
+            return []
         # Checked by length first: islice would walk the whole retired deque to skip
         # what was taken already, and late values are rare.
         late = (
@@ -385,14 +389,13 @@ class RowHandle:
                 continue
             values, traced_buffer = column
             taken = flat[i::width]
-            if None in taken:
-                taken = [v for v in taken if v is not None]
             if traced:
                 if traced_buffer is None:  # a sum: amounts are amounts, traced or not
-                    taken += [r[i] for r, _t, _s in traced if r[i] is not None]
+                    taken += [r[i] for r, _t, _s in traced]
                 else:
                     candidates = [(r[i], t, s) for r, t, s in traced if r[i] is not None]
                     traced_buffer.add_chunk(candidates)
+            taken = _sorted_present(taken)
             if taken:
                 values.add_chunk(taken)
 
@@ -652,6 +655,23 @@ class BufferedMetricExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self.exporter.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def _sorted_present(values: list[Any]) -> list[Any]:
+    """`values` without None, ascending (sorted in place when there is no None).
+
+    The sort is needed anyway (the folds bisect sorted batches), and it finds a None
+    for free: None cannot be compared with a number. A scan for None would cost as much
+    as the sort itself (a rich comparison per value)."""
+    try:
+        values.sort()
+    except TypeError:
+        values = [v for v in values if v is not None]
+        values.sort()
+    else:
+        if len(values) == 1 and values[0] is None:  # a single value is never compared
+            return []
+    return values
 
 
 def _series_key(attributes: Mapping[str, Any]) -> SeriesKey:
