@@ -60,12 +60,16 @@ def _upper_bound(index: int, scale: int) -> float:
 class _Buckets:
     """Counts of one sign, indexed at the owner's scale."""
 
-    __slots__ = ("counts", "high", "low")
+    __slots__ = ("bounds", "bounds_scale", "counts", "high", "low")
 
     def __init__(self) -> None:
         self.counts: dict[int, int] = {}
         self.low = 0
         self.high = -1
+        # Upper bounds by index at `bounds_scale`, kept between folds: the scale rarely
+        # changes, and a bound costs a function call and an exp2 to compute.
+        self.bounds: dict[int, float] = {}
+        self.bounds_scale: int | None = None
 
     def downscale(self, change: int) -> None:
         counts: dict[int, int] = {}
@@ -78,10 +82,19 @@ class _Buckets:
     def add_sorted(self, magnitudes: list[float], scale: int, low: int, high: int) -> None:
         """Count ascending positive magnitudes into buckets low..high (the new range)."""
         counts = self.counts
+        if scale != self.bounds_scale:
+            self.bounds, self.bounds_scale = {}, scale
+        bounds = self.bounds
         start = 0
         total = len(magnitudes)
-        for index in range(low, high):
-            end = bisect_right(magnitudes, _upper_bound(index, scale), start)
+        # The buckets below the first value's hold nothing of this batch: start there
+        # (one lower: the index formula can be one off where the bounds decide).
+        first = max(low, _index_at_scale(magnitudes[0], scale) - 1)
+        for index in range(first, high):
+            bound = bounds.get(index)
+            if bound is None:
+                bound = bounds[index] = _upper_bound(index, scale)
+            end = bisect_right(magnitudes, bound, start)
             if end > start:
                 counts[index] = counts.get(index, 0) + end - start
                 start = end
