@@ -147,13 +147,14 @@ class ExponentialState:
 
     def _fold_values(self, values: list[float]) -> None:
         self.count += len(values)
-        self.sum += math.fsum(values)
+        # A plain float sum, as the SDK's own aggregation adds (fsum costs 4x more).
+        self.sum += sum(values)
         self.min = min(self.min, values[0])
         self.max = max(self.max, values[-1])
         first_positive = bisect_right(values, 0.0)
         first_zero = first_positive - values[:first_positive].count(0.0)
         self.zero_count += first_positive - first_zero
-        positives = values[first_positive:]
+        positives = values[first_positive:] if first_positive else values  # no copy
         negatives = [-v for v in reversed(values[:first_zero])]
         for magnitudes, buckets in ((positives, self.positive), (negatives, self.negative)):
             if not magnitudes:
@@ -214,7 +215,7 @@ class ExplicitState:
     def fold(self, values: list[float], traced: Sequence[Traced]) -> None:
         """Add ascending `values` (those of `traced` included) and offer `traced` as exemplars."""
         if values:
-            self.sum += math.fsum(values)
+            self.sum += sum(values)
             self.min = min(self.min, values[0])
             self.max = max(self.max, values[-1])
             below = 0

@@ -9,10 +9,11 @@ knows about buffers:
 * `BufferedHistogram.bind(attributes)` / `BufferedSum.bind(attributes)` return handles
   whose `record(value)` / `add(amount)` append to the series' buffer. A series is keyed
   by its (already normalised) attributes, so equal attributes always share one series.
-* `HotPath.row(handles)` returns a `RowHandle` whose `record(row)` appends one tuple
-  for several series at once (a prediction's count, durations, confidence, value and
-  features: a dozen values for the price of one append); the rows are spilled into the
-  series' buffers at the start of each drain.
+* `HotPath.row(handles, count=...)` returns a `RowHandle` whose `record(row)` appends
+  one tuple for several series at once (a prediction's duration, confidence, value and
+  features: ten values for the price of one append) and counts the row into `count`;
+  the rows are spilled into the series' buffers, each column sorted, at the start of
+  each drain.
 * Sums reach the SDK as observable counters: the callback adds the buffered amounts and
   reports the total, and the SDK turns it into each reader's temporality.
 * Histograms reach export in one of two ways, both through public SDK API:
