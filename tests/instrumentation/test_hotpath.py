@@ -198,3 +198,16 @@ def test_a_counted_row_counts_rows_taken_under_a_sampled_span_too() -> None:
     hot_path.flush()
     assert count.series.total == 3
     assert sorted(capture.values[(("k", "a"),)]) == [1.0, 2.0, 3.0]
+
+
+def test_a_lone_none_in_a_column_records_nothing() -> None:
+    # A column of one value is never compared by the sort that finds None: checked apart.
+    hot_path, histogram, capture = _hot_path()
+    total = hot_path.sum(MeterProvider().get_meter("test"), "s", "1", "")
+    amount = total.bind({"k": "n"})
+    row = hot_path.row([histogram.bind({"k": "a"}), amount, histogram.bind({"k": "b"})])
+    row.record((None, None, 2.0))
+    hot_path.flush()
+    assert capture.values == {(("k", "b"),): [2.0]}
+    assert amount.series.total == 0
+    assert not amount.series.seen
