@@ -455,10 +455,17 @@ def _recorders_us(n: int, sink_url: str) -> float:
         vector = tuple(float(k) for k in range(len(FEATURE_NAMES)))
         flushing = 0.0
         t0 = time.process_time()
+        recorders: dict[tuple[str, str], Any] = {}
         for i in range(n):
             hit = i % 5 < 3
-            # As mlapi's service does: bound per request, the feature vector as it is.
-            tel.models.bind("result", "1").with_features(FEATURE_NAMES).record_prediction(
+            # As mlapi's service does: the recorder of (model, version) looked up per
+            # request (bound on first use), the feature vector as it is.
+            recorder = recorders.get(("result", "1"))
+            if recorder is None:
+                recorder = recorders["result", "1"] = tel.models.bind("result", "1").with_features(
+                    FEATURE_NAMES
+                )
+            recorder.record_prediction(
                 value=10.0 + i % 7,
                 confidence=0.8,
                 duration_s=0.0004,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 from opentelemetry.sdk.metrics import Exemplar
@@ -59,12 +60,16 @@ def _upper_bound(index: int, scale: int) -> float:
 class _Buckets:
     """Counts of one sign, indexed at the owner's scale."""
 
-    __slots__ = ("counts", "high", "low")
+    __slots__ = ("bounds", "bounds_scale", "counts", "high", "low")
 
     def __init__(self) -> None:
         self.counts: dict[int, int] = {}
         self.low = 0
         self.high = -1
+        # Upper bounds by index at `bounds_scale`, kept between folds: the scale rarely
+        # changes, and a bound costs a function call and an exp2 to compute.
+        self.bounds: dict[int, float] = {}
+        self.bounds_scale: int | None = None
 
     def downscale(self, change: int) -> None:
         counts: dict[int, int] = {}
@@ -77,10 +82,19 @@ class _Buckets:
     def add_sorted(self, magnitudes: list[float], scale: int, low: int, high: int) -> None:
         """Count ascending positive magnitudes into buckets low..high (the new range)."""
         counts = self.counts
+        if scale != self.bounds_scale:
+            self.bounds, self.bounds_scale = {}, scale
+        bounds = self.bounds
         start = 0
         total = len(magnitudes)
-        for index in range(low, high):
-            end = bisect_right(magnitudes, _upper_bound(index, scale), start)
+        # The buckets below the first value's hold nothing of this batch: start there
+        # (one lower: the index formula can be one off where the bounds decide).
+        first = max(low, _index_at_scale(magnitudes[0], scale) - 1)
+        for index in range(first, high):
+            bound = bounds.get(index)
+            if bound is None:
+                bound = bounds[index] = _upper_bound(index, scale)
+            end = bisect_right(magnitudes, bound, start)
             if end > start:
                 counts[index] = counts.get(index, 0) + end - start
                 start = end
@@ -94,10 +108,9 @@ class _Buckets:
     def export(self) -> Buckets:
         if not self.counts:
             return Buckets(offset=0, bucket_counts=[])
-        get = self.counts.get
-        return Buckets(
-            offset=self.low, bucket_counts=[get(i, 0) for i in range(self.low, self.high + 1)]
-        )
+        # map with dict.get runs in C: no Python frame per bucket (~160 per series).
+        counts = list(map(self.counts.get, range(self.low, self.high + 1), repeat(0)))
+        return Buckets(offset=self.low, bucket_counts=counts)
 
 
 class ExponentialState:
@@ -134,13 +147,14 @@ class ExponentialState:
 
     def _fold_values(self, values: list[float]) -> None:
         self.count += len(values)
-        self.sum += math.fsum(values)
+        # A plain float sum, as the SDK's own aggregation adds (fsum costs 4x more).
+        self.sum += sum(values)
         self.min = min(self.min, values[0])
         self.max = max(self.max, values[-1])
         first_positive = bisect_right(values, 0.0)
         first_zero = first_positive - values[:first_positive].count(0.0)
         self.zero_count += first_positive - first_zero
-        positives = values[first_positive:]
+        positives = values[first_positive:] if first_positive else values  # no copy
         negatives = [-v for v in reversed(values[:first_zero])]
         for magnitudes, buckets in ((positives, self.positive), (negatives, self.negative)):
             if not magnitudes:
@@ -201,7 +215,7 @@ class ExplicitState:
     def fold(self, values: list[float], traced: Sequence[Traced]) -> None:
         """Add ascending `values` (those of `traced` included) and offer `traced` as exemplars."""
         if values:
-            self.sum += math.fsum(values)
+            self.sum += sum(values)
             self.min = min(self.min, values[0])
             self.max = max(self.max, values[-1])
             below = 0

@@ -9,10 +9,11 @@ knows about buffers:
 * `BufferedHistogram.bind(attributes)` / `BufferedSum.bind(attributes)` return handles
   whose `record(value)` / `add(amount)` append to the series' buffer. A series is keyed
   by its (already normalised) attributes, so equal attributes always share one series.
-* `HotPath.row(handles)` returns a `RowHandle` whose `record(row)` appends one tuple
-  for several series at once (a prediction's count, durations, confidence, value and
-  features: a dozen values for the price of one append); the rows are spilled into the
-  series' buffers at the start of each drain.
+* `HotPath.row(handles, count=...)` returns a `RowHandle` whose `record(row)` appends
+  one tuple for several series at once (a prediction's duration, confidence, value and
+  features: ten values for the price of one append) and counts the row into `count`;
+  the rows are spilled into the series' buffers, each column sorted, at the start of
+  each drain.
 * Sums reach the SDK as observable counters: the callback adds the buffered amounts and
   reports the total, and the SDK turns it into each reader's temporality.
 * Histograms reach export in one of two ways, both through public SDK API:
@@ -109,7 +110,18 @@ class _Buffer:
             self.chunks.append(values)
 
     def take(self) -> list[Any]:
-        late = list(islice(self.retired, self.retired_taken, None))
+        retired = self.retired
+        if not self.values and not self.chunks and len(retired) == self.retired_taken:
+            # Nothing new (most buffers at most drains: a collection drains several
+            # times): nothing to swap. A value appended right now stays in `values`.
+            return []
+        # Checked by length first: islice would walk the whole retired deque to skip
+        # what was taken already, and late values are rare.
+        late = (
+            list(islice(retired, self.retired_taken, None))
+            if len(retired) > self.retired_taken
+            else None
+        )
         current = self.values
         self.values = deque()
         taken = list(current)  # one C call, atomic under the GIL
@@ -120,7 +132,10 @@ class _Buffer:
             with self.chunks_lock:
                 chunks, self.chunks = self.chunks, []
             for chunk in chunks:
-                taken += chunk
+                if taken:
+                    taken += chunk
+                else:  # a series fed by rows only: the spilled list as it is, no copy
+                    taken = chunk
         return taken
 
     def __len__(self) -> int:
@@ -307,17 +322,26 @@ class RowHandle:
 
     Column i of a row goes to the i-th handle given to `HotPath.row` (a histogram value
     or a sum's amount); None in a row, or a None handle, records nothing for that column.
-    The current span, if sampled, is looked up once per row and becomes the exemplar
-    candidate of each of its histogram values.
+    Each row adds 1 to `count` if given (a counter of rows costs no column: the number
+    of rows is known when they are spilled). The current span, if sampled, is looked up
+    once per row and becomes the exemplar candidate of each of its histogram values.
     """
 
-    __slots__ = ("_columns", "_exemplars", "_hot_path", "_limit", "_rows", "_traced", "_width")
+    __slots__ = (
+        "_columns", "_count", "_exemplars", "_hot_path", "_limit", "_rows", "_traced", "_width",
+    )  # fmt: skip
 
     def __init__(
-        self, hot_path: HotPath, handles: Sequence[HistogramHandle | SumHandle | None]
+        self,
+        hot_path: HotPath,
+        handles: Sequence[HistogramHandle | SumHandle | None],
+        count: SumHandle | None = None,
     ) -> None:
         self._hot_path = hot_path
         self._exemplars = hot_path.exemplars
+        if count is not None and not handles:
+            raise ValueError("a counted row needs at least one column (rows are counted by width)")
+        self._count = count.series.values if count is not None else None
         # Per column: (the series' value buffer, its traced buffer or None for a sum).
         columns: list[tuple[_Buffer, _Buffer | None] | None] = []
         for handle in handles:
@@ -359,19 +383,20 @@ class RowHandle:
         if not flat and not traced:
             return
         width = self._width
+        if self._count is not None:
+            self._count.add_chunk([len(flat) // max(width, 1) + len(traced)])
         for i, column in enumerate(self._columns):
             if column is None:
                 continue
             values, traced_buffer = column
             taken = flat[i::width]
-            if None in taken:
-                taken = [v for v in taken if v is not None]
             if traced:
                 if traced_buffer is None:  # a sum: amounts are amounts, traced or not
-                    taken += [r[i] for r, _t, _s in traced if r[i] is not None]
+                    taken += [r[i] for r, _t, _s in traced]
                 else:
                     candidates = [(r[i], t, s) for r, t, s in traced if r[i] is not None]
                     traced_buffer.add_chunk(candidates)
+            taken = _sorted_present(taken)
             if taken:
                 values.add_chunk(taken)
 
@@ -433,9 +458,14 @@ class HotPath:
         self.sums.append(table)
         return table
 
-    def row(self, handles: Sequence[HistogramHandle | SumHandle | None]) -> RowHandle:
-        """A handle recording column i of each row into `handles[i]` (None: dropped)."""
-        row = RowHandle(self, handles)
+    def row(
+        self,
+        handles: Sequence[HistogramHandle | SumHandle | None],
+        count: SumHandle | None = None,
+    ) -> RowHandle:
+        """A handle recording column i of each row into `handles[i]` (None: dropped),
+        and adding 1 per row to `count`."""
+        row = RowHandle(self, handles, count)
         with self._spill_lock:
             self._rows.append(row)
         return row
@@ -626,6 +656,23 @@ class BufferedMetricExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self.exporter.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def _sorted_present(values: list[Any]) -> list[Any]:
+    """`values` without None, ascending (sorted in place when there is no None).
+
+    The sort is needed anyway (the folds bisect sorted batches), and it finds a None
+    for free: None cannot be compared with a number. A scan for None would cost as much
+    as the sort itself (a rich comparison per value)."""
+    try:
+        values.sort()
+    except TypeError:
+        values = [v for v in values if v is not None]
+        values.sort()
+    else:
+        if len(values) == 1 and values[0] is None:  # a single value is never compared
+            return []
+    return values
 
 
 def _series_key(attributes: Mapping[str, Any]) -> SeriesKey:

@@ -184,9 +184,12 @@ class BoundModel:
         self._actual_squared: SumHandle = meters.actual_squared.bind(attrs)
         self._lag: HistogramHandle = meters.feedback_lag.bind(attrs)
         self._feature_handles: dict[str, HistogramHandle] = {}
-        # One row per prediction: (hit count, miss count, inference duration, confidence,
-        # value, *features), keyed by the feature names (None: no features).
-        self._rows: dict[tuple[str, ...] | None, RowHandle] = {}
+        # One row per prediction, keyed by the feature names (None: no features): a
+        # cache hit's (confidence, value, *features) counted as a hit, a miss's
+        # (inference duration, confidence, value, *features) counted as a miss. Two
+        # layouts rather than one with None in the columns a hit lacks: shorter rows,
+        # and no None to filter out at collection.
+        self._rows: dict[tuple[str, ...] | None, tuple[RowHandle, RowHandle]] = {}
         self._feature_layouts: dict[tuple[str, ...], BoundFeatures] = {}
         self._references = references
         # The error sums split by cache hit and prediction window, bound on first use
@@ -208,16 +211,18 @@ class BoundModel:
         name (at most `MAX_FEATURES` names per version).
         """
         names = tuple(features) if features else None
-        row = self._rows.get(names)
-        if row is None:
-            row = self._row(names)
-            if row is None:  # too many layouts: value by value
+        rows = self._rows.get(names)
+        if rows is None:
+            rows = self._row(names)
+            if rows is None:  # too many layouts: value by value
                 self._record_slowly(value, confidence, duration_s, cache_hit, features or {})
                 return
         if cache_hit:
-            fixed: tuple[float | None, ...] = (1, None, None, confidence, value)
+            fixed: tuple[float, ...] = (confidence, value)
+            row = rows[0]
         else:
-            fixed = (None, 1, duration_s, confidence, value)
+            fixed = (duration_s, confidence, value)
+            row = rows[1]
         row.record((*fixed, *features.values()) if features else fixed)
 
     def with_features(self, names: Sequence[str]) -> BoundFeatures:
@@ -235,15 +240,19 @@ class BoundModel:
                 self._feature_layouts[key] = layout
         return layout
 
-    def _row(self, names: tuple[str, ...] | None) -> RowHandle | None:
+    def _row(self, names: tuple[str, ...] | None) -> tuple[RowHandle, RowHandle] | None:
+        """The (cache hit, cache miss) rows of a feature layout; None past the limit."""
         if len(self._rows) >= _MAX_ROW_LAYOUTS:
             return None
-        handles: list[HistogramHandle | SumHandle | None] = [
-            self._hits, self._misses, self._duration, self._confidence, self._value
-        ]  # fmt: skip
-        handles += [self._feature(name) for name in names or ()]
-        row = self._rows[names] = self._meters.hot_path.row(handles)
-        return row
+        features = [self._feature(name) for name in names or ()]
+        hot_path = self._meters.hot_path
+        rows = self._rows[names] = (
+            hot_path.row([self._confidence, self._value, *features], count=self._hits),
+            hot_path.row(
+                [self._duration, self._confidence, self._value, *features], count=self._misses
+            ),
+        )
+        return rows
 
     def _feature(self, name: str) -> HistogramHandle | None:
         handles = self._feature_handles
@@ -359,12 +368,16 @@ class BoundFeatures:
                                    cache_hit=False, features=(84.0, 3.0))
     """
 
-    __slots__ = ("_model", "_names", "_row")
+    __slots__ = ("_hit", "_miss", "_model", "_names")
 
-    def __init__(self, model: BoundModel, names: tuple[str, ...], row: RowHandle | None) -> None:
+    def __init__(
+        self, model: BoundModel, names: tuple[str, ...], rows: tuple[RowHandle, RowHandle] | None
+    ) -> None:
         self._model = model
         self._names = names
-        self._row = row
+        # The (cache hit, cache miss) rows; None: too many layouts, value by value.
+        self._hit: RowHandle | None = rows[0] if rows is not None else None
+        self._miss: RowHandle | None = rows[1] if rows is not None else None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -383,19 +396,20 @@ class BoundFeatures:
         """Record one served prediction; `features` are the values in `names`' order."""
         if len(features) != len(self._names):
             raise ValueError(f"{len(features)} feature values for {len(self._names)} names")
-        row = self._row
-        if row is None:
-            self._model.record_prediction(
-                value=value,
-                confidence=confidence,
-                duration_s=duration_s,
-                cache_hit=cache_hit,
-                features=dict(zip(self._names, features, strict=True)),
-            )
-        elif cache_hit:
-            row.record((1, None, None, confidence, value, *features))
-        else:
-            row.record((None, 1, duration_s, confidence, value, *features))
+        if cache_hit:
+            if self._hit is not None:
+                self._hit.record((confidence, value, *features))
+                return
+        elif self._miss is not None:
+            self._miss.record((duration_s, confidence, value, *features))
+            return
+        self._model.record_prediction(
+            value=value,
+            confidence=confidence,
+            duration_s=duration_s,
+            cache_hit=cache_hit,
+            features=dict(zip(self._names, features, strict=True)),
+        )
 
 
 class ModelTelemetry:

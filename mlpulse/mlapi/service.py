@@ -29,9 +29,11 @@ from mlpulse.mlapi.models import (
     TrainingSettings,
 )
 from mlpulse.mlapi.schemas import FeedbackRequest, FeedbackResponse, PredictionResponse, ScanRequest
-from mlpulse_instrumentation import CacheTelemetry, ModelTelemetry
+from mlpulse_instrumentation import BoundFeatures, CacheTelemetry, ModelTelemetry
 
 CacheKey = tuple[str, str, ScanFeatures]
+#: Prediction recorders kept per (model, version); beyond, bound per request.
+_MAX_RECORDERS = 256
 
 
 class InjectedFault(Exception):
@@ -75,6 +77,9 @@ class MlService:
         self.faults = FaultInjector(on_cache_flush=self.cache.clear)
         self._models_telemetry = model_telemetry
         self._cache_telemetry = cache_telemetry
+        # The prediction recorder of each (model, version), FEATURE_NAMES layout: one
+        # dict lookup per request instead of bind + with_features (B1).
+        self._recorders: dict[tuple[str, str], BoundFeatures] = {}
         if cache_telemetry is not None:
             cache_telemetry.track(self.cache.size)
             cache_telemetry.track_stale(self.stale_cache_entries)
@@ -151,10 +156,11 @@ class MlService:
             ),
         )
         if self._models_telemetry is not None:
+            recorder = self._recorders.get((name, model.version))
+            if recorder is None:
+                recorder = self._recorder(self._models_telemetry, name, model.version)
             # The feature vector as it is, in FEATURE_NAMES order: no mapping per request.
-            self._models_telemetry.bind(name, model.version).with_features(
-                FEATURE_NAMES
-            ).record_prediction(
+            recorder.record_prediction(
                 value=value,
                 confidence=prediction.confidence,
                 duration_s=duration,
@@ -169,6 +175,12 @@ class MlService:
             prediction_id=prediction_id,
             cache_hit=cached is not None,
         )
+
+    def _recorder(self, telemetry: ModelTelemetry, name: str, version: str) -> BoundFeatures:
+        recorder = telemetry.bind(name, version).with_features(FEATURE_NAMES)
+        if len(self._recorders) < _MAX_RECORDERS:  # versions only grow on retrain
+            self._recorders[(name, version)] = recorder
+        return recorder
 
     def record_feedback(self, request: FeedbackRequest) -> FeedbackResponse:
         """Score an earlier prediction against its actual value (raises on unknown/dup)."""

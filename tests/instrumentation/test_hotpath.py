@@ -149,3 +149,65 @@ def test_a_row_of_the_wrong_width_is_refused_and_changes_nothing() -> None:
     row.record((4.0, 5.0))
     hot_path.flush()
     assert capture.values == {(("k", "a"),): [1.0, 4.0], (("k", "b"),): [2.0, 5.0]}
+
+
+def test_a_counted_row_adds_one_per_row_to_its_count() -> None:
+    hot_path, histogram, capture = _hot_path()
+    total = hot_path.sum(MeterProvider().get_meter("test"), "s", "1", "")
+    count = total.bind({"k": "n"})
+    row = hot_path.row([histogram.bind({"k": "a"})], count=count)
+    for i in range(3):
+        row.record((float(i),))
+    hot_path.flush()
+    row.record((7.0,))
+    hot_path.flush()
+    assert count.series.total == 4
+    assert capture.values == {(("k", "a"),): [0.0, 1.0, 2.0, 7.0]}
+
+
+def test_a_counted_row_without_columns_is_refused() -> None:
+    hot_path, _histogram, _capture = _hot_path()
+    total = hot_path.sum(MeterProvider().get_meter("test"), "s", "1", "")
+    with pytest.raises(ValueError, match="at least one column"):
+        hot_path.row([], count=total.bind({"k": "n"}))
+
+
+def test_a_counted_row_counts_rows_taken_under_a_sampled_span_too() -> None:
+    from opentelemetry.context import attach, detach
+    from opentelemetry.trace import (
+        NonRecordingSpan,
+        SpanContext,
+        TraceFlags,
+        set_span_in_context,
+    )
+
+    hot_path = HotPath(exemplars=True)
+    histogram = hot_path.histogram("h", "s", "")
+    capture = Capture()
+    hot_path.add_destination(capture)
+    count = hot_path.sum(MeterProvider().get_meter("test"), "s", "1", "").bind({"k": "n"})
+    row = hot_path.row([histogram.bind({"k": "a"})], count=count)
+    row.record((1.0,))
+    sampled = SpanContext(1, 2, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    token = attach(set_span_in_context(NonRecordingSpan(sampled)))
+    try:
+        row.record((2.0,))
+        row.record((3.0,))
+    finally:
+        detach(token)
+    hot_path.flush()
+    assert count.series.total == 3
+    assert sorted(capture.values[(("k", "a"),)]) == [1.0, 2.0, 3.0]
+
+
+def test_a_lone_none_in_a_column_records_nothing() -> None:
+    # A column of one value is never compared by the sort that finds None: checked apart.
+    hot_path, histogram, capture = _hot_path()
+    total = hot_path.sum(MeterProvider().get_meter("test"), "s", "1", "")
+    amount = total.bind({"k": "n"})
+    row = hot_path.row([histogram.bind({"k": "a"}), amount, histogram.bind({"k": "b"})])
+    row.record((None, None, 2.0))
+    hot_path.flush()
+    assert capture.values == {(("k", "b"),): [2.0]}
+    assert amount.series.total == 0
+    assert not amount.series.seen
