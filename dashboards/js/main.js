@@ -298,50 +298,13 @@ function markLive(commit, source) {
   document.body.dataset.liveAppliedAt = String(Date.now() / 1000);
   document.body.dataset.liveSource = source;
   document.body.dataset.liveUpdates = String(liveUpdates);
-  gapOpened();
 }
 
 /**
- * Background jobs start in the gap after a live update was drawn, one job per gap: the
- * next commit is then furthest away, so a whole-range query (a few hundred ms of the
- * backend's one GIL under load) rarely meets the computation of the next pushed update.
- * Without updates a job waits GAP_WAIT_MS at most.
- */
-const GAP_WAIT_MS = 2000;
-/** A gap no job took is still used by a job queued this soon after it opened. */
-const GAP_FRESH_MS = 100;
-/** @type {Array<() => void>} */
-let gapWaiters = [];
-let gapOpenedAt = -Infinity;
-function gapOpened() {
-  const waiters = gapWaiters;
-  gapWaiters = [];
-  gapOpenedAt = waiters.length ? -Infinity : performance.now(); // taken, or left for the next job
-  for (const w of waiters) w();
-}
-/** @returns {Promise<void>} */
-function nextGap() {
-  if (performance.now() - gapOpenedAt < GAP_FRESH_MS) {
-    gapOpenedAt = -Infinity;
-    return Promise.resolve();
-  }
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      gapWaiters = gapWaiters.filter((w) => w !== done);
-      resolve();
-    };
-    const timer = setTimeout(done, GAP_WAIT_MS);
-    gapWaiters.push(done);
-  });
-}
-
-/**
- * Background work of the live updates, one job at a time, each in a gap (`nextGap`). The
- * backend computes each whole-range view on one process (one GIL) that also ingests and
- * pushes the next update: five such queries at once would take most of its CPU for a few
- * hundred ms and delay the next pushed update several times over; one at a time they
- * leave it room.
+ * Background work of the live updates, one job at a time. The backend computes each
+ * whole-range view on one process (one GIL) that also ingests and pushes the next
+ * update: five such queries at once would take most of its CPU for a few hundred ms and
+ * delay the next pushed update several times over; one at a time they leave it room.
  */
 let backgroundChain = Promise.resolve();
 /** Jobs queued and not finished, by name: one of each at most (a slow backend never
@@ -353,8 +316,7 @@ const BACKGROUND_JOB_MAX_MS = 30_000;
 function inBackground(name, job) {
   if (backgroundQueued.has(name)) return backgroundChain;
   backgroundQueued.add(name);
-  const run = () => nextGap()
-    .then(() => Promise.race([job(), new Promise((r) => setTimeout(r, BACKGROUND_JOB_MAX_MS))]))
+  const run = () => Promise.race([job(), new Promise((r) => setTimeout(r, BACKGROUND_JOB_MAX_MS))])
     .catch(() => {})
     .finally(() => backgroundQueued.delete(name));
   backgroundChain = backgroundChain.then(run);
