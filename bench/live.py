@@ -165,6 +165,7 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
     sse, applied, painted, numbers, wake, computed_sse = [], [], [], [], [], []
     snapshots = {round(c): p for c, _t, p in b["snapshots"]}  # committed ms -> painted ms
     computing, delivery, page = [], [], []
+    handler, frame = [], []  # the page's part: applying the event, then the next frame
     for committed, received, computed, published in events:
         computing.append(published - computed)  # the newest steps of every charted signal
         delivery.append(received - published)  # broker → loop → socket → page's listener
@@ -178,6 +179,8 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
             applied.append(nxt[1] - committed)
             painted.append(nxt[2] - committed)
             page.append(nxt[2] - received)
+            handler.append(nxt[1] - received)
+            frame.append(nxt[2] - nxt[1])
     missing = len(sent) - len(events)
     req_rows = _requests_table(live_requests, len(updates))
     figures = [
@@ -203,6 +206,10 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
         fig("push computation (server, newest steps), p99", percentile(computing, 99), "ms"),
         fig("event published → in the page (delivery), p50", percentile(delivery, 50), "ms"),
         fig("event published → in the page (delivery), p99", percentile(delivery, 99), "ms"),
+        fig("event in the page → update applied (handler), p50", percentile(handler, 50), "ms"),
+        fig("event in the page → update applied (handler), p99", percentile(handler, 99), "ms"),
+        fig("update applied → next frame (page), p50", percentile(frame, 50), "ms"),
+        fig("update applied → next frame (page), p99", percentile(frame, 99), "ms"),
         fig("commit → snapshot numbers updated and painted, p50", percentile(numbers, 50), "ms"),
         fig("commit → snapshot numbers updated and painted, p99", percentile(numbers, 99), "ms"),
         fig(
@@ -227,7 +234,7 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
         ],
         "notes": [
             *_notes(sent, events, updates, timeouts, prefill, sse, painted, req_rows),
-            _split_note(wake, computing, delivery, page),
+            _split_note(wake, computing, delivery, page, handler, frame),
             _load_note(load_before),
         ],
         "details": {
@@ -239,6 +246,8 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
             "painted_ms": [rnd(x) for x in painted],
             "computing_ms": [rnd(x) for x in computing],
             "delivery_ms": [rnd(x) for x in delivery],
+            "handler_ms": [rnd(x) for x in handler],
+            "frame_ms": [rnd(x) for x in frame],
         },
     }
 
@@ -296,6 +305,8 @@ def _split_note(
     computing: list[float],
     delivery: list[float],
     page: list[float],
+    handler: list[float],
+    frame: list[float],
 ) -> str:
     """Where commit → painted goes, stage by stage (p50 / p99 of each)."""
 
@@ -308,7 +319,8 @@ def _split_note(
         f"{both(wake)} after the commit; computing the newest steps of every charted "
         f"signal takes {both(computing)}; the event then reaches the page's listener in "
         f"{both(delivery)} (broker → event loop → socket → Chromium); the page applies it "
-        f"and paints the next frame in {both(page)}. Tails of each stage follow the "
+        f"and paints the next frame in {both(page)} (applying: {both(handler)}; the next "
+        f"frame after it: {both(frame)}). Tails of each stage follow the "
         "machine's load (2 shared cores: the backend, Chromium and other work)."
     )
 

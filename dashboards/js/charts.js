@@ -101,6 +101,7 @@ export class TimeChart {
 
   build() {
     this.plot?.destroy();
+    this.markersKey = null; // a new plot has an empty marker layer
     const colors = palette();
     const fmt = this.opts.format || ((v) => String(v));
     const axis = axisStyle();
@@ -191,6 +192,12 @@ export class TimeChart {
   placeMarkers(u) {
     if (!this.markerLayer) return;
     const [x0, x1] = [u.scales.x.min, u.scales.x.max];
+    // Each live update redraws the plot; the markers rarely move then. Rebuilding their
+    // elements anyway cost a style and layout pass per chart and update.
+    const key = JSON.stringify([x0, x1, u.bbox.width, u.bbox.height, this.annotations, this.markers,
+      this.markers.length ? [u.scales.y.min, u.scales.y.max] : null]);
+    if (key === this.markersKey) return;
+    this.markersKey = key;
     const dots = [];
     for (const a of this.annotations) {
       if (!(a.at >= x0 && a.at <= x1)) continue;
@@ -241,7 +248,11 @@ export class TimeChart {
     this.log = Boolean(this.opts.logWhenSpread) && spread(data) > 20;
     if (this.log) data = [data[0], ...data.slice(1).map((ys) => ys.map((v) => (v != null && v > 0 ? v : null)))];
     const signature = JSON.stringify([defs, this.log]);
+    if (signature === this.signature && this.plot && sameColumns(data, this.data) && sameRange(xRange, this.drawnRange)) {
+      return; // a live update that changed nothing here: a redraw would cost a frame's work
+    }
     this.data = data;
+    this.drawnRange = this.xRange;
     if (signature !== this.signature || !this.plot) {
       this.signature = signature;
       this.defs = defs;
@@ -281,6 +292,27 @@ function spread(data) {
 function lastValue(ys) {
   for (let i = (ys || []).length - 1; i >= 0; i--) if (ys[i] != null) return ys[i];
   return null;
+}
+
+/** Set an attribute unless it already has that value (no style invalidation then). */
+function setAttr(el, name, value) {
+  if (el.getAttribute(name) !== value) el.setAttribute(name, value);
+}
+
+/** Whether two uPlot column sets hold the same values. */
+function sameColumns(a, b) {
+  if (!a || !b || a.length !== b.length) return false;
+  for (let c = 0; c < a.length; c++) {
+    const x = a[c], y = b[c];
+    if (x.length !== y.length) return false;
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  }
+  return true;
+}
+
+/** Whether two x ranges (`[from, to]` or null) are the same. */
+function sameRange(a, b) {
+  return a === b || (Boolean(a) && Boolean(b) && a[0] === b[0] && a[1] === b[1]);
 }
 
 function countValues(ys) {
@@ -420,10 +452,11 @@ export class Gauge {
    */
   set(percent, text) {
     const p = isNum(percent) ? Math.max(0, Math.min(100, percent)) : 0;
-    this.bar.setAttribute("stroke-dasharray", `${(this.len * p) / 100} ${this.len}`);
     const level = !isNum(percent) ? "none" : percent < this.opts.bad ? "bad" : percent < this.opts.warn ? "warn" : "ok";
-    this.bar.setAttribute("class", `gauge-bar gauge-bar--${level}`);
-    this.value.textContent = text;
+    // Only what changed: every live update sets the gauge, mostly to what it shows.
+    setAttr(this.bar, "stroke-dasharray", `${(this.len * p) / 100} ${this.len}`);
+    setAttr(this.bar, "class", `gauge-bar gauge-bar--${level}`);
+    if (this.value.textContent !== text) this.value.textContent = text;
     if (isNum(percent)) this.value.dataset.value = String(percent);
     else delete this.value.dataset.value;
   }

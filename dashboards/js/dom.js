@@ -89,9 +89,11 @@ export function byId(id) {
  * @param {number|null|undefined} raw
  */
 export function setValue(el, text, raw) {
-  el.textContent = text;
+  // Unchanged text stays untouched: assigning it would replace the text node and make the
+  // browser lay the panel out again (every live update sets every value).
+  if (el.textContent !== text) el.textContent = text;
   if (raw === null || raw === undefined || Number.isNaN(raw)) delete el.dataset.value;
-  else el.dataset.value = String(raw);
+  else if (el.dataset.value !== String(raw)) el.dataset.value = String(raw);
 }
 
 /** A placeholder shown while a panel loads. */

@@ -35,9 +35,10 @@ export function makeCard(key, label) {
       if (vs.length < 2) return;
       const lo = Math.min(...vs), hi = Math.max(...vs);
       const span = hi - lo || 1;
-      const pts = vs.map((v, i) => `${((i / (vs.length - 1)) * 100).toFixed(2)},${(22 - ((v - lo) / span) * 20).toFixed(2)}`);
-      line.setAttribute("points", pts.join(" "));
-      area.setAttribute("points", `0,24 ${pts.join(" ")} 100,24`);
+      const pts = vs.map((v, i) => `${((i / (vs.length - 1)) * 100).toFixed(2)},${(22 - ((v - lo) / span) * 20).toFixed(2)}`).join(" ");
+      if (line.getAttribute("points") === pts) return; // a live update that moved nothing here
+      line.setAttribute("points", pts);
+      area.setAttribute("points", `0,24 ${pts} 100,24`);
     },
     /**
      * @param {{text: string, raw?: number|null, unit?: string, sub?: string, breakdown?: string,

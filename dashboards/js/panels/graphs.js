@@ -106,6 +106,7 @@ class SignalChart {
   }
 
   showState(node) {
+    if (!node && this.overlay.hidden && !this.overlay.firstChild) return; // already clear
     replace(this.overlay, node);
     this.overlay.hidden = !node;
   }
@@ -203,9 +204,10 @@ class SignalChart {
     const data = joinColumns(cur, old);
     // Pin the x scale to the visible window so a sparse series still reads in time.
     this.chart.update(defs, data, [w.from, w.to]);
-    this.el.dataset.scale = this.chart.log ? "log" : "linear";
+    const scale = this.chart.log ? "log" : "linear";
+    if (this.el.dataset.scale !== scale) this.el.dataset.scale = scale;
     const n = this.chart.pointCount();
-    this.el.dataset.points = String(n);
+    if (this.el.dataset.points !== String(n)) this.el.dataset.points = String(n);
     this.showState(n ? null : empty("No data in this range", this.opts.emptyHint));
   }
 

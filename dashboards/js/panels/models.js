@@ -197,6 +197,8 @@ function modelCard(name, service = "") {
       cohorts),
     h("dl", { class: "stats" }, ...Object.values(stats).map((s) => s.root)));
 
+  /** What the card shows, as JSON: unchanged parts are not rebuilt. */
+  let lastSet = "", lastFeatures = "", lastVersions = "";
   return {
     root,
     /** @param {any} t the panel's trends @param {string} n */
@@ -206,6 +208,11 @@ function modelCard(name, service = "") {
     },
     /** @param {any} m @param {number} limit */
     set(m, limit) {
+      // Every snapshot event sets every card: rebuilding an unchanged card's lists and
+      // table cost the page a style and layout pass per update for nothing.
+      const key = JSON.stringify([m, limit]);
+      if (key === lastSet) return;
+      lastSet = key;
       if (m.version || m.model_version) {
         version.hidden = false;
         version.textContent = `v${String(m.version || m.model_version).replace(/^v/, "")}`;
@@ -222,13 +229,21 @@ function modelCard(name, service = "") {
       const dt = psiTone(m.prediction_psi);
       driftTag.textContent = psiWord(m.prediction_psi);
       driftTag.className = `tag${dt ? ` tag--${dt}` : ""}`;
-      replace(features, ...(m.feature_drift || []).slice(0, 5).map((ft) => {
-        const tone = psiTone(ft.psi);
-        return h("li", { class: `feature${tone ? ` feature--${tone}` : ""}`, "data-feature": ft.feature },
-          h("span", { class: "name" }, ft.feature), h("span", { class: "num", "data-value": ft.psi }, ft.psi.toFixed(3)));
-      }));
-      if (!(m.feature_drift || []).length) features.append(h("li", { class: "muted" }, "no feature reference yet"));
-      renderVersions(versions, m.versions || []);
+      const featuresKey = JSON.stringify((m.feature_drift || []).slice(0, 5));
+      if (featuresKey !== lastFeatures) {
+        lastFeatures = featuresKey;
+        replace(features, ...(m.feature_drift || []).slice(0, 5).map((ft) => {
+          const tone = psiTone(ft.psi);
+          return h("li", { class: `feature${tone ? ` feature--${tone}` : ""}`, "data-feature": ft.feature },
+            h("span", { class: "name" }, ft.feature), h("span", { class: "num", "data-value": ft.psi }, ft.psi.toFixed(3)));
+        }));
+        if (!(m.feature_drift || []).length) features.append(h("li", { class: "muted" }, "no feature reference yet"));
+      }
+      const versionsKey = JSON.stringify(m.versions || []);
+      if (versionsKey !== lastVersions) {
+        lastVersions = versionsKey;
+        renderVersions(versions, m.versions || []);
+      }
       stats.coverage.set(f.isNum(m.label_coverage_percent) ? f.pct(m.label_coverage_percent, 1) : f.DASH, m.label_coverage_percent);
       stats.lag.set(f.isNum(m.label_lag_p95_s) ? f.duration(m.label_lag_p95_s) : f.DASH, m.label_lag_p95_s);
       setValue(baseline, f.num(m.baseline_mae), m.baseline_mae);

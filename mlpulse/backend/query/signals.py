@@ -20,10 +20,12 @@ everywhere. Signals and their units are listed in docs/contracts.md ("Signals").
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mlpulse.backend.query import drift as drift_maths
@@ -161,8 +163,45 @@ class Signal:
 # --- computation helpers ---------------------------------------------------------------
 
 
+_shared = threading.local()  # `shared_merges`: this thread's merges, while in the block
+
+
+@contextlib.contextmanager
+def shared_merges() -> Iterator[None]:
+    """Within the block (this thread), rows merged twice are merged once.
+
+    A computation of many signals over one read (`query.view.read_once`: the live push,
+    the snapshot) merges the same histograms for p50, p95 and p99 of one group; the
+    merge is most of their cost. The memo keys on the identity of the aggregates and
+    keeps them referenced until the block ends, so a key never matches other objects.
+    """
+    outer = getattr(_shared, "merges", None)
+    if outer is None:
+        _shared.merges = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _shared.merges = None
+
+
 def _merged(rows: Rows) -> Aggregate:
-    return merge_all([a for _, a in rows])
+    aggs = [a for _, a in rows]
+    memo: dict[tuple[int, ...], tuple[list[Aggregate], Aggregate]] | None = getattr(
+        _shared, "merges", None
+    )
+    if memo is None or len(aggs) < 2:
+        return merge_all(aggs)
+    key = tuple(map(id, aggs))
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = (aggs, merge_all(aggs))
+    return hit[1]
+
+
+def _count_and_sum(rows: Rows) -> tuple[float, float]:
+    """Σ count and Σ sum of the rows: what `_merged` would give, without its histograms."""
+    return sum((a.count for _, a in rows), 0.0), sum((a.sum for _, a in rows), 0.0)
 
 
 def _total(rows: Rows) -> float:
@@ -220,8 +259,8 @@ def _error_rate(f: Frame, w: float) -> Computed:
 
 def _avg_latency(f: Frame, w: float) -> Computed:
     rows = f.get(HTTP_DURATION, ())
-    agg = _merged(rows)
-    return Computed(_ratio(agg.sum, agg.count, _time_scale(rows)), agg.count)
+    count, total = _count_and_sum(rows)
+    return Computed(_ratio(total, count, _time_scale(rows)), count)
 
 
 def _percentile(metric: str, q: float) -> Callable[[Frame, float], Computed]:
@@ -256,8 +295,8 @@ def _count_of(metric: str) -> Callable[[Frame, float], Computed]:
 
 
 def _avg_confidence(f: Frame, w: float) -> Computed:
-    agg = _merged(f.get(CONFIDENCE, ()))
-    return Computed(_ratio(agg.sum, agg.count, 1.0), agg.count)
+    count, total = _count_and_sum(f.get(CONFIDENCE, ()))
+    return Computed(_ratio(total, count, 1.0), count)
 
 
 def _error_stats(f: Frame) -> tuple[float, float, float, float, float]:
@@ -837,16 +876,27 @@ def _frames(
     sig: Signal,
     keys: Sequence[str],
     rows: Mapping[str, Sequence[tuple[SeriesInfo, Aggregate]]],
+    labels: dict[int, tuple[str, ...]] | None = None,
 ) -> dict[tuple[str, ...], dict[str, list[tuple[SeriesInfo, Aggregate]]]]:
+    """Group rows by their label values for `keys`; `labels` remembers each series'
+    values (by series id) over the steps of one `evaluate_range`."""
+    memo: dict[int, tuple[str, ...]] = {} if labels is None else labels
+
+    def of(s: SeriesInfo) -> tuple[str, ...]:
+        got = memo.get(s.id)
+        if got is None:
+            got = memo[s.id] = _label_values(s, keys)
+        return got
+
     groups: dict[tuple[str, ...], dict[str, list[tuple[SeriesInfo, Aggregate]]]] = {}
     primary = sig.metrics[0]
     for s, agg in rows.get(primary, ()):
-        groups.setdefault(_label_values(s, keys), {}).setdefault(primary, []).append((s, agg))
+        groups.setdefault(of(s), {}).setdefault(primary, []).append((s, agg))
     if not keys:
         groups.setdefault((), {})
     for metric in sig.metrics[1:]:
         for s, agg in rows.get(metric, ()):
-            frame = groups.get(_label_values(s, keys))
+            frame = groups.get(of(s))
             if frame is not None:
                 frame.setdefault(metric, []).append((s, agg))
     return groups
@@ -929,10 +979,11 @@ def evaluate_range(
             if sig.lookback_metrics
             else {}
         )
+        labels_of: dict[int, tuple[str, ...]] = {}  # series id -> label values, every step
         for t in todo:
             points: dict[tuple[str, ...], SignalPoint] = {}
             step_rows = {**by_step.get(t, {}), **constant}
-            for labels, frame in _frames(sig, keys, step_rows).items():
+            for labels, frame in _frames(sig, keys, step_rows, labels_of).items():
                 if not keys and not frame:
                     continue
                 c = _aged(sig, sig.compute(frame, float(step)), min(t + step, end))
