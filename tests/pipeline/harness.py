@@ -434,9 +434,32 @@ class CollectorFactory:
         extra_env: dict[str, str] | None = None,
     ) -> Collector:
         n = len(self.started)
-        workdir = self.tmp_path / f"collector-{n}"
-        workdir.mkdir()
         storage = storage_dir or (self.tmp_path / f"queue-{n}")
+        # A port free_port() found can be taken by another process's outgoing connection
+        # before the collector binds it (CI saw "address already in use"): try new ports.
+        for attempt in range(3):
+            workdir = self.tmp_path / f"collector-{n}" / f"attempt-{attempt}"
+            workdir.mkdir(parents=True)
+            try:
+                return self._start(
+                    n, workdir, storage, jaeger_otlp, backend_endpoint, extra_configs, extra_env
+                )
+            except AssertionError as exc:
+                if "address already in use" not in str(exc) or attempt == 2:
+                    raise
+                self.started.pop().stop()
+        raise AssertionError("unreachable")
+
+    def _start(
+        self,
+        n: int,
+        workdir: Path,
+        storage: Path,
+        jaeger_otlp: str,
+        backend_endpoint: str,
+        extra_configs: tuple[str, ...],
+        extra_env: dict[str, str] | None,
+    ) -> Collector:
         ports = {name: free_port() for name in ("grpc", "http", "health", "metrics")}
         env = {
             **os.environ,
