@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Iterable
-from time import perf_counter
+from time import perf_counter, time_ns
 from typing import Any
 
 from opentelemetry.context import attach, detach
@@ -180,6 +180,11 @@ class HttpServerMiddleware:
         handle.record(duration)
 
     async def _traced(self, tracer: Tracer, scope: Scope, receive: Receive, send: Send) -> None:
+        # The span's start and end are given from the same clock readings as the
+        # duration, so the span is exactly the interval its exemplar measured (left to
+        # the SDK, its own clock reads fall apart from ours whenever the thread loses
+        # the GIL in between). The wall-clock start anchors the monotonic duration.
+        start_ns = time_ns()
         start = perf_counter()
         method = scope["method"]
         known = method in self._known_methods
@@ -189,6 +194,7 @@ class HttpServerMiddleware:
             context=parent,
             kind=SpanKind.SERVER,
             attributes=_request_attributes(scope, method, known),
+            start_time=start_ns,
         )
         token = attach(set_span_in_context(span, parent))
         status = 0
@@ -209,10 +215,11 @@ class HttpServerMiddleware:
             span.set_status(Status(StatusCode.ERROR, f"{error}: {exc}"))
             raise
         finally:
+            duration = perf_counter() - start
             route = route_template(scope)
             # Recorded while the span is current: the duration's exemplar is this span.
             if status:
-                self._handle(scope, route, status, error).record(perf_counter() - start)
+                self._handle(scope, route, status, error).record(duration)
             end: dict[str, Any] = {HTTP_RESPONSE_STATUS_CODE: status} if status else {}
             if route is not None:
                 end[HTTP_ROUTE] = route
@@ -224,7 +231,7 @@ class HttpServerMiddleware:
                 span.set_status(Status(StatusCode.ERROR))
             span.set_attributes(end)
             detach(token)
-            span.end()
+            span.end(end_time=start_ns + round(duration * 1e9))
 
     def _handle(
         self, scope: Scope, route: str | None, status: int, error: str | None

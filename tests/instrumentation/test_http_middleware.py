@@ -153,6 +153,26 @@ def test_exemplars_carry_the_trace_of_the_request_span(
         assert spans[exemplar.span_id] == exemplar.trace_id
 
 
+def test_a_span_lasts_exactly_the_duration_its_exemplar_measured(
+    client: TestClient, reader: InMemoryMetricReader, span_exporter: InMemorySpanExporter
+) -> None:
+    # A user follows an exemplar to its trace and expects the same number there: the
+    # span's start and end come from the readings the duration was measured with.
+    for item_id in range(5):
+        assert client.get(f"/items/{item_id}").status_code == 200
+    spans = {s.context.span_id: s for s in span_exporter.get_finished_spans()}
+    hist = point(collect(reader), DURATION, {
+        **SERVER, "http.request.method": "GET", "http.route": "/items/{item_id}",
+        "http.response.status_code": 200,
+    })  # fmt: skip
+    assert hist.exemplars
+    for exemplar in hist.exemplars:
+        span = spans[exemplar.span_id]
+        assert span.start_time is not None and span.end_time is not None
+        # Within 1 ns of rounding: the readings are the same ones.
+        assert abs((span.end_time - span.start_time) - exemplar.value * 1e9) <= 1
+
+
 def test_model_metrics_recorded_in_a_request_link_to_its_trace(
     client: TestClient, reader: InMemoryMetricReader, span_exporter: InMemorySpanExporter
 ) -> None:
