@@ -37,8 +37,8 @@ from fastapi import FastAPI
 from mlpulse.backend.api.params import finite
 from mlpulse.backend.ingest.pipeline import IngestResult
 from mlpulse.backend.live import Broker, View
+from mlpulse.backend.query.history import series_json
 from mlpulse.backend.query.signals import (
-    SignalSeries,
     choose_resolution,
     evaluate_range,
     shared_merges,
@@ -105,7 +105,7 @@ def newest_windows(
     filters = {"service": view.service} if view.service else None
     with shared_merges():  # p95 and p99 of a step merge its histograms once
         for c in charted:
-            signals[c.signal] = _series_json(
+            signals[c.signal] = series_json(
                 evaluate_range(
                     store, c.signal, start, to, step, c.group_by, filters, resolution=res
                 )
@@ -120,20 +120,6 @@ def newest_windows(
             "signals": signals,
         }
     )
-
-
-def _series_json(series: Sequence[SignalSeries]) -> list[dict[str, Any]]:
-    """Series in `/metrics/history`'s shape."""
-    out = []
-    for s in series:
-        item: dict[str, Any] = {
-            "labels": s.labels,
-            "points": [[p.time, p.value] for p in s.points],
-        }
-        if any(p.lower is not None for p in s.points):
-            item["bounds"] = [[p.time, p.lower, p.upper] for p in s.points]
-        out.append(item)
-    return out
 
 
 class _Worker:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from mlpulse.backend.query.histograms import distribution as buckets_of
@@ -13,6 +13,7 @@ from mlpulse.backend.query.signals import (
     PREDICTION_WINDOW_S,
     SIGNALS,
     Signal,
+    SignalSeries,
     choose_resolution,
     evaluate_range,
 )
@@ -47,15 +48,7 @@ def history(
         step = max(-(-step // PREDICTION_WINDOW_S), 1) * PREDICTION_WINDOW_S
     res = choose_resolution(start, end, step, retention)
     step = max(step, res)
-    out_series = []
-    for s in evaluate_range(store, signal, start, end, step, group_by, filters, resolution=res):
-        item: dict[str, Any] = {
-            "labels": s.labels,
-            "points": [[p.time, p.value] for p in s.points],
-        }
-        if any(p.lower is not None for p in s.points):
-            item["bounds"] = [[p.time, p.lower, p.upper] for p in s.points]
-        out_series.append(item)
+    series = evaluate_range(store, signal, start, end, step, group_by, filters, resolution=res)
     return {
         "metric": signal.name,
         "unit": signal.unit,
@@ -63,8 +56,22 @@ def history(
         "to": end,
         "step": step,
         "resolution": res,
-        "series": out_series,
+        "series": series_json(series),
     }
+
+
+def series_json(series: Iterable[SignalSeries]) -> list[dict[str, Any]]:
+    """Series in `/metrics/history`'s shape (also what a live update pushes)."""
+    out = []
+    for s in series:
+        item: dict[str, Any] = {
+            "labels": s.labels,
+            "points": [[p.time, p.value] for p in s.points],
+        }
+        if any(p.lower is not None for p in s.points):
+            item["bounds"] = [[p.time, p.lower, p.upper] for p in s.points]
+        out.append(item)
+    return out
 
 
 def _window(
