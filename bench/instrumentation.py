@@ -578,14 +578,46 @@ def _wrk(port: int, case: Case, seconds: float, lua: Path, seed: int) -> dict[st
     cmd = ["wrk", "-t1", "-c8", f"-d{max(1, round(seconds))}s", "-s", str(lua)]  # whole seconds
     cmd += [f"http://127.0.0.1:{port}{case.path}", "--", str(seed)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True)
-    text = out.stdout
-    found = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    found = re.search(r"Requests/sec:\s+([\d.]+)", _all_2xx(out.stdout, out.stderr, case.key))
     if found is None:
-        raise RuntimeError(f"wrk said: {text} {out.stderr}")
+        raise RuntimeError(f"wrk said: {out.stdout} {out.stderr}")
+    return {"rps": float(found.group(1))}
+
+
+def _all_2xx(text: str, err: str, what: str) -> str:
+    """wrk's report, once it shows no answer other than 2xx."""
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     if non2xx and int(non2xx.group(1)) > 0:
-        raise RuntimeError(f"wrk {case.key}: {non2xx.group(0)}")
-    return {"rps": float(found.group(1))}
+        raise RuntimeError(f"wrk {what}: {non2xx.group(0)} {err}")
+    return text
+
+
+def _start_servers(
+    servers: dict[tuple[str, int], Child],
+    ports: dict[tuple[str, int], int],
+    copies: dict[str, int],
+    sink_url: str,
+    workdir: Path,
+    quick: bool,
+    cpu: int | None = None,
+) -> None:
+    """Start `copies[variant]` servers of each variant into `servers` (the caller stops
+    them, also those started before a failure), pinned to `cpu` if given; wait for all."""
+    for v, count in copies.items():
+        for k in range(count):
+            port = ports[(v, k)] = free_port()
+            argv = [PYTHON, "-m", "bench.instrumentation", "serve", v, str(port), sink_url]
+            if quick:
+                argv.append("--quick")
+            tag = "mlapi" if cpu is None else "pinned"
+            child = servers[(v, k)] = Child(argv, log=workdir / f"{tag}-{v}-{k}.log")
+            if cpu is not None:
+                child.ps.cpu_affinity([cpu])  # before it starts its threads
+    for key, child in servers.items():
+        try:
+            wait_http(f"http://127.0.0.1:{ports[key]}/health", proc=child.proc)
+        except Exception as exc:
+            raise RuntimeError(f"{key}: {exc}: {child.log_tail()}") from None
 
 
 def _through_uvicorn(quick: bool, sink_url: str, workdir: Path) -> dict[str, Any]:
@@ -603,18 +635,7 @@ def _through_uvicorn(quick: bool, sink_url: str, workdir: Path) -> dict[str, Any
     servers: dict[tuple[str, int], Child] = {}
     ports: dict[tuple[str, int], int] = {}
     try:
-        for v in variants:
-            for k in range(copies):
-                port = ports[(v, k)] = free_port()
-                argv = [PYTHON, "-m", "bench.instrumentation", "serve", v, str(port), sink_url]
-                if quick:
-                    argv.append("--quick")
-                servers[(v, k)] = Child(argv, log=workdir / f"mlapi-{v}-{k}.log")
-        for key, child in servers.items():
-            try:
-                wait_http(f"http://127.0.0.1:{ports[key]}/health", proc=child.proc)
-            except Exception as exc:
-                raise RuntimeError(f"{key}: {exc}: {child.log_tail()}") from None
+        _start_servers(servers, ports, {v: copies for v in variants}, sink_url, workdir, quick)
         cases = [CASES[1], CASES[3]] if quick else list(CASES)
         hit_lua = _lua(CASES[0], pool, workdir, [], "warm")
         rounds, secs = (1, 1.0) if quick else (ROUNDS, RUN_SECONDS)
@@ -721,12 +742,9 @@ def _wrk_popen(port: int, case: Case, seconds: int, lua: Path, seed: int, cpu: i
 
 def _wrk_requests(proc: Any, what: str) -> int:
     out, err = proc.communicate(timeout=60)
-    found = re.search(r"(\d+) requests in", out)
+    found = re.search(r"(\d+) requests in", _all_2xx(out, err, what))
     if proc.returncode or found is None:
         raise RuntimeError(f"wrk {what}: {out} {err}")
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    if non2xx and int(non2xx.group(1)) > 0:
-        raise RuntimeError(f"wrk {what}: {non2xx.group(0)}")
     return int(found.group(1))
 
 
@@ -752,19 +770,9 @@ def _pinned_pairs(quick: bool, sink_url: str, workdir: Path) -> dict[str, Any]:
     servers: dict[tuple[str, int], Child] = {}
     ports: dict[tuple[str, int], int] = {}
     try:
-        for v in ("bare", "metrics"):
-            for k in range(copies + (1 if v == "bare" else 0)):  # a spare bare for the A/A
-                port = ports[(v, k)] = free_port()
-                argv = [PYTHON, "-m", "bench.instrumentation", "serve", v, str(port), sink_url]
-                if quick:
-                    argv.append("--quick")
-                child = servers[(v, k)] = Child(argv, log=workdir / f"pinned-{v}-{k}.log")
-                child.ps.cpu_affinity([server_cpu])  # before it starts its threads
-        for key, child in servers.items():
-            try:
-                wait_http(f"http://127.0.0.1:{ports[key]}/health", proc=child.proc)
-            except Exception as exc:
-                raise RuntimeError(f"{key}: {exc}: {child.log_tail()}") from None
+        # A spare bare copy for the A/A pair.
+        counts = {"bare": copies + 1, "metrics": copies}
+        _start_servers(servers, ports, counts, sink_url, workdir, quick, cpu=server_cpu)
         cases = [CASES[1]] if quick else list(PREDICT_CASES)
         rounds, secs = (1, 1) if quick else (PAIR_ROUNDS, PAIR_SECONDS)
         warm = _lua(CASES[0], pool, workdir, [], "pinned-warm")
