@@ -1,9 +1,10 @@
-"""The read path's result cache stays bounded in bytes, whatever an entry holds."""
+"""The read path's result cache stays bounded in bytes, whatever an entry holds; the
+planner cuts a sliding window's segments where they stop being cacheable."""
 
 from __future__ import annotations
 
 from mlpulse.backend.storage.aggregate import Aggregate, ExpBuckets
-from mlpulse.backend.storage.planner import ResultCache, _weight
+from mlpulse.backend.storage.planner import ResultCache, _weight, plan
 
 
 def _histograms(n_series: int, n_buckets: int) -> dict[int, Aggregate]:
@@ -54,3 +55,29 @@ def test_replacing_an_entry_does_not_count_it_twice() -> None:
     cache.clear()
     assert cache.bytes == 0
     assert cache.get("k", 0) is None
+
+
+def _covered(segments: list[tuple[int, int, float]]) -> list[tuple[int, int]]:
+    """Every 10 s bucket start the segments cover, with the resolution covering it."""
+    out = []
+    for res, lo, hi in segments:
+        assert lo % res == 0, (res, lo)
+        out += [(t, res) for t in range(lo, int(hi), 10)]
+    return out
+
+
+def test_plan_cuts_the_segment_that_straddles_the_sealed_end() -> None:
+    lo, hi = 7 * 3600 + 20 * 60 + 30, 8 * 3600 + 20 * 60 + 30  # a 1 h window, not aligned
+    sealed = 8 * 3600 + 19 * 60 + 50.0  # the newest minutes can still change
+    whole, cut = plan(lo, hi), plan(lo, hi, sealed)
+    assert [t for t, _ in _covered(cut)] == list(range(lo, hi, 10))  # no gap, no overlap
+    assert _covered(cut) == _covered(whole)  # same resolutions, only cut
+    ends = [seg_hi for _, _, seg_hi in cut]
+    assert 8 * 3600 + 19 * 60 in ends  # the 1 min segment ends on the sealed minute
+    assert len(cut) == len(whole) + 1
+
+
+def test_plan_leaves_segments_alone_when_sealed_is_outside_them() -> None:
+    lo, hi = 3600, 5 * 3600 + 60
+    assert plan(lo, hi, sealed=hi + 100) == plan(lo, hi)
+    assert plan(lo, hi, sealed=lo - 100) == plan(lo, hi)

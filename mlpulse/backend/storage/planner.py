@@ -31,12 +31,29 @@ def _floor(t: float, res: int) -> int:
     return int(t // res) * res
 
 
-def plan(lo: int, hi: float) -> list[tuple[int, int, float]]:
-    """Cover buckets starting in [lo, hi) with (resolution, start, end) segments."""
+def plan(lo: int, hi: float, sealed: float | None = None) -> list[tuple[int, int, float]]:
+    """Cover buckets starting in [lo, hi) with (resolution, start, end) segments.
+
+    With `sealed` (the end of what no ordinary write can change), a segment that
+    straddles it is cut there (at its own resolution's grid): its closed part can then
+    be cached. A sliding window's newest minutes are never closed, and without the cut
+    its long 1 min segment was read again on every request.
+    """
     h0, h1 = _ceil(lo, 3600), _floor(hi, 3600)
     if h1 > h0:
-        return [*_minutes(lo, h0), (3600, h0, h1), *_minutes(h1, hi)]
-    return _minutes(lo, hi)
+        segments = [*_minutes(lo, h0), (3600, h0, h1), *_minutes(h1, hi)]
+    else:
+        segments = _minutes(lo, hi)
+    if sealed is None:
+        return segments
+    out: list[tuple[int, int, float]] = []
+    for res, seg_lo, seg_hi in segments:
+        cut = _floor(sealed, res)
+        if seg_lo < cut < seg_hi:
+            out += [(res, seg_lo, cut), (res, cut, seg_hi)]
+        else:
+            out.append((res, seg_lo, seg_hi))
+    return out
 
 
 def _minutes(lo: int, hi: float) -> list[tuple[int, int, float]]:

@@ -151,7 +151,7 @@ class TieredReads:
                 done: dict[int, Aggregate] | None = self.cache.get(whole, gen)
                 if done is not None:
                     return done
-            for res, seg_lo, seg_hi in plan(lo, end):
+            for res, seg_lo, seg_hi in plan(lo, end, sealed):
                 key = ("t", tuple(sids), res, seg_lo, seg_hi, histograms)
                 closed = seg_hi <= sealed
                 got = self.cache.get(key, gen) if closed else None
