@@ -821,7 +821,8 @@ def _pinned_pairs(quick: bool, sink_url: str, workdir: Path) -> dict[str, Any]:
             "bare_cpu_us": rnd(median(a_us)),
             "other_cpu_us": rnd(median(b_us)),
             "added_cpu_us": rnd(median([y - x for x, y in zip(a_us, b_us, strict=True)])),
-            "raw": {"bare": a_us, other: b_us},
+            # Keyed by side: in the A/A pair both sides are "bare".
+            "raw": {"a (bare)": a_us, f"b ({other})": b_us},
         }
     return out
 

@@ -8,7 +8,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
+import pydantic_core
 from fastapi import HTTPException
+from fastapi.responses import Response
 
 _T = TypeVar("_T")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -93,6 +95,17 @@ def _finite(doc: Any) -> Any:
 def finite(doc: _T) -> _T:
     """Replace NaN and ±inf (which JSON cannot carry) by None, recursively."""
     return cast(_T, _finite(doc))
+
+
+def json_response(doc: Any) -> Response:
+    """`doc` as a JSON response (NaN and ±inf as null), serialized as it is.
+
+    Returned as a dict, a sync route's result is validated against its annotation in
+    FastAPI's thread pool: one more hop per request (a queue, a wake-up and a GIL
+    hand-over) that cost the query routes more than the serializing itself when
+    readers and ingest run at once (B6).
+    """
+    return Response(pydantic_core.to_json(_finite(doc)), media_type="application/json")
 
 
 def iso(t: float) -> str:

@@ -11,7 +11,15 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 
 from mlpulse.backend.api.deps import SettingsDep, StoreDep
-from mlpulse.backend.api.params import bad, finite, iso, parse_duration, parse_list, parse_range
+from mlpulse.backend.api.params import (
+    bad,
+    finite,
+    iso,
+    json_response,
+    parse_duration,
+    parse_list,
+    parse_range,
+)
 from mlpulse.backend.query import export as export_q
 from mlpulse.backend.query import fleet as fleet_q
 from mlpulse.backend.query import history as history_q
@@ -56,14 +64,14 @@ def current(
     service: Str = None,
     instance: Str = None,
     window: Annotated[str, Query()] = "5m",
-) -> dict[str, Any]:
+) -> Response:
     """The seed's snapshot over the last `window` (default 5m), for a service or instance.
 
     Uptime, memory and CPU are levels now: instances silent for longer than
     `MLPULSE_STALE_AFTER_S` (30 s) leave them.
     """
     span = parse_duration(window, "window")
-    return finite(
+    return json_response(
         snapshot(store, time.time(), span, service, instance, stale_after=settings.stale_after_s)
     )
 
@@ -71,19 +79,17 @@ def current(
 @router.get("/services")
 def services(
     store: StoreDep, settings: SettingsDep, window: Annotated[str, Query()] = "5m"
-) -> dict[str, Any]:
+) -> Response:
     """Every reporting service: its instances (running or stopped) and its own snapshot."""
     span = parse_duration(window, "window")
-    return finite(fleet_q.fleet(store, time.time(), span, settings.stale_after_s))
+    return json_response(fleet_q.fleet(store, time.time(), span, settings.stale_after_s))
 
 
 @router.get("/summary")
-def summary(
-    store: StoreDep, start: FromQ = None, end: ToQ = None, service: Str = None
-) -> dict[str, Any]:
+def summary(store: StoreDep, start: FromQ = None, end: ToQ = None, service: Str = None) -> Response:
     """The snapshot's panels over a range (default: the last hour)."""
     t0, t1 = parse_range(start, end)
-    return finite(snapshot(store, t1, t1 - t0, service))
+    return json_response(snapshot(store, t1, t1 - t0, service))
 
 
 @router.get("/history")
@@ -100,7 +106,7 @@ def history(
     instance: Str = None,
     route: Str = None,
     model: Str = None,
-) -> dict[str, Any]:
+) -> Response:
     """A signal (or raw metric) at each step of a range, one series per group."""
     t0, t1 = parse_range(start, end)
     sig = _signal(store, metric, stat)
@@ -114,7 +120,7 @@ def history(
         _filters(service=service, instance=instance, route=route, model=model),
         settings.retention_seconds(),
     )
-    return finite(doc)
+    return json_response(doc)
 
 
 @router.get("/distribution")
@@ -127,12 +133,12 @@ def distribution(
     instance: Str = None,
     route: Str = None,
     model: Str = None,
-) -> dict[str, Any]:
+) -> Response:
     """The merged histogram of a metric over a range: buckets, percentiles, error bound."""
     t0, t1 = parse_range(start, end)
     if not store.series(metric):
         raise HTTPException(status_code=404, detail=f"unknown metric {metric!r}")
-    return finite(
+    return json_response(
         history_q.distribution(
             store,
             metric,
