@@ -114,17 +114,6 @@ def _exemplars(point: Any, limit: int) -> list[Exemplar]:
     return out
 
 
-def _number(point: Any) -> float:
-    return float(point.as_int) if point.WhichOneof("value") == "as_int" else point.as_double
-
-
-def _check_values(*values: float | None) -> None:
-    """Refuse NaN and ±Inf: no meaning as a sum or a reading, and they poison any merge."""
-    for v in values:
-        if v is not None and not math.isfinite(v):
-            raise Refused("non_finite", f"non-finite value {v}")
-
-
 def _check_times(point: Any, now_ns: int, limits: Limits) -> None:
     """Refuse a point dated 0, beyond the future grace, older than retention, or whose
     start is after its time (so both times also fit in a signed 64-bit integer)."""
@@ -140,11 +129,6 @@ def _check_times(point: Any, now_ns: int, limits: Limits) -> None:
         raise Refused("start_after_time", "start_time_unix_nano is after time_unix_nano")
 
 
-def _check_count(count: int) -> None:
-    if count > MAX_COUNT:
-        raise Refused("integer_out_of_range", f"count {count} beyond 2**53")
-
-
 def _exp_buckets(point: metrics_pb2.ExponentialHistogramDataPoint) -> ExpBuckets:
     # Each field read of a protobuf message builds a Python object: read each once.
     scale, threshold = point.scale, point.zero_threshold
@@ -153,8 +137,8 @@ def _exp_buckets(point: metrics_pb2.ExponentialHistogramDataPoint) -> ExpBuckets
     if not (math.isfinite(threshold) and threshold >= 0):
         raise Refused("bad_histogram", "zero_threshold must be finite and not negative")
     positive, negative = point.positive, point.negative
-    pos = list(positive.bucket_counts)
-    neg = list(negative.bucket_counts) if negative.bucket_counts else []
+    pos = positive.bucket_counts[:]  # a slice: a list, faster than list()
+    neg = negative.bucket_counts[:] if negative.bucket_counts else []
     if len(pos) + len(neg) > MAX_BUCKETS_PER_POINT:
         raise Refused("bad_histogram", "exponential histogram has too many buckets")
     pos_offset, neg_offset = positive.offset, negative.offset
@@ -170,7 +154,7 @@ def _exp_buckets(point: metrics_pb2.ExponentialHistogramDataPoint) -> ExpBuckets
 
 def _explicit_buckets(point: metrics_pb2.HistogramDataPoint) -> ExplicitBuckets:
     bounds = tuple(point.explicit_bounds)
-    counts = [int(c) for c in point.bucket_counts]
+    counts = point.bucket_counts[:]
     if len(counts) > MAX_BUCKETS_PER_POINT:
         raise Refused("bad_histogram", "histogram has too many buckets")
     if not counts:
@@ -182,6 +166,60 @@ def _explicit_buckets(point: metrics_pb2.HistogramDataPoint) -> ExplicitBuckets:
     if any(not math.isfinite(b) for b in bounds) or list(bounds) != sorted(set(bounds)):
         raise Refused("bad_histogram", "histogram bounds must be finite and strictly increasing")
     return ExplicitBuckets(bounds, counts)
+
+
+def _exp_value(point: Any, known: _Known, count: int) -> tuple[ExpBuckets, int]:
+    """The point's checked buckets and their total count.
+
+    A cumulative histogram that saw no observation since its last export (most series
+    of a fleet, most of the time) sends the same buckets again: when the buckets' bytes
+    equal those of the series' last point, its checked `ExpBuckets` is reused (buckets
+    are never mutated in place). Equal bytes parse to equal buckets, so this is exact.
+    Buckets can only be equal when the count is: a series whose count moved (every
+    series of a busy fleet) never pays for the bytes.
+    """
+    last = known.last  # one read: another thread may replace it (never mutate it)
+    if last is None or last[2] != count:
+        buckets = _exp_buckets(point)  # raises Refused
+        total = buckets.total
+        known.last = (None, buckets, total)  # the bytes when the count holds still
+        return buckets, total
+    positive, negative = point.positive, point.negative
+    signature = (
+        point.scale,
+        point.zero_count,
+        point.zero_threshold,  # NaN never equals itself: such a point is checked, refused
+        positive.SerializeToString(),
+        negative.SerializeToString(),
+    )
+    if last[0] == signature:
+        return last[1], last[2]
+    buckets = _exp_buckets(point)
+    total = buckets.total
+    known.last = (signature, buckets, total)
+    return buckets, total
+
+
+def _explicit_value(point: Any, known: _Known) -> tuple[ExplicitBuckets, int]:
+    """The point's checked buckets and their total count (see `_exp_value`)."""
+    last = known.last
+    if last is not None:
+        bounds_list, prev, total = last
+        counts = point.bucket_counts[:]
+        # The bounds, already checked, compared as numbers (so -0.0 stands for 0.0).
+        if len(counts) == len(bounds_list) + 1 and point.explicit_bounds == bounds_list:
+            if counts == prev.counts:
+                return prev, total
+            if len(counts) <= MAX_BUCKETS_PER_POINT:
+                buckets = ExplicitBuckets(prev.bounds, counts)
+                total = sum(counts)
+                known.last = (bounds_list, buckets, total)
+                return buckets, total
+    buckets = _explicit_buckets(point)  # raises Refused
+    total = sum(buckets.counts)
+    if buckets.bounds:  # no buckets at all: nothing worth keeping
+        known.last = (list(buckets.bounds), buckets, total)
+    return buckets, total
 
 
 def _points(metric: metrics_pb2.Metric) -> tuple[Kind, bool, bool, Any]:
@@ -219,42 +257,6 @@ def _count_points(metric: metrics_pb2.Metric) -> int:
     return len(getattr(metric, data).data_points) if data else 0
 
 
-def _value(kind: Kind, cumulative: bool, monotonic: bool, point: Any, limits: Limits) -> Aggregate:
-    t = int(point.time_unix_nano)
-    if kind in ("sum", "gauge"):
-        v = _number(point)
-        if not math.isfinite(v):
-            raise Refused("non_finite", f"non-finite value {v}")
-        if kind == "sum" and monotonic and v < 0:
-            raise Refused("negative_increase", f"negative value {v:.6g} on a monotonic sum")
-        if kind == "sum":
-            return Aggregate(
-                count=1, sum=v, last=v if cumulative else None, last_ns=t,
-                exemplars=_exemplars(point, limits.max_exemplars),
-            )  # fmt: skip
-        return Aggregate(
-            count=1, sum=v, min=v, max=v, last=v, last_ns=t,
-            exemplars=_exemplars(point, limits.max_exemplars),
-        )  # fmt: skip
-    total = float(point.sum) if point.HasField("sum") else 0.0
-    mn = point.min if point.HasField("min") else None
-    mx = point.max if point.HasField("max") else None
-    _check_values(total, mn, mx)
-    count = point.count
-    _check_count(count)
-    exemplars = _exemplars(point, limits.max_exemplars) if point.exemplars else []
-    agg = Aggregate(float(count), total, mn, mx, None, t, None, None, exemplars)
-    if kind == "exp_histogram":
-        exp = agg.exponential = _exp_buckets(point)
-        if exp.zero_count + sum(exp.pos_counts) + sum(exp.neg_counts) != count:
-            raise Refused("bad_histogram", "exponential histogram buckets do not add up to count")
-    else:
-        agg.explicit = _explicit_buckets(point)
-        if sum(agg.explicit.counts) != count:
-            raise Refused("bad_histogram", "histogram buckets do not add up to count")
-    return agg
-
-
 def flatten(
     request: ExportMetricsServiceRequest, limits: Limits, now_ns: int | None = None
 ) -> Flattened:
@@ -286,19 +288,26 @@ def flatten(
     return out
 
 
+@dataclass(slots=True)
+class _Known:
+    """A series seen before: its key and, for a histogram, its last checked buckets."""
+
+    key: SeriesKey
+    # (signature or None, buckets, their total count) of the series' last histogram point.
+    last: tuple[Any, Any, int] | None = None
+
+
 # Series keys by their raw attribute bytes, per limits and metric identity: a known series
 # costs one serialization of its attributes instead of rendering, checking, sorting and
 # fingerprinting them again. Only keys that passed the limits are cached. Bounded: when
 # it grows past _KEY_CACHE_MAX keys (a cardinality storm), it starts again.
-_KEY_CACHE: dict[tuple[Any, ...], dict[tuple[bytes, ...], SeriesKey]] = {}
+_KEY_CACHE: dict[tuple[Any, ...], dict[tuple[bytes, ...], _Known]] = {}
 _KEY_CACHE_MAX = 200_000
 _key_cache_added = [0]  # keys added since the last clear (approximate across threads)
 _key_cache_lock = threading.Lock()
 
 
-def _key_cache(
-    bounds: tuple[int, ...], metric: tuple[Any, ...]
-) -> dict[tuple[bytes, ...], SeriesKey]:
+def _key_cache(bounds: tuple[int, ...], metric: tuple[Any, ...]) -> dict[tuple[bytes, ...], _Known]:
     if _key_cache_added[0] > _KEY_CACHE_MAX:
         with _key_cache_lock:
             if _key_cache_added[0] > _KEY_CACHE_MAX:
@@ -329,15 +338,17 @@ def _metric_samples(
         (resource, scope, metric.name, metric.unit, kind, monotonic),
     )
     # The per-point loop is the hot path of ingest (hundreds of thousands of points a
-    # second): the common checks are inlined and a point that passes them all costs
-    # no call beyond its value; anything unusual takes the checked path (`_check_times`,
-    # `_value`), which raises the refusal with its reason.
+    # second): the checks are inlined, and each protobuf field is read once (every read
+    # builds a Python object). Time checks that fail take `_check_times`, which raises
+    # the refusal with its reason.
     samples: list[Sample] = []
     append = samples.append
     lookup = series_keys.get
+    isfinite = math.isfinite
     oldest, newest = now_ns - limits.max_age_ns, now_ns + limits.future_grace_ns
     max_exemplars = limits.max_exemplars
     scalar = kind in ("sum", "gauge")
+    exponential = kind == "exp_histogram"
     sum_cumulative = kind == "sum" and cumulative
     sum_monotonic = kind == "sum" and monotonic
     for point in points:
@@ -349,24 +360,48 @@ def _metric_samples(
             if not oldest <= t <= newest or start > t or t == 0:
                 _check_times(point, now_ns, limits)  # raises the refusal
             raw = tuple([kv.SerializeToString() for kv in point.attributes])
-            key = lookup(raw)
-            if key is None:
-                key = _new_key(point, metric, kind, monotonic, resource, scope, limits)
-                series_keys[raw] = key
+            known = lookup(raw)
+            if known is None:
+                known = _Known(_new_key(point, metric, kind, monotonic, resource, scope, limits))
+                series_keys[raw] = known
                 _key_cache_added[0] += 1
+            exemplars = _exemplars(point, max_exemplars) if point.exemplars else []
             if scalar:
                 as_int = point.WhichOneof("value") == "as_int"
                 v = float(point.as_int) if as_int else point.as_double
-                if not math.isfinite(v) or (sum_monotonic and v < 0):
-                    _value(kind, cumulative, sum_monotonic, point, limits)  # raises
-                exemplars = _exemplars(point, max_exemplars) if point.exemplars else []
+                if not isfinite(v):
+                    raise Refused("non_finite", f"non-finite value {v}")
+                if sum_monotonic and v < 0:
+                    raise Refused("negative_increase", f"negative value {v:.6g} on a monotonic sum")
                 if kind == "sum":
                     value = Aggregate(1, v, None, None, v if sum_cumulative else None, t,
                                       None, None, exemplars)  # fmt: skip
                 else:
                     value = Aggregate(1, v, v, v, v, t, None, None, exemplars)
             else:
-                value = _value(kind, cumulative, False, point, limits)
+                total = point.sum  # 0.0 when absent
+                mn = point.min if point.HasField("min") else None
+                mx = point.max if point.HasField("max") else None
+                if not isfinite(total):
+                    raise Refused("non_finite", f"non-finite value {total}")
+                if mn is not None and not isfinite(mn):
+                    raise Refused("non_finite", f"non-finite value {mn}")
+                if mx is not None and not isfinite(mx):
+                    raise Refused("non_finite", f"non-finite value {mx}")
+                count = point.count
+                if count > MAX_COUNT:
+                    raise Refused("integer_out_of_range", f"count {count} beyond 2**53")
+                value = Aggregate(float(count), total, mn, mx, None, t, None, None, exemplars)
+                if exponential:
+                    value.exponential, in_buckets = _exp_value(point, known, count)
+                    if in_buckets != count:
+                        raise Refused(
+                            "bad_histogram", "exponential histogram buckets do not add up to count"
+                        )
+                else:
+                    value.explicit, in_buckets = _explicit_value(point, known)
+                    if in_buckets != count:
+                        raise Refused("bad_histogram", "histogram buckets do not add up to count")
         except LimitError as exc:
             out.refuse(f"{metric.name[:64]}: {exc}", code="attribute_limit")
             continue
@@ -376,7 +411,7 @@ def _metric_samples(
         except (ValueError, OverflowError) as exc:  # anything else odd: this point only
             out.refuse(f"{metric.name[:64]}: {exc}", code="bad_metric")
             continue
-        append(Sample(key, cumulative, start, t, value))
+        append(Sample(known.key, cumulative, start, t, value))
     return samples
 
 
