@@ -34,6 +34,7 @@ from typing import Any
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from mlpulse.backend.ingest.limits import LimitError, Limits, labels
@@ -43,6 +44,9 @@ from mlpulse.backend.storage.base import Kind, SeriesKey
 _CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
 _DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
 _NO_RECORDED_VALUE = metrics_pb2.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
+# A series' raw key, per attribute: `map` over the unbound method skips a Python-level
+# call per attribute (a fifth of the key's cost).
+_serialize = KeyValue.SerializeToString
 MAX_METRIC_NAME = 255
 MAX_SCALE, MIN_SCALE = 20, -10  # the OTLP spec's range for exponential histograms
 MAX_BUCKETS_PER_POINT = 4096
@@ -359,7 +363,7 @@ def _metric_samples(
             start = point.start_time_unix_nano
             if not oldest <= t <= newest or start > t or t == 0:
                 _check_times(point, now_ns, limits)  # raises the refusal
-            raw = tuple([kv.SerializeToString() for kv in point.attributes])
+            raw = tuple(map(_serialize, point.attributes))
             known = lookup(raw)
             if known is None:
                 known = _Known(_new_key(point, metric, kind, monotonic, resource, scope, limits))
