@@ -1,7 +1,7 @@
-"""Flatten's reuse of a series' last checked histogram buckets (`points._Known.last`).
+"""Flatten's histogram buckets: read from each point, explicit bounds checked once per metric.
 
-A cumulative histogram re-sent unchanged reuses its checked buckets; anything that differs
-(buckets, scale, bounds, count) must be read and checked again, never taken from before.
+Whatever a point shares with the one before (buckets, scale, bounds, count), what it
+differs in must come from the point itself and be checked again, never taken from before.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _exp_request(
 
 
 def _explicit_request(
-    service: str, t_ns: int, count: int, bounds: list[float], counts: list[int]
+    service: str, t_ns: int, count: int, bounds: list[float], counts: list[int], model: str = "a"
 ) -> ExportMetricsServiceRequest:
     req = ExportMetricsServiceRequest()
     rm = req.resource_metrics.add()
@@ -57,6 +57,8 @@ def _explicit_request(
     p.count, p.sum = count, 0.5 * count
     p.explicit_bounds.extend(bounds)
     p.bucket_counts.extend(counts)
+    a = p.attributes.add()
+    a.key, a.value.string_value = "ml.model.name", model
     return req
 
 
@@ -67,17 +69,13 @@ def _one(flat: Flattened) -> tuple[int, list[int], int]:
     return exp.scale, exp.pos_counts, exp.zero_count
 
 
-def test_unchanged_exponential_buckets_are_reused_and_changed_ones_read_again() -> None:
+def test_exponential_buckets_come_from_each_point() -> None:
     limits, now = Limits(), time.time_ns()
     service = f"reuse-{now}"  # a series of its own in the module's key cache
     first = flatten(_exp_request(service, now - 20 * NS, 6, [1, 2, 3]), limits, now)
-    # The first repeat (same count) reads its buckets and keeps their bytes; later ones
-    # with the same bytes reuse them.
     again = flatten(_exp_request(service, now - 15 * NS, 6, [1, 2, 3]), limits, now)
-    third = flatten(_exp_request(service, now - 12 * NS, 6, [1, 2, 3]), limits, now)
-    assert _one(first) == _one(again) == _one(third) == (3, [1, 2, 3], 0)
-    assert third.samples[0].value.exponential is again.samples[0].value.exponential
-    assert third.samples[0].time_ns == now - 12 * NS  # the point's own time, not the last
+    assert _one(first) == _one(again) == (3, [1, 2, 3], 0)
+    assert again.samples[0].time_ns == now - 15 * NS
     # Same count, other buckets (a reset with as many observations): read, not reused.
     moved = flatten(_exp_request(service, now - 10 * NS, 6, [3, 2, 1]), limits, now)
     assert _one(moved) == (3, [3, 2, 1], 0)
@@ -87,7 +85,7 @@ def test_unchanged_exponential_buckets_are_reused_and_changed_ones_read_again() 
     assert _one(zero) == (2, [3, 2, 0], 1)
 
 
-def test_reused_exponential_buckets_are_still_checked_against_the_count() -> None:
+def test_repeated_exponential_buckets_are_still_checked_against_the_count() -> None:
     limits, now = Limits(), time.time_ns()
     service = f"recheck-{now}"
     assert flatten(_exp_request(service, now - 20 * NS, 6, [1, 2, 3]), limits, now).samples
@@ -101,7 +99,7 @@ def test_reused_exponential_buckets_are_still_checked_against_the_count() -> Non
     assert _one(ok) == (3, [1, 2, 3], 0)
 
 
-def test_explicit_bounds_are_reused_only_when_equal_and_new_ones_checked() -> None:
+def test_explicit_bounds_are_shared_only_when_equal_and_new_ones_checked() -> None:
     limits, now = Limits(), time.time_ns()
     service = f"explicit-{now}"
     bounds = [0.25, 0.5, 0.75]
@@ -112,8 +110,13 @@ def test_explicit_bounds_are_reused_only_when_equal_and_new_ones_checked() -> No
     assert (a.bounds, a.counts, b.bounds, b.counts) == (
         (0.25, 0.5, 0.75), [1, 1, 1, 1], (0.25, 0.5, 0.75), [1, 2, 2, 1],
     )  # fmt: skip
-    same = flatten(_explicit_request(service, now - 12 * NS, 6, bounds, [1, 2, 2, 1]), limits, now)
-    assert same.samples[0].value.explicit is b
+    assert b.bounds is a.bounds  # checked once for the metric
+    # Another series of the metric (another model) with the same bounds: shared too.
+    peer = flatten(
+        _explicit_request(service, now - 12 * NS, 2, bounds, [0, 1, 1, 0], model="b"), limits, now
+    )
+    c = peer.samples[0].value.explicit
+    assert c is not None and c.bounds is a.bounds and c.counts == [0, 1, 1, 0]
     # Bounds that differ are checked as on a first sight.
     down = flatten(
         _explicit_request(service, now - 10 * NS, 6, [0.5, 0.25, 0.75], [1, 2, 2, 1]), limits, now
@@ -122,8 +125,8 @@ def test_explicit_bounds_are_reused_only_when_equal_and_new_ones_checked() -> No
     other = flatten(
         _explicit_request(service, now - 8 * NS, 6, [0.1, 0.5, 0.9], [1, 2, 2, 1]), limits, now
     )
-    c = other.samples[0].value.explicit
-    assert c is not None and c.bounds == (0.1, 0.5, 0.9)
+    d = other.samples[0].value.explicit
+    assert d is not None and d.bounds == (0.1, 0.5, 0.9)
     # Equal bounds, counts that do not add up, or one too many: refused.
     short = flatten(_explicit_request(service, now - 6 * NS, 9, bounds, [1, 2, 2, 1]), limits, now)
     assert (short.samples, dict(short.codes)) == ([], {"bad_histogram": 1})

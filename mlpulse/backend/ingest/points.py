@@ -172,58 +172,27 @@ def _explicit_buckets(point: metrics_pb2.HistogramDataPoint) -> ExplicitBuckets:
     return ExplicitBuckets(bounds, counts)
 
 
-def _exp_value(point: Any, known: _Known, count: int) -> tuple[ExpBuckets, int]:
-    """The point's checked buckets and their total count.
+def _explicit_value(point: Any, metric_keys: _MetricKeys) -> ExplicitBuckets:
+    """The point's checked buckets, its bounds checked once per metric.
 
-    A cumulative histogram that saw no observation since its last export (most series
-    of a fleet, most of the time) sends the same buckets again: when the buckets' bytes
-    equal those of the series' last point, its checked `ExpBuckets` is reused (buckets
-    are never mutated in place). Equal bytes parse to equal buckets, so this is exact.
-    Buckets can only be equal when the count is: a series whose count moved (every
-    series of a busy fleet) never pays for the bytes.
+    The series of one instrument share its bounds: when a point's bounds equal the ones
+    last checked for its metric (compared as numbers, so -0.0 stands for 0.0), their
+    checked tuple is reused instead of copied, sorted and checked again.
     """
-    last = known.last  # one read: another thread may replace it (never mutate it)
-    if last is None or last[2] != count:
-        buckets = _exp_buckets(point)  # raises Refused
-        total = buckets.total
-        known.last = (None, buckets, total)  # the bytes when the count holds still
-        return buckets, total
-    positive, negative = point.positive, point.negative
-    signature = (
-        point.scale,
-        point.zero_count,
-        point.zero_threshold,  # NaN never equals itself: such a point is checked, refused
-        positive.SerializeToString(),
-        negative.SerializeToString(),
-    )
-    if last[0] == signature:
-        return last[1], last[2]
-    buckets = _exp_buckets(point)
-    total = buckets.total
-    known.last = (signature, buckets, total)
-    return buckets, total
-
-
-def _explicit_value(point: Any, known: _Known) -> tuple[ExplicitBuckets, int]:
-    """The point's checked buckets and their total count (see `_exp_value`)."""
-    last = known.last
-    if last is not None:
-        bounds_list, prev, total = last
+    known = metric_keys.bounds  # one read: another thread may replace it (never mutate it)
+    if known is not None:
+        bounds_list, bounds = known
         counts = point.bucket_counts[:]
-        # The bounds, already checked, compared as numbers (so -0.0 stands for 0.0).
-        if len(counts) == len(bounds_list) + 1 and point.explicit_bounds == bounds_list:
-            if counts == prev.counts:
-                return prev, total
-            if len(counts) <= MAX_BUCKETS_PER_POINT:
-                buckets = ExplicitBuckets(prev.bounds, counts)
-                total = sum(counts)
-                known.last = (bounds_list, buckets, total)
-                return buckets, total
+        if (
+            len(counts) == len(bounds) + 1
+            and len(counts) <= MAX_BUCKETS_PER_POINT
+            and point.explicit_bounds == bounds_list
+        ):
+            return ExplicitBuckets(bounds, counts)
     buckets = _explicit_buckets(point)  # raises Refused
-    total = sum(buckets.counts)
-    if buckets.bounds:  # no buckets at all: nothing worth keeping
-        known.last = (list(buckets.bounds), buckets, total)
-    return buckets, total
+    if buckets.bounds:
+        metric_keys.bounds = (list(buckets.bounds), buckets.bounds)
+    return buckets
 
 
 def _points(metric: metrics_pb2.Metric) -> tuple[Kind, bool, bool, Any]:
@@ -293,31 +262,34 @@ def flatten(
 
 
 @dataclass(slots=True)
-class _Known:
-    """A series seen before: its key and, for a histogram, its last checked buckets."""
+class _MetricKeys:
+    """What flatten keeps of one metric identity: its series' keys, its checked bounds."""
 
-    key: SeriesKey
-    # (signature or None, buckets, their total count) of the series' last histogram point.
-    last: tuple[Any, Any, int] | None = None
+    keys: dict[tuple[bytes, ...], SeriesKey] = field(default_factory=dict)
+    # The explicit bounds last checked for this metric: (as a list, the checked tuple).
+    bounds: tuple[list[float], tuple[float, ...]] | None = None
 
 
 # Series keys by their raw attribute bytes, per limits and metric identity: a known series
 # costs one serialization of its attributes instead of rendering, checking, sorting and
 # fingerprinting them again. Only keys that passed the limits are cached. Bounded: when
 # it grows past _KEY_CACHE_MAX keys (a cardinality storm), it starts again.
-_KEY_CACHE: dict[tuple[Any, ...], dict[tuple[bytes, ...], _Known]] = {}
+_KEY_CACHE: dict[tuple[Any, ...], _MetricKeys] = {}
 _KEY_CACHE_MAX = 200_000
 _key_cache_added = [0]  # keys added since the last clear (approximate across threads)
 _key_cache_lock = threading.Lock()
 
 
-def _key_cache(bounds: tuple[int, ...], metric: tuple[Any, ...]) -> dict[tuple[bytes, ...], _Known]:
+def _key_cache(bounds: tuple[int, ...], metric: tuple[Any, ...]) -> _MetricKeys:
     if _key_cache_added[0] > _KEY_CACHE_MAX:
         with _key_cache_lock:
             if _key_cache_added[0] > _KEY_CACHE_MAX:
                 _KEY_CACHE.clear()
                 _key_cache_added[0] = 0
-    return _KEY_CACHE.setdefault((bounds, metric), {})
+    cache = _KEY_CACHE.get((bounds, metric))
+    if cache is None:
+        cache = _KEY_CACHE.setdefault((bounds, metric), _MetricKeys())
+    return cache
 
 
 def _metric_samples(
@@ -337,7 +309,7 @@ def _metric_samples(
     except Refused as exc:
         out.refuse(f"{metric.name[:64]}: {exc}", n, exc.code)
         return []
-    series_keys = _key_cache(
+    metric_keys = _key_cache(
         (limits.max_attributes, limits.max_key_length, limits.max_value_length),
         (resource, scope, metric.name, metric.unit, kind, monotonic),
     )
@@ -347,6 +319,7 @@ def _metric_samples(
     # the refusal with its reason.
     samples: list[Sample] = []
     append = samples.append
+    series_keys = metric_keys.keys
     lookup = series_keys.get
     isfinite = math.isfinite
     oldest, newest = now_ns - limits.max_age_ns, now_ns + limits.future_grace_ns
@@ -364,10 +337,10 @@ def _metric_samples(
             if not oldest <= t <= newest or start > t or t == 0:
                 _check_times(point, now_ns, limits)  # raises the refusal
             raw = tuple(map(_serialize, point.attributes))
-            known = lookup(raw)
-            if known is None:
-                known = _Known(_new_key(point, metric, kind, monotonic, resource, scope, limits))
-                series_keys[raw] = known
+            key = lookup(raw)
+            if key is None:
+                key = _new_key(point, metric, kind, monotonic, resource, scope, limits)
+                series_keys[raw] = key
                 _key_cache_added[0] += 1
             exemplars = _exemplars(point, max_exemplars) if point.exemplars else []
             if scalar:
@@ -397,14 +370,14 @@ def _metric_samples(
                     raise Refused("integer_out_of_range", f"count {count} beyond 2**53")
                 value = Aggregate(float(count), total, mn, mx, None, t, None, None, exemplars)
                 if exponential:
-                    value.exponential, in_buckets = _exp_value(point, known, count)
-                    if in_buckets != count:
+                    value.exponential = exp = _exp_buckets(point)
+                    if exp.total != count:
                         raise Refused(
                             "bad_histogram", "exponential histogram buckets do not add up to count"
                         )
                 else:
-                    value.explicit, in_buckets = _explicit_value(point, known)
-                    if in_buckets != count:
+                    value.explicit = explicit = _explicit_value(point, metric_keys)
+                    if sum(explicit.counts) != count:
                         raise Refused("bad_histogram", "histogram buckets do not add up to count")
         except LimitError as exc:
             out.refuse(f"{metric.name[:64]}: {exc}", code="attribute_limit")
@@ -415,7 +388,7 @@ def _metric_samples(
         except (ValueError, OverflowError) as exc:  # anything else odd: this point only
             out.refuse(f"{metric.name[:64]}: {exc}", code="bad_metric")
             continue
-        append(Sample(known.key, cumulative, start, t, value))
+        append(Sample(key, cumulative, start, t, value))
     return samples
 
 
