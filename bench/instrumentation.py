@@ -27,10 +27,11 @@ Four measurements; the first three interleave the variants round by round:
   too), so runs one after the other differ by more than the 1 % judged: two identical
   bare servers measured that way give a per-round ratio with an sd of ~11 %. So a bare
   and a metrics-only server are pinned to the same CPU and loaded at the same time (one
-  wrk each, on the other CPU) for 3 s, 12 rounds per case, three copies of each in
+  wrk each, on the other CPU) for 3 s, 16 rounds per case, four copies of each in
   turn: every swing lands on both, and the ratio of their CPU per request is the
   instrumentation's cost (sd ~1-3 % per round). An A/A pair (two bare servers) run the
-  same way shows the method's own floor of bias and noise;
+  same way shows the method's own floor of bias and noise, which is process to process
+  (one process of the same code runs a few % faster than another), not round to round;
 - through uvicorn (three processes per variant, one per round in turn, all up at once)
   driven by wrk from a second process; per round, wrk's req/s and the server's CPU
   time per request (psutil). The judged pair, bare and metrics-only, runs back to back
@@ -98,10 +99,14 @@ POPULAR_SHARE = 0.75
 ROUNDS = 12
 RUN_SECONDS = 2.0
 OTHERS_EVERY = 2
-# Pinned pairs (the judged metrics-only figure): rounds, seconds per run, wrk connections.
-PAIR_ROUNDS = 12
+# Pinned pairs (the judged metrics-only figure): rounds, seconds per run, wrk connections,
+# server processes per variant. The pairs' floor is process to process (a bare process can
+# run a few % faster than another bare one: memory layout, hash seeds), so copies, not
+# rounds, narrow it: with 3 copies a recorded A/A pair came out 1.035.
+PAIR_ROUNDS = 16
 PAIR_SECONDS = 3
 PAIR_CONNECTIONS = 8
+PAIR_COPIES = 4
 # In-process: how many collections (after 5000 requests each) the export cost is the median of.
 EXPORT_SAMPLES = 7
 
@@ -765,7 +770,7 @@ def _pinned_pairs(quick: bool, sink_url: str, workdir: Path) -> dict[str, Any]:
         raise Skip("wrk not installed: run scripts/install-bench-deps.sh")
     cpus = sorted(os.sched_getaffinity(0))
     server_cpu, load_cpu = cpus[-1], cpus[0]
-    copies = 1 if quick else 3
+    copies = 1 if quick else PAIR_COPIES
     pool = popular()
     servers: dict[tuple[str, int], Child] = {}
     ports: dict[tuple[str, int], int] = {}
