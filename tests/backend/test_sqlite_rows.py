@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -166,4 +167,21 @@ def test_a_nan_minimum_is_stored_as_null_as_before(tmp_path: Path) -> None:
     )
     row = store._reader().execute("SELECT min, typeof(min), max FROM buckets").fetchone()
     assert row == (None, "null", 1.0)
+    store.close()
+
+
+def test_a_bucket_of_an_unknown_series_fails_the_checkpoint(tmp_path: Path) -> None:
+    # The buckets' foreign key holds: nothing of the checkpoint is stored.
+    store = SQLiteStore(tmp_path / "m.db")
+    new = [(_key(0).fingerprint, _key(0), 1, 0.0)]
+    buckets = {(10, 1, 0): Aggregate(count=1, sum=1.0), (10, 2, 0): Aggregate(count=1, sum=2.0)}
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        _checkpoint(store, buckets, new_series=new, head=[(1, b"state")])
+    conn = store._reader()
+    for table in ("series", "buckets", "head_state"):
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+    # Still enforced on the writer for everything else, and the next checkpoint works.
+    assert store._writer.execute("PRAGMA foreign_keys").fetchone() == (1,)
+    _checkpoint(store, {(10, 1, 0): Aggregate(count=1, sum=1.0)}, new_series=new)
+    assert [a.sum for _, _, a in store.read([1], 10, 0, 10)] == [1.0]
     store.close()

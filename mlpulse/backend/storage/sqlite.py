@@ -308,6 +308,18 @@ def _merge_buckets(
     conn.executemany(_UPSERT_BUCKET, encoded())
 
 
+def _check_series(conn: sqlite3.Connection, series_ids: set[int]) -> None:
+    """Raise as the buckets' foreign key would if a series id is not in `series`."""
+    ids = list(series_ids)
+    found = 0
+    for chunk in _chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT count(*) FROM series WHERE id IN ({marks})"  # noqa: S608
+        found += int(conn.execute(sql, chunk).fetchone()[0])
+    if found != len(ids):
+        raise sqlite3.IntegrityError("FOREIGN KEY constraint failed")
+
+
 def _seen_intervals(
     conn: sqlite3.Connection, intervals: Iterable[DeltaInterval]
 ) -> set[DeltaInterval]:
@@ -563,6 +575,10 @@ class SQLiteStore:
             raise StorageBusyError("another write holds the store")
         conn = self._writer
         try:
+            # The buckets' foreign key is checked once per series (`_check_series`), not
+            # by SQLite per row: a lookup in `series` per bucket is a tenth of a
+            # checkpoint. The pragma is a no-op inside a transaction, hence out here.
+            conn.execute("PRAGMA foreign_keys = OFF")
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -584,6 +600,7 @@ class SQLiteStore:
                     ],
                 )  # fmt: skip
                 if buckets:
+                    _check_series(conn, {sid for _, sid, _ in buckets})
                     _merge_buckets(conn, buckets, maybe_stored)
                 # By series id, as stored; a bytearray binds without the adapter lookup
                 # of bytes (see _NULL), a copy of ~1 KB costing a fraction of it.
@@ -614,6 +631,8 @@ class SQLiteStore:
             if last_ingest is not None:
                 self._last_ingest = last_ingest
         finally:
+            with suppress(sqlite3.Error):  # nothing to restore if the connection broke
+                conn.execute("PRAGMA foreign_keys = ON")
             self._write_lock.release()
 
     def seen_delta_intervals(self, intervals: Iterable[DeltaInterval]) -> set[DeltaInterval]:
