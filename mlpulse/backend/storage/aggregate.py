@@ -47,6 +47,13 @@ class Exemplar:
         return Exemplar, (self.value, self.time_ns, self.trace_id, self.span_id)
 
 
+# The exemplars of an aggregate that has none, shared. Like histogram buckets, exemplar
+# lists are never mutated in place (merges build new ones), and most aggregates the head
+# and the caches hold have none: an empty list each is 56 bytes, ~5 MiB for B7's 10k
+# series (8 or 9 aggregates each: snapshot, base, rollups, open view, pending, cache).
+NO_EXEMPLARS: list[Exemplar] = []
+
+
 @dataclass(slots=True)
 class ExplicitBuckets:
     """Explicit-bucket histogram counts: `counts[i]` counts (bounds[i-1], bounds[i]]."""
@@ -110,10 +117,11 @@ class Aggregate:
 
     def copy(self) -> Aggregate:
         # Histogram buckets are never mutated in place (merges build new ones), so a
-        # copy shares them; only the exemplar list is the copy's own.
+        # copy shares them; only the exemplar list is the copy's own (or NO_EXEMPLARS).
+        ex = list(self.exemplars) if self.exemplars else NO_EXEMPLARS
         return Aggregate(
             self.count, self.sum, self.min, self.max, self.last, self.last_ns,
-            self.explicit, self.exponential, list(self.exemplars),
+            self.explicit, self.exponential, ex,
         )  # fmt: skip
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -355,7 +363,7 @@ def merge(a: Aggregate, b: Aggregate, max_exemplars: int = 4) -> Aggregate:
         a.last_ns if a.last_ns >= b.last_ns else b.last_ns,
         explicit,
         exponential,
-        keep_exemplars(ex, max_exemplars) if ex else [],
+        keep_exemplars(ex, max_exemplars) if ex else NO_EXEMPLARS,
     )
 
 

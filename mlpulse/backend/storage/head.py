@@ -27,7 +27,14 @@ from dataclasses import dataclass
 
 from mlpulse.backend.ingest.points import Sample
 from mlpulse.backend.ingest.temporality import histogram_delta, zero_like
-from mlpulse.backend.storage.aggregate import Aggregate, Exemplar, keep_exemplars, merge, merge_all
+from mlpulse.backend.storage.aggregate import (
+    NO_EXEMPLARS,
+    Aggregate,
+    Exemplar,
+    keep_exemplars,
+    merge,
+    merge_all,
+)
 from mlpulse.backend.storage.base import RESOLUTIONS, PointState
 
 BucketKey = tuple[int, int, int]  # (resolution, series id, bucket start)
@@ -47,11 +54,14 @@ def bucket_of(time_ns: int, resolution: int) -> int:
 def _cumulative_delta(last: Aggregate, base: Aggregate, points: int) -> Aggregate:
     """The increase from `base` to `last` (both cumulative snapshots of one incarnation)."""
     if last.explicit is None and last.exponential is None:
-        return Aggregate(count=points, sum=last.sum - base.sum, last=last.sum, last_ns=last.last_ns)
+        increase = last.sum - base.sum
+        return Aggregate(
+            points, increase, None, None, last.sum, last.last_ns, None, None, NO_EXEMPLARS
+        )
     delta = histogram_delta(last, base)
     if delta is None:  # buckets went down without a new start time: a reset, count it all
         delta = last.copy()
-    delta.exemplars = []
+    delta.exemplars = NO_EXEMPLARS
     return delta
 
 
@@ -123,7 +133,7 @@ class SeriesHead:
         last = self.state.cumulative if self.state is not None else None
         if last is not None and self.base is not None and self.fresh:
             part = _cumulative_delta(last, self.base, self.points)
-            part.exemplars = list(self.exemplars)
+            part.exemplars = list(self.exemplars) if self.exemplars else NO_EXEMPLARS
             view = part if view is None else merge(view, part)
         self._view, self._view_ok = view, True
         return view
@@ -289,7 +299,7 @@ class Head:
         value = sample.value
         # The sample is this point's own object: its exemplars move to the bucket and
         # the rest becomes the snapshot, without a copy.
-        exemplars, value.exemplars = value.exemplars, []
+        exemplars, value.exemplars = value.exemplars, NO_EXEMPLARS
         snap = value
         if st is None or st.cumulative is None:
             joined_late = sample.start_ns < self.created_ns - int(first_seen_grace_s * _NS)
