@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from mlpulse.backend.ingest.points import Sample
 from mlpulse.backend.storage.aggregate import (
+    NO_COUNTS,
     NO_EXEMPLARS,
     Aggregate,
     subtract_exp,
@@ -87,7 +88,9 @@ def histogram_delta(cur: Aggregate, prev: Aggregate) -> Aggregate | None:
 def zero_like(value: Aggregate) -> Aggregate:
     zero = Aggregate(last=value.last, last_ns=value.last_ns, exemplars=NO_EXEMPLARS)
     if value.exponential is not None:
-        zero.exponential = type(value.exponential)(value.exponential.scale)
+        zero.exponential = type(value.exponential)(
+            value.exponential.scale, 0, 0.0, 0, NO_COUNTS, 0, NO_COUNTS
+        )
     if value.explicit is not None:
         zero.explicit = type(value.explicit)(
             value.explicit.bounds, [0] * len(value.explicit.counts)
