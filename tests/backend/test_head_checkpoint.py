@@ -109,3 +109,23 @@ def test_checkpoint_round_trip_keeps_buckets_and_exemplars() -> None:
     assert got[(3600, 1, hour)] == (6.0, [1, 2, 3], ["ab" * 16])
     assert got[(60, 1, minute)] == (3.0, [0, 0, 3], [])
     assert got[(10, 1, minute)] == (3.0, [0, 0, 3], [])
+
+
+def test_a_quiet_series_holds_one_snapshot_and_its_newest_time() -> None:
+    head = Head(CREATED - 3600 * S)
+    for dt in (0, 5, 10, 15):  # the same counts every export: nothing observed
+        head.now = (CREATED + dt * S) / S
+        assert head.add_cumulative(1, _sample([1, 2, 3], CREATED + dt * S), 300.0)
+    e = head.series[1]
+    assert e.state is not None and e.state.time_ns == CREATED + 15 * S
+    assert e.state.cumulative is e.base  # one object for the level, not two
+    view = e.open_bucket()
+    assert view is not None and view.count == 0 and view.last_ns == CREATED + 15 * S
+    assert view.explicit is not None and view.explicit.counts == [0, 0, 0]
+    # A new observation is a new snapshot again, counted exactly.
+    head.now = (CREATED + 18 * S) / S
+    assert head.add_cumulative(1, _sample([1, 2, 5], CREATED + 18 * S), 300.0)
+    view = e.open_bucket()
+    assert view is not None and view.count == 2 and view.last_ns == CREATED + 18 * S
+    assert view.explicit is not None and view.explicit.counts == [0, 0, 2]
+    assert e.state is not None and e.state.cumulative is not e.base

@@ -51,16 +51,17 @@ def bucket_of(time_ns: int, resolution: int) -> int:
     return (time_ns // _NS) // resolution * resolution
 
 
-def _cumulative_delta(last: Aggregate, base: Aggregate, points: int) -> Aggregate:
-    """The increase from `base` to `last` (both cumulative snapshots of one incarnation)."""
+def _cumulative_delta(last: Aggregate, base: Aggregate, points: int, time_ns: int) -> Aggregate:
+    """The increase from `base` to `last` (both cumulative snapshots of one incarnation)
+    up to the newest point, at `time_ns` (`last` may be an earlier snapshot of the same
+    level: see `_same_level`)."""
     if last.explicit is None and last.exponential is None:
         increase = last.sum - base.sum
-        return Aggregate(
-            points, increase, None, None, last.sum, last.last_ns, None, None, NO_EXEMPLARS
-        )
+        return Aggregate(points, increase, None, None, last.sum, time_ns, None, None, NO_EXEMPLARS)
     delta = histogram_delta(last, base)
     if delta is None:  # buckets went down without a new start time: a reset, count it all
         delta = last.copy()
+    delta.last_ns = time_ns
     delta.exemplars = NO_EXEMPLARS
     return delta
 
@@ -130,9 +131,10 @@ class SeriesHead:
         if self._view_ok:
             return self._view
         view = self.acc
-        last = self.state.cumulative if self.state is not None else None
-        if last is not None and self.base is not None and self.fresh:
-            part = _cumulative_delta(last, self.base, self.points)
+        st = self.state
+        last = st.cumulative if st is not None else None
+        if st is not None and last is not None and self.base is not None and self.fresh:
+            part = _cumulative_delta(last, self.base, self.points, st.time_ns)
             part.exemplars = list(self.exemplars) if self.exemplars else NO_EXEMPLARS
             view = part if view is None else merge(view, part)
         self._view, self._view_ok = view, True
@@ -318,6 +320,11 @@ class Head:
                 self._restart(e, zero_like(snap))
             else:
                 _share_unchanged(snap, st.cumulative)
+                if _same_level(snap, st.cumulative):
+                    # Nothing changed but the time (which the state keeps): the previous
+                    # snapshot stands for this one, often the open bucket's base too, so
+                    # a quiet series holds one snapshot instead of two.
+                    snap = st.cumulative
             counts = True
         e.state = PointState(sample.start_ns, sample.time_ns, snap)
         e.fresh = True  # a joined-late first point adds a zero increase, and the level
@@ -446,6 +453,20 @@ def _share_unchanged(snap: Aggregate, prev: Aggregate) -> None:
     c, d = snap.explicit, prev.explicit
     if c is not None and d is not None and c.bounds == d.bounds and c.counts == d.counts:
         snap.explicit = d
+
+
+def _same_level(snap: Aggregate, prev: Aggregate) -> bool:
+    """`snap` holds what `prev` holds (buckets shared by `_share_unchanged`), but its time."""
+    return (
+        snap.count == prev.count
+        and snap.sum == prev.sum
+        and snap.min == prev.min
+        and snap.max == prev.max
+        and snap.last == prev.last
+        and snap.explicit is prev.explicit
+        and snap.exponential is prev.exponential
+        and not prev.exemplars
+    )
 
 
 def _went_down(sample: Sample, prev: Aggregate) -> bool:
