@@ -29,7 +29,13 @@ Per series the store keeps the last accepted point (`PointState`). For a new poi
 from __future__ import annotations
 
 from mlpulse.backend.ingest.points import Sample
-from mlpulse.backend.storage.aggregate import Aggregate, subtract_exp, subtract_explicit
+from mlpulse.backend.storage.aggregate import (
+    NO_COUNTS,
+    NO_EXEMPLARS,
+    Aggregate,
+    subtract_exp,
+    subtract_explicit,
+)
 from mlpulse.backend.storage.base import PointState
 
 FIRST_SEEN_GRACE_S = 300.0
@@ -57,7 +63,7 @@ def histogram_delta(cur: Aggregate, prev: Aggregate) -> Aggregate | None:
         count=cur.count - prev.count,
         sum=cur.sum - prev.sum,
         last_ns=cur.last_ns,
-        exemplars=list(cur.exemplars),
+        exemplars=list(cur.exemplars) if cur.exemplars else NO_EXEMPLARS,
     )
     # Lifetime min/max only tell about this interval when they moved during it.
     if cur.max is not None and (prev.max is None or cur.max > prev.max):
@@ -80,9 +86,11 @@ def histogram_delta(cur: Aggregate, prev: Aggregate) -> Aggregate | None:
 
 
 def zero_like(value: Aggregate) -> Aggregate:
-    zero = Aggregate(last=value.last, last_ns=value.last_ns)
+    zero = Aggregate(last=value.last, last_ns=value.last_ns, exemplars=NO_EXEMPLARS)
     if value.exponential is not None:
-        zero.exponential = type(value.exponential)(value.exponential.scale)
+        zero.exponential = type(value.exponential)(
+            value.exponential.scale, 0, 0.0, 0, NO_COUNTS, 0, NO_COUNTS
+        )
     if value.explicit is not None:
         zero.explicit = type(value.explicit)(
             value.explicit.bounds, [0] * len(value.explicit.counts)

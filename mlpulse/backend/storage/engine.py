@@ -165,7 +165,8 @@ class Engine(TieredReads):
             e = self.head.entry(sid)
             e.state, e.base = state, state.cumulative
             # Schema 1 wrote every point into its buckets: those of the last point exist.
-            e.written = {res: bucket_of(state.time_ns, res) for res in (10, 60, 3600)}
+            for res in (10, 60, 3600):
+                e.set_written(res, bucket_of(state.time_ns, res))
             self.head.dirty.add(sid)
         self.wal = WriteAheadLog(wal_dir, sync=sync)
         replayed = 0
@@ -405,7 +406,9 @@ class Engine(TieredReads):
         """Forget series with no bucket left anywhere (stored or in the head)."""
         self.checkpoint()
         with self._rw.exclusive(), self.lock:
-            busy = {sid for sid, e in self.head.series.items() if e.open_ts is not None or e.roll}
+            busy = {
+                sid for sid, e in self.head.series.items() if e.open_ts is not None or e.rolling()
+            }
             busy |= {sid for _, sid, _ in self.head.pending}
             gone = self.store.delete_orphan_series(keep=busy)
             if gone:

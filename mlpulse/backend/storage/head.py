@@ -23,11 +23,18 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mlpulse.backend.ingest.points import Sample
 from mlpulse.backend.ingest.temporality import histogram_delta, zero_like
-from mlpulse.backend.storage.aggregate import Aggregate, Exemplar, keep_exemplars, merge, merge_all
+from mlpulse.backend.storage.aggregate import (
+    NO_EXEMPLARS,
+    Aggregate,
+    Exemplar,
+    keep_exemplars,
+    merge,
+    merge_all,
+)
 from mlpulse.backend.storage.base import RESOLUTIONS, PointState
 
 BucketKey = tuple[int, int, int]  # (resolution, series id, bucket start)
@@ -44,14 +51,18 @@ def bucket_of(time_ns: int, resolution: int) -> int:
     return (time_ns // _NS) // resolution * resolution
 
 
-def _cumulative_delta(last: Aggregate, base: Aggregate, points: int) -> Aggregate:
-    """The increase from `base` to `last` (both cumulative snapshots of one incarnation)."""
+def _cumulative_delta(last: Aggregate, base: Aggregate, points: int, time_ns: int) -> Aggregate:
+    """The increase from `base` to `last` (both cumulative snapshots of one incarnation)
+    up to the newest point, at `time_ns` (`last` may be an earlier snapshot of the same
+    level: see `_same_level`)."""
     if last.explicit is None and last.exponential is None:
-        return Aggregate(count=points, sum=last.sum - base.sum, last=last.sum, last_ns=last.last_ns)
+        increase = last.sum - base.sum
+        return Aggregate(points, increase, None, None, last.sum, time_ns, None, None, NO_EXEMPLARS)
     delta = histogram_delta(last, base)
     if delta is None:  # buckets went down without a new start time: a reset, count it all
         delta = last.copy()
-    delta.exemplars = []
+    delta.last_ns = time_ns
+    delta.exemplars = NO_EXEMPLARS
     return delta
 
 
@@ -65,13 +76,19 @@ class SeriesHead:
     acc: Aggregate | None = None  # open bucket: deltas, gauge points, pre-restart part
     points: int = 0  # cumulative points since `base` that count (a sum bucket's count)
     fresh: bool = False  # a cumulative point arrived since `base` (its level is news)
-    exemplars: list[Exemplar] = field(default_factory=list)  # of those points
+    exemplars: tuple[Exemplar, ...] = ()  # of those points
     open_ts: int | None = None
-    roll_ts: dict[int, int] = field(default_factory=dict)  # 60 / 3600 -> bucket start
-    # The open minute's / hour's rollup: its closed 10 s buckets / minutes merged (one
-    # aggregate; a checkpoint of an older build may hold several parts, merged on read).
-    roll: dict[int, list[Aggregate]] = field(default_factory=dict)
-    written: dict[int, int] = field(default_factory=dict)  # resolution -> newest emitted bucket
+    # The open minute's / hour's rollup (its closed 10 s buckets / minutes merged) and its
+    # start, and the newest bucket emitted per resolution (-1: none). Plain slots, not
+    # dicts keyed by resolution: three small dicts and two lists cost ~700 bytes per
+    # series, 7 MiB of B7's 10k series.
+    roll60_ts: int | None = None
+    roll60: Aggregate | None = None
+    roll3600_ts: int | None = None
+    roll3600: Aggregate | None = None
+    written10: int = -1
+    written60: int = -1
+    written3600: int = -1
     _view: Aggregate | None = None  # cached open-bucket aggregate
     _view_ok: bool = False
     # Server time of the newest point taken (not checkpointed: 0 after a restart). A
@@ -79,15 +96,46 @@ class SeriesHead:
     # its buckets, so a checkpoint leaves them open (see `close_quiet`).
     seen: float = 0.0
 
+    def roll_ts(self, res: int) -> int | None:
+        """Start of the open rollup of `res` (60 or 3600), None when there is none."""
+        return self.roll60_ts if res == 60 else self.roll3600_ts
+
+    def roll(self, res: int) -> Aggregate | None:
+        """The open rollup of `res` (60 or 3600) so far."""
+        return self.roll60 if res == 60 else self.roll3600
+
+    def set_roll(self, res: int, ts: int | None, agg: Aggregate | None) -> None:
+        if res == 60:
+            self.roll60_ts, self.roll60 = ts, agg
+        else:
+            self.roll3600_ts, self.roll3600 = ts, agg
+
+    def written(self, res: int) -> int:
+        """The newest bucket of `res` emitted to `pending` (-1: none)."""
+        return self.written10 if res == 10 else self.written60 if res == 60 else self.written3600
+
+    def set_written(self, res: int, ts: int) -> None:
+        if res == 10:
+            self.written10 = ts
+        elif res == 60:
+            self.written60 = ts
+        else:
+            self.written3600 = ts
+
+    def rolling(self) -> bool:
+        """True while a 1 min or 1 h rollup is open."""
+        return self.roll60_ts is not None or self.roll3600_ts is not None
+
     def open_bucket(self) -> Aggregate | None:
         """The open 10 s bucket's aggregate so far (None when empty)."""
         if self._view_ok:
             return self._view
         view = self.acc
-        last = self.state.cumulative if self.state is not None else None
-        if last is not None and self.base is not None and self.fresh:
-            part = _cumulative_delta(last, self.base, self.points)
-            part.exemplars = list(self.exemplars)
+        st = self.state
+        last = st.cumulative if st is not None else None
+        if st is not None and last is not None and self.base is not None and self.fresh:
+            part = _cumulative_delta(last, self.base, self.points, st.time_ns)
+            part.exemplars = list(self.exemplars) if self.exemplars else NO_EXEMPLARS
             view = part if view is None else merge(view, part)
         self._view, self._view_ok = view, True
         return view
@@ -129,15 +177,15 @@ class Head:
         key = (res, e.sid, ts)
         # Buckets close in time order per series: one after the newest written is new to
         # the store (a plain insert); others may exist there and are merged with it.
-        if late or ts <= e.written.get(res, -1):
+        if late or ts <= e.written(res):
             self.maybe_stored.add(key)
-            if late and ts > e.written.get(res, -1):
+            if late and ts > e.written(res):
                 # A late point into a bucket whose rollup is still open (its minute or
                 # hour): a checkpoint may store it before the rollup closes, so the
                 # rollup's row must then merge with it, not replace it.
-                e.written[res] = ts
+                e.set_written(res, ts)
         else:
-            e.written[res] = ts
+            e.set_written(res, ts)
         cur = self.pending.get(key)
         self.pending[key] = agg if cur is None else merge(cur, agg, self.max_exemplars)
 
@@ -150,40 +198,35 @@ class Head:
         if agg is not None:
             self._emit(e, 10, ts, agg)
             minute = ts // 60 * 60
-            if e.roll_ts.get(60) != minute:
+            if e.roll60_ts != minute:
                 self._flush_roll(e, 60)
-                e.roll_ts[60] = minute
-            self._add_part(e, 60, agg)
+            self._add_part(e, 60, minute, agg)
         last = e.state.cumulative if e.state is not None else None
         if last is not None:
             e.base = last
-        e.acc, e.points, e.exemplars, e.open_ts, e.fresh = None, 0, [], None, False
+        e.acc, e.points, e.exemplars, e.open_ts, e.fresh = None, 0, (), None, False
         e._touch()
 
-    def _add_part(self, e: SeriesHead, res: int, agg: Aggregate) -> None:
+    def _add_part(self, e: SeriesHead, res: int, ts: int, agg: Aggregate) -> None:
         # One merge per close keeps a rollup at one aggregate. Keeping parts apart for a
         # later merge costs as many merges (a fold: see merge_all) and held up to eight
         # more aggregates per series with their buckets: 13.5 MiB per 10k series (B7).
-        # (A checkpoint from before holds a list of parts; `_merged` reads it.)
-        parts = e.roll.get(res)
-        e.roll[res] = (
-            [merge(_merged(parts, self.max_exemplars), agg, self.max_exemplars)] if parts else [agg]
-        )
+        # (A checkpoint from before holds a list of parts: `load_entry` merges them.)
+        cur = e.roll(res)
+        e.set_roll(res, ts, agg if cur is None else merge(cur, agg, self.max_exemplars))
 
     def _flush_roll(self, e: SeriesHead, res: int) -> None:
         """Emit a finished rollup; a minute also becomes a part of its hour's rollup."""
-        parts = e.roll.pop(res, None)
-        rts = e.roll_ts.pop(res, None)
-        if not parts or rts is None:
+        agg, rts = e.roll(res), e.roll_ts(res)
+        e.set_roll(res, None, None)
+        if agg is None or rts is None:
             return
-        merged = _merged(parts, self.max_exemplars)
-        self._emit(e, res, rts, merged)
+        self._emit(e, res, rts, agg)
         if res == 60:
             hour = rts // 3600 * 3600
-            if e.roll_ts.get(3600) != hour:
+            if e.roll3600_ts != hour:
                 self._flush_roll(e, 3600)
-                e.roll_ts[3600] = hour
-            self._add_part(e, 3600, merged)
+            self._add_part(e, 3600, hour, agg)
 
     def _into_open(self, e: SeriesHead, time_ns: int) -> bool:
         """Make the bucket of `time_ns` the open one; False if it closed already."""
@@ -191,8 +234,9 @@ class Head:
         if ts + 10 + CLOSE_GRACE_S <= self.now:
             self.late_writes += 1  # a delayed export: cached results of closed windows age
         if e.open_ts is None:
-            if any(ts < rts for rts in e.roll_ts.values()):
-                return False
+            for rts in (e.roll60_ts, e.roll3600_ts):
+                if rts is not None and ts < rts:
+                    return False
             e.open_ts = ts
         elif ts > e.open_ts:
             self._close(e)
@@ -227,8 +271,9 @@ class Head:
             if e.open_ts is not None and e.open_ts + 10 <= horizon:
                 self._close(e)
                 self.dirty.add(e.sid)
-            for res in sorted(e.roll_ts):  # a minute first: it joins its hour's rollup
-                if res in e.roll_ts and e.roll_ts[res] + res <= horizon:
+            for res in (60, 3600):  # a minute first: it joins its hour's rollup
+                rts = e.roll_ts(res)
+                if rts is not None and rts + res <= horizon:
                     self._flush_roll(e, res)
                     self.dirty.add(e.sid)
 
@@ -256,7 +301,7 @@ class Head:
         value = sample.value
         # The sample is this point's own object: its exemplars move to the bucket and
         # the rest becomes the snapshot, without a copy.
-        exemplars, value.exemplars = value.exemplars, []
+        exemplars, value.exemplars = value.exemplars, NO_EXEMPLARS
         snap = value
         if st is None or st.cumulative is None:
             joined_late = sample.start_ns < self.created_ns - int(first_seen_grace_s * _NS)
@@ -275,13 +320,18 @@ class Head:
                 self._restart(e, zero_like(snap))
             else:
                 _share_unchanged(snap, st.cumulative)
+                if _same_level(snap, st.cumulative):
+                    # Nothing changed but the time (which the state keeps): the previous
+                    # snapshot stands for this one, often the open bucket's base too, so
+                    # a quiet series holds one snapshot instead of two.
+                    snap = st.cumulative
             counts = True
         e.state = PointState(sample.start_ns, sample.time_ns, snap)
         e.fresh = True  # a joined-late first point adds a zero increase, and the level
         if counts:
             e.points += 1
         if counts and exemplars:
-            e.exemplars = keep_exemplars(e.exemplars + exemplars, self.max_exemplars)
+            e.exemplars = tuple(keep_exemplars([*e.exemplars, *exemplars], self.max_exemplars))
         self.dirty.add(sid)
         e._touch()
         return True
@@ -290,12 +340,12 @@ class Head:
         """Move the cumulative part of the open bucket into `acc` (before a restart)."""
         part = e.open_bucket()
         e.acc = part
-        e.points, e.exemplars, e.fresh = 0, [], False
+        e.points, e.exemplars, e.fresh = 0, (), False
 
     def _restart(self, e: SeriesHead, base: Aggregate) -> None:
         e.base = base
         if e.acc is None:
-            e.points, e.exemplars = 0, []
+            e.points, e.exemplars = 0, ()
 
     # --- reads ------------------------------------------------------------------------
 
@@ -315,14 +365,11 @@ class Head:
             for res in (60, 3600) if resolution == 3600 else (resolution,):
                 if res == 10:
                     break
-                rts = e.roll_ts.get(res)
-                parts = e.roll.get(res)
-                if rts is not None and parts:
+                rts, agg = e.roll_ts(res), e.roll(res)
+                if rts is not None and agg is not None:
                     ts = rts // resolution * resolution
                     if lo <= ts < hi:
-                        if len(parts) > 1:
-                            e.roll[res] = parts = [merge_all(parts, self.max_exemplars)]
-                        yield sid, ts, parts[0]
+                        yield sid, ts, agg
             if e.open_ts is not None:
                 ts = e.open_ts // resolution * resolution
                 if lo <= ts < hi:
@@ -338,8 +385,19 @@ class Head:
     # --- persistence ------------------------------------------------------------------
 
     def dump_entry(self, sid: int) -> bytes:
-        """Serialize one series' head state (for the checkpoint)."""
+        """Serialize one series' head state (for the checkpoint).
+
+        The format of the first head builds (rollups and emitted buckets as dicts keyed
+        by resolution), so every checkpoint, older or newer, loads the same way.
+        """
         e = self.series[sid]
+        roll_ts: dict[int, int] = {}
+        roll: dict[int, list[Aggregate]] = {}
+        for res in (60, 3600):
+            rts, agg = e.roll_ts(res), e.roll(res)
+            if rts is not None and agg is not None:
+                roll_ts[res], roll[res] = rts, [agg]
+        written = {res: e.written(res) for res in RESOLUTIONS if e.written(res) >= 0}
         return pickle.dumps(
             (
                 e.state,
@@ -347,11 +405,11 @@ class Head:
                 e.acc,
                 e.points,
                 e.fresh,
-                e.exemplars,
+                list(e.exemplars),
                 e.open_ts,
-                e.roll_ts,
-                e.roll,
-                e.written,
+                roll_ts,
+                roll,
+                written,
             ),
             protocol=pickle.HIGHEST_PROTOCOL,
         )
@@ -360,7 +418,15 @@ class Head:
         """Restore one series' head state written by `dump_entry`."""
         # Our own checkpoint in our own database file, never client data.
         fields = pickle.loads(blob)  # noqa: S301
-        self.series[sid] = SeriesHead(sid, *fields)
+        state, base, acc, points, fresh, exemplars, open_ts, roll_ts, roll, written = fields
+        e = SeriesHead(sid, state, base, acc, points, fresh, tuple(exemplars), open_ts)
+        for res, rts in roll_ts.items():
+            parts = roll.get(res)
+            if parts:  # an older build kept several parts: merged once, here
+                e.set_roll(res, rts, _merged(parts, self.max_exemplars))
+        for res, ts in written.items():
+            e.set_written(res, ts)
+        self.series[sid] = e
 
 
 def _share_unchanged(snap: Aggregate, prev: Aggregate) -> None:
@@ -387,6 +453,20 @@ def _share_unchanged(snap: Aggregate, prev: Aggregate) -> None:
     c, d = snap.explicit, prev.explicit
     if c is not None and d is not None and c.bounds == d.bounds and c.counts == d.counts:
         snap.explicit = d
+
+
+def _same_level(snap: Aggregate, prev: Aggregate) -> bool:
+    """`snap` holds what `prev` holds (buckets shared by `_share_unchanged`), but its time."""
+    return (
+        snap.count == prev.count
+        and snap.sum == prev.sum
+        and snap.min == prev.min
+        and snap.max == prev.max
+        and snap.last == prev.last
+        and snap.explicit is prev.explicit
+        and snap.exponential is prev.exponential
+        and not prev.exemplars
+    )
 
 
 def _went_down(sample: Sample, prev: Aggregate) -> bool:
