@@ -321,22 +321,53 @@ class Engine(TieredReads):
     def _head_rows(
         self, sids: list[int], resolution: int, lo: int, hi: float
     ) -> list[tuple[int, int, Aggregate]]:
+        return self._head_rows_of(sids, [(resolution, lo, hi)])[0]
+
+    def _head_rows_of(
+        self, sids: list[int], segments: Sequence[tuple[int, int, float]]
+    ) -> list[list[tuple[int, int, Aggregate]]]:
+        """The head's rows of each (resolution, lo, hi) segment, under one acquisition of
+        the lock: one that meets an ingest holding it waits for it and then for the GIL."""
+        out = []
         with self.lock:
-            rows = list(self.head.rows(sids, resolution, lo, hi))
-            if self._flushing:
-                wanted = set(sids)
-                rows.extend(
-                    (sid, ts, agg)
-                    for (res, sid, ts), agg in self._flushing.items()
-                    if res == resolution and sid in wanted and lo <= ts < hi
-                )
-        return rows
+            wanted = set(sids) if self._flushing else None
+            for resolution, lo, hi in segments:
+                rows = list(self.head.rows(sids, resolution, lo, hi))
+                if wanted is not None:
+                    rows.extend(
+                        (sid, ts, agg)
+                        for (res, sid, ts), agg in self._flushing.items()
+                        if res == resolution and sid in wanted and lo <= ts < hi
+                    )
+                out.append(rows)
+        return out
 
     def _read(
         self, sids: list[int], resolution: int, lo: int, hi: float, histograms: bool
     ) -> dict[tuple[int, int], Aggregate]:
         """Every bucket of the store and the head, merged per (series, bucket start)."""
         head = self._head_rows(sids, resolution, lo, hi)
+        return self._with_store(sids, resolution, lo, hi, histograms, head)
+
+    def _read_segments(
+        self, sids: list[int], segments: Sequence[tuple[int, int, float]], histograms: bool
+    ) -> list[dict[tuple[int, int], Aggregate]]:
+        heads = self._head_rows_of(sids, segments)
+        return [
+            self._with_store(sids, res, lo, hi, histograms, head)
+            for (res, lo, hi), head in zip(segments, heads, strict=True)
+        ]
+
+    def _with_store(
+        self,
+        sids: list[int],
+        resolution: int,
+        lo: int,
+        hi: float,
+        histograms: bool,
+        head: list[tuple[int, int, Aggregate]],
+    ) -> dict[tuple[int, int], Aggregate]:
+        """The store's buckets of a segment merged with the head's rows of it."""
         out: dict[tuple[int, int], Aggregate] = {}
         for sid, ts, agg in self.store.read(sids, resolution, lo, hi, histograms=histograms):
             out[(sid, ts)] = agg
@@ -352,8 +383,16 @@ class Engine(TieredReads):
 
     def series(self, metric: str, filters: Mapping[str, str] | None = None) -> list[SeriesInfo]:
         """Return the series of a metric whose labels match every filter."""
-        with self.lock:
-            infos = [self.registry.info[i] for i in self.registry.by_metric.get(metric, ())]
+        # Without the lock. A series is added as info first, then its id appended to its
+        # metric's list; retention removes them (each step atomic under the GIL), so a
+        # copy of the list and lookups that skip a removed id see the registry as it was
+        # a moment before or after. Under the lock this was most of a read's lock
+        # acquisitions (about 100 per snapshot), and each one that met an ingest holding
+        # the lock waited for the lock and then for the GIL: B6's readers spent ~80 % of
+        # their time there while one writer posted.
+        registry = self.registry
+        ids = list(registry.by_metric.get(metric, ()))
+        infos = [s for s in map(registry.info.get, ids) if s is not None]
         if filters:
             infos = [s for s in infos if all(s.label(k) == v for k, v in filters.items())]
         return sorted(infos, key=lambda s: s.id)

@@ -39,6 +39,13 @@ class TieredReads:
         """Every bucket of `resolution` starting in [lo, hi), one per (series, start)."""
         raise NotImplementedError
 
+    def _read_segments(
+        self, sids: list[int], segments: Sequence[tuple[int, int, float]], histograms: bool
+    ) -> list[dict[tuple[int, int], Aggregate]]:
+        """`_read` of each (resolution, lo, hi) segment (an engine may gather its head's
+        part of them at once)."""
+        return [self._read(sids, res, lo, hi, histograms) for res, lo, hi in segments]
+
     def _generation(self) -> int:
         """The generation cached results are valid for."""
         raise NotImplementedError
@@ -151,17 +158,21 @@ class TieredReads:
                 done: dict[int, Aggregate] | None = self.cache.get(whole, gen)
                 if done is not None:
                     return done
-            for res, seg_lo, seg_hi in plan(lo, end, sealed):
+            segments = plan(lo, end, sealed)
+            done_by: list[dict[int, Aggregate] | None] = []
+            for res, seg_lo, seg_hi in segments:
                 key = ("t", tuple(sids), res, seg_lo, seg_hi, histograms)
-                closed = seg_hi <= sealed
-                got = self.cache.get(key, gen) if closed else None
+                done_by.append(self.cache.get(key, gen) if seg_hi <= sealed else None)
+            todo = [seg for seg, got in zip(segments, done_by, strict=True) if got is None]
+            fresh = iter(self._read_segments(sids, todo, histograms) if todo else [])
+            for (res, seg_lo, seg_hi), got in zip(segments, done_by, strict=True):
                 if got is None:
-                    rows = self._read(sids, res, seg_lo, seg_hi, histograms)
                     per: dict[int, list[Aggregate]] = {}
-                    for (sid, _), agg in rows.items():
+                    for (sid, _), agg in next(fresh).items():
                         per.setdefault(sid, []).append(agg)
                     got = {sid: merge_all(aggs) for sid, aggs in per.items()}
-                    if closed:
+                    if seg_hi <= sealed:
+                        key = ("t", tuple(sids), res, seg_lo, seg_hi, histograms)
                         self.cache.put(key, gen, got)
                 for sid, agg in got.items():
                     parts.setdefault(sid, []).append(agg)
