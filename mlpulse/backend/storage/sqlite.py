@@ -28,10 +28,8 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-import struct
 import threading
 import time
-from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, suppress
 from pathlib import Path
@@ -39,9 +37,8 @@ from typing import Any, cast
 
 from mlpulse.backend.storage.aggregate import (
     Aggregate,
-    ExpBuckets,
-    ExplicitBuckets,
     dump_exemplars,
+    dump_hist,
     load_exemplars,
     load_hist,
     merge,
@@ -204,68 +201,20 @@ def _load_states(conn: sqlite3.Connection, series_ids: Iterable[int]) -> dict[in
 # - NULL is bound as NaN: SQLite stores a NaN double as NULL (sqlite3_bind_double), so
 #   the column holds NULL exactly as when None is bound (and a NaN value was NULL before
 #   too). Only the nullable columns (min, max, last, hist, exemplars) get it.
-# - A histogram is a bytearray, stored as the same BLOB as bytes.
+# - A histogram is a bytearray (`dump_hist`), stored as the same BLOB as bytes.
 
 _NULL = math.nan  # binds as SQL NULL, without the adapter lookup of None (see above)
-_EMPTY = bytearray()  # bytearray.join gives a bytearray
-# aggregate.dump_hist's format ("e"/"x", little-endian, narrowest unsigned count type);
-# tests/backend/test_sqlite_rows.py checks that both encoders write the same bytes.
-_EXP_HEADER = struct.Struct("<iqdiiii")
-_EXPLICIT_HEADER = struct.Struct("<i")
-
-
-def _wide_counts(*lists: list[int]) -> tuple[bytes, list[array[int]]]:
-    """Counts that do not all fit a byte: the narrowest of 16/32 bit unsigned, or int64."""
-    for code in ("H", "I"):
-        try:
-            return code.encode(), [array(code, c) for c in lists]
-        except OverflowError:  # a count too large (or negative) for this type
-            continue
-    return b"q", [array("q", c) for c in lists]
-
-
-def _exp_blob(h: ExpBuckets) -> bytearray:
-    header = _EXP_HEADER.pack(
-        h.scale,
-        h.zero_count,
-        h.zero_threshold,
-        h.pos_offset,
-        len(h.pos_counts),
-        h.neg_offset,
-        len(h.neg_counts),
-    )
-    try:
-        # Most buckets' counts fit a byte; bytearray(list) packs them several times
-        # faster than array("B", list).
-        return _EMPTY.join((b"e", header, b"B", bytearray(h.pos_counts), bytearray(h.neg_counts)))
-    except ValueError:  # a count outside 0..255
-        code, (pos, neg) = _wide_counts(h.pos_counts, h.neg_counts)
-        return _EMPTY.join((b"e", header, code, pos, neg))
-
-
-def _explicit_blob(e: ExplicitBuckets) -> bytearray:
-    head = (b"x", _EXPLICIT_HEADER.pack(len(e.bounds)), array("d", e.bounds))
-    try:
-        return _EMPTY.join((*head, b"B", bytearray(e.counts)))
-    except ValueError:  # a count outside 0..255
-        code, (counts,) = _wide_counts(e.counts)
-        return _EMPTY.join((*head, code, counts))
 
 
 def _bucket_row(res: int, sid: int, ts: int, agg: Aggregate) -> tuple[Any, ...]:
     """The parameters of `_UPSERT_BUCKET` for one bucket (of bindable types, see above)."""
-    if agg.exponential is not None:
-        hist: bytearray | float = _exp_blob(agg.exponential)
-    elif agg.explicit is not None:
-        hist = _explicit_blob(agg.explicit)
-    else:
-        hist = _NULL
+    hist = dump_hist(agg)
     mn, mx, last = agg.min, agg.max, agg.last
     return (
         res, sid, ts, agg.count, agg.sum,
         _NULL if mn is None else mn, _NULL if mx is None else mx,
         _NULL if last is None else last, agg.last_ns,
-        hist, dump_exemplars(agg.exemplars) if agg.exemplars else _NULL,
+        _NULL if hist is None else hist, dump_exemplars(agg.exemplars) if agg.exemplars else _NULL,
     )  # fmt: skip
 
 
